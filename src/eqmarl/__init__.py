@@ -1,0 +1,3 @@
+"""eqmarl: symmetry-aware multi-agent PPO, from a laptop to a SLURM cluster."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,67 @@
+"""EntityGraph: the input of graph policies.
+
+A batch of entity graphs with a fixed maximum node count ``N`` (padded, see
+``node_mask``).  Leading batch shape ``B`` is ``[E]`` when every agent of an env
+reads the same (fully observed) graph, or ``[E, A]`` for per-agent ego graphs.
+
+Features are split by how they transform under the world's symmetry group O(2):
+
+* ``h``  ``[*B, N, F]``  invariant node features (entity type, team, health...);
+* ``x``  ``[*B, N, 2]``  equivariant positions, world frame, origin at the arena centre;
+* ``v``  ``[*B, N, 2]``  equivariant velocities;
+* ``node_mask`` ``[*B, N]`` bool, True for real nodes (padding is False);
+* ``agent_node`` ``[A]`` long: the node index of each agent (the same for every graph);
+* ``edge_rule``: which pairs exchange messages: ``"full"`` (complete graph without
+  self-loops over real nodes), or ``"bipartite"`` (see :func:`adjacency`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class EntityGraph:
+    h: Tensor
+    x: Tensor
+    v: Tensor
+    node_mask: Tensor
+    agent_node: Tensor
+    edge_rule: str = "full"
+    # Optional per-node group id used by ``bipartite``: edges only between nodes of
+    # different groups or both in group 0 (allies fully connected, ally-enemy, no enemy-enemy).
+    node_group: Tensor | None = None
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.h.shape[-2])
+
+    def map(self, fn) -> "EntityGraph":
+        """Apply ``fn`` to every batched tensor field (not to ``agent_node``)."""
+        return replace(
+            self,
+            h=fn(self.h),
+            x=fn(self.x),
+            v=fn(self.v),
+            node_mask=fn(self.node_mask),
+            node_group=None if self.node_group is None else fn(self.node_group),
+        )
+
+    def adjacency(self) -> Tensor:
+        """Dense boolean adjacency ``[*B, N, N]`` (``adj[..., i, j]``: j sends to i)."""
+        m = self.node_mask
+        adj = m.unsqueeze(-1) & m.unsqueeze(-2)
+        n = self.num_nodes
+        adj = adj & ~torch.eye(n, dtype=torch.bool, device=m.device)
+        if self.edge_rule == "bipartite":
+            if self.node_group is None:
+                raise ValueError("edge_rule='bipartite' needs node_group")
+            g = self.node_group
+            gi, gj = g.unsqueeze(-1), g.unsqueeze(-2)
+            adj = adj & ((gi != gj) | ((gi == 0) & (gj == 0)))
+        elif self.edge_rule != "full":
+            raise ValueError(f"edge_rule={self.edge_rule!r}; allowed: 'full', 'bipartite'")
+        return adj

@@ -1,0 +1,5 @@
+"""Policies: encoders (mlp, gnn, egnn, e2gn2) + heads, behind :class:`Policy`."""
+
+from eqmarl.models.policy import Policy, make_policy
+
+__all__ = ["Policy", "make_policy"]

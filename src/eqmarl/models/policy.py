@@ -1,0 +1,114 @@
+"""Policy = actor (encoder + action head) and critic (encoder + value head).
+
+Encoders are looked up by ``model.name`` in :data:`ENCODERS`; each builder gets the
+model config, the env spec and the role (``actor`` or ``critic``) and whether the
+critic is centralized (MAPPO), and returns a module ``Observation -> ActorFeatures``
+with attributes ``out_dim`` and ``equivariant``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from eqmarl.envs.base import EnvSpec, Observation
+from eqmarl.models.heads import ActorFeatures, CategoricalHead, GaussianHead, ValueHead
+from eqmarl.models.mlp import MLPEncoder
+
+EncoderBuilder = Callable[..., nn.Module]
+
+
+def _build_mlp(cfg, spec: EnvSpec, role: str, centralized: bool) -> nn.Module:
+    if role == "critic" and centralized:
+        return MLPEncoder(spec.state_dim, cfg.hidden, cfg.layers, cfg.activation, "state", spec.n_agents)
+    return MLPEncoder(spec.obs_dim, cfg.hidden, cfg.layers, cfg.activation, "obs", spec.n_agents)
+
+
+ENCODERS: dict[str, EncoderBuilder] = {"mlp": _build_mlp}
+
+
+def register_encoder(name: str, builder: EncoderBuilder) -> None:
+    """Make ``model.name=<name>`` build encoders with ``builder(cfg, spec, role, centralized)``."""
+    ENCODERS[name] = builder
+
+
+class ActOutput(NamedTuple):
+    action: Tensor  # [E, A, D] float or [E, A] long
+    logprob: Tensor  # [E, A]
+    value: Tensor  # [E, A] (normalized scale if value normalization is on)
+
+
+class Policy(nn.Module):
+    """Actor-critic over a batch of envs; one set of parameters shared by all agents.
+
+    Args:
+        actor_encoder / critic_encoder: ``Observation -> ActorFeatures`` modules.
+        spec: env spec (action type and size).
+        init_log_std: initial log-std of continuous actions.
+    """
+
+    def __init__(
+        self, actor_encoder: nn.Module, critic_encoder: nn.Module, spec: EnvSpec, init_log_std: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.actor_encoder = actor_encoder
+        self.critic_encoder = critic_encoder
+        self.spec = spec
+        if spec.action_type == "continuous":
+            self.head: nn.Module = GaussianHead(
+                actor_encoder.out_dim,
+                spec.action_dim,
+                equivariant=bool(getattr(actor_encoder, "equivariant", False)),
+                init_log_std=init_log_std,
+            )
+        else:
+            self.head = CategoricalHead(actor_encoder.out_dim, spec.action_dim)
+        self.value_head = ValueHead(critic_encoder.out_dim)
+
+    def distribution(self, obs: Observation):
+        return self.head(self.actor_encoder(obs), obs.action_mask)
+
+    def value(self, obs: Observation) -> Tensor:
+        return self.value_head(self.critic_encoder(obs))
+
+    @torch.no_grad()
+    def act(self, obs: Observation, deterministic: bool = False) -> ActOutput:
+        dist = self.distribution(obs)
+        action = dist.mode() if deterministic else dist.sample()
+        return ActOutput(action, dist.log_prob(action), self.value(obs))
+
+    def evaluate(self, obs: Observation, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-prob ``[E, A]``, entropy ``[E, A]`` and value ``[E, A]`` of ``action``."""
+        dist = self.distribution(obs)
+        return dist.log_prob(action), dist.entropy(), self.value(obs)
+
+
+def make_policy(model_cfg, spec: EnvSpec, centralized_critic: bool) -> Policy:
+    """Build the policy named by ``model_cfg.name`` for ``spec``.
+
+    Args:
+        model_cfg: :class:`eqmarl.config.ModelConfig`.
+        spec: the env's spec.
+        centralized_critic: MAPPO (critic on the global state / whole graph) vs IPPO.
+    """
+    _load_graph_models()
+    if model_cfg.name not in ENCODERS:
+        raise ValueError(f"model.name={model_cfg.name!r}; allowed: {', '.join(sorted(ENCODERS))}")
+    build = ENCODERS[model_cfg.name]
+    actor = build(model_cfg, spec, "actor", centralized_critic)
+    critic = build(model_cfg, spec, "critic", centralized_critic)
+    return Policy(actor, critic, spec, init_log_std=model_cfg.init_log_std)
+
+
+def _load_graph_models() -> None:
+    """Import optional encoder modules so they register themselves (if present)."""
+    import importlib
+
+    for mod in ("eqmarl.models.gnn", "eqmarl.models.egnn", "eqmarl.models.e2gn2"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
