@@ -73,6 +73,11 @@ class ModelConfig:
     activation: str = "tanh"
     # initial log-std of continuous Gaussian actions
     init_log_std: float = -0.5
+    # graph models: implementation of message passing: dense (batched tensors, fast for
+    # small complete graphs) | pyg (torch-geometric MessagePassing over an edge list)
+    graph_backend: str = "dense"
+    # graph models: feed velocities as a second equivariant vector channel
+    use_velocity: bool = True
 
 
 # ---------------------------------------------------------------------------- algo

@@ -27,7 +27,8 @@ SCENARIOS = ("simple_spread", "simple_tag")
 BACKENDS = ("vmas", "mpe2")
 PREY_POLICIES = ("flee", "random", "still")
 
-# Discrete MPE actions (VMAS and mpe2 agree): 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y.
+# Discrete MPE actions: 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y (mpe2's order; VmasMPE maps
+# them onto VMAS's 9-way action index).
 MPE_MOVES = [(0, 0.0, 0.0), (1, -1.0, 0.0), (2, 1.0, 0.0), (3, 0.0, -1.0), (4, 0.0, 1.0)]
 
 
@@ -127,6 +128,7 @@ class VmasMPE:
         ).to(self.device)
         self._h = torch.nn.functional.one_hot(self._node_type, n_types).float()
         self._agent_node = torch.arange(self.n_learners, device=self.device)
+        self._vmas_moves = torch.tensor([0, 3, 6, 1, 2], device=self.device)
         obs0 = self._env.reset()
         obs_dim = int(obs0[0].shape[-1])
         self.spec = EnvSpec(
@@ -170,7 +172,10 @@ class VmasMPE:
             prey = scripted_prey_action(prey_pos, pred_pos, self.prey_policy, self.continuous)
             acts += list(prey.unbind(dim=1))
         if not self.continuous:
-            acts = [a.long().unsqueeze(-1) for a in acts]
+            # VMAS discrete actions are Discrete(9): index 3*ix + iy with ix, iy in
+            # {0 stay, 1 minus, 2 plus}; map our 5 MPE moves onto it.
+            lut = self._vmas_moves
+            acts = [lut[a.long()].unsqueeze(-1) for a in acts]
         else:
             acts = [a.clamp(self.spec.action_low, self.spec.action_high) for a in acts]
         return acts
@@ -201,9 +206,7 @@ class VmasMPE:
             else:
                 for i in done.nonzero().flatten().tolist():
                     self._env.reset_at(i)
-                new_obs = self._observation(self._env.get_from_scenario(
-                    get_observations=True, get_rewards=False, get_infos=False, get_dones=False
-                )[0])
+                new_obs = self.observe()
             obs = new_obs.where(done, final_obs)
             self._t = torch.where(done, torch.zeros_like(self._t), self._t)
             self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
@@ -217,5 +220,370 @@ class VmasMPE:
             episode_length=ep_len,
         )
 
+    def observe(self) -> Observation:
+        """The current observation (without stepping)."""
+        raw = self._env.get_from_scenario(
+            get_observations=True, get_rewards=False, get_infos=False, get_dones=False
+        )[0]
+        return self._observation(raw)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Simulator state (every entity's pose and velocity) and episode counters."""
+        st: dict[str, Tensor] = {"t": self._t.clone(), "ret": self._ret.clone()}
+        for i, ent in enumerate(self._world.entities):
+            for k in ("pos", "vel", "rot", "ang_vel"):
+                val = getattr(ent.state, k)
+                if val is not None:
+                    st[f"{i}.{k}"] = val.clone()
+        return st
+
+    def load_state_dict(self, st: dict[str, Tensor]) -> Observation:
+        """Restore :meth:`state_dict`; returns the current observation."""
+        self._t.copy_(st["t"])
+        self._ret.copy_(st["ret"])
+        for i, ent in enumerate(self._world.entities):
+            for k in ("pos", "vel", "rot", "ang_vel"):
+                if f"{i}.{k}" in st:
+                    getattr(ent.state, k).copy_(st[f"{i}.{k}"].to(self.device))
+        return self.observe()
+
     def close(self) -> None:
         pass
+
+
+# ----------------------------------------------------------------------------- mpe2
+# Reward of the mpe2 backend (chosen to match VMAS, so that returns compare across
+# backends): every learner receives the shared team reward
+#   simple_spread: N * global + sum_i collisions_i, with global = -sum over landmarks of
+#     the distance of the closest agent and collisions_i = -1 per other agent touching i
+#     (VMAS's definition).  mpe2 gives agent i  (1 - lr) * global + lr * collisions_i;
+#     with local_ratio lr = 0.5 the team reward is exactly 2 * sum_i r_i.
+#   simple_tag: an adversary's mpe2 reward is already the shared one (+10 for every
+#     prey-adversary contact), as in VMAS with adversaries_share_rew=True.
+import numpy as np  # noqa: E402  (the mpe2 backend's arrays)
+
+_MPE2_LOCAL_RATIO = 0.5
+
+
+def _mpe2_action(a: np.ndarray, continuous: bool) -> np.ndarray | int:
+    """Our action -> an mpe2 action.
+
+    Continuous: a 2-D force ``(ax, ay)`` in [-1, 1]^2 becomes mpe2's [0, 1]^5 vector of
+    magnitudes ``[no-op, -x, +x, -y, +y]`` = ``[0, relu(-ax), relu(ax), relu(-ay), relu(ay)]``;
+    mpe2 applies ``u = (a[2] - a[1], a[4] - a[3]) * accel``, i.e. exactly ``(ax, ay) * accel``.
+    Discrete: the index itself; mpe2's order (``_set_action``: 1 -> u_x = -1, 2 -> +1,
+    3 -> u_y = -1, 4 -> +1, 0 no-op) agrees with :data:`MPE_MOVES`.
+    """
+    if not continuous:
+        return int(a)
+    ax, ay = np.clip(a, -1.0, 1.0)
+    return np.array([0.0, max(-ax, 0.0), max(ax, 0.0), max(-ay, 0.0), max(ay, 0.0)], np.float32)
+
+
+class _Mpe2Slot:
+    """One mpe2 env inside a worker process (an env slot of :class:`ProcessVectorEnv`).
+
+    ``reset(seed)`` and ``step(action)`` return records of numpy arrays: ``obs [A, D]``,
+    ``x``/``v [N, 2]`` (entity positions/velocities), ``reward [A]``, ``terminated``,
+    ``truncated`` and ``final_obs``/``final_x``/``final_v`` (the last observation of an
+    episode that ended at this step, else a copy of the current one).  Autoreset inside.
+    """
+
+    def __init__(
+        self,
+        scenario: str,
+        n_agents: int,
+        n_landmarks: int,
+        n_prey: int,
+        continuous_actions: bool,
+        episode_limit: int,
+        prey_policy: str,
+    ) -> None:
+        if scenario == "simple_spread":
+            from mpe2 import simple_spread_v3
+
+            self.env = simple_spread_v3.parallel_env(
+                N=n_agents,
+                local_ratio=_MPE2_LOCAL_RATIO,
+                max_cycles=episode_limit,
+                continuous_actions=continuous_actions,
+            )
+        else:
+            from mpe2 import simple_tag_v3
+
+            self.env = simple_tag_v3.parallel_env(
+                num_good=n_prey,
+                num_adversaries=n_agents,
+                num_obstacles=n_landmarks,
+                max_cycles=episode_limit,
+                continuous_actions=continuous_actions,
+            )
+        self.scenario = scenario
+        self.continuous = continuous_actions
+        self.prey_policy = prey_policy
+        self.n_learners = n_agents
+        names = list(self.env.possible_agents)
+        # learners come first in both scenarios (simple_tag: adversaries, then good agents)
+        self.learners, self.prey = names[:n_agents], names[n_agents:]
+        world = self.env.unwrapped.world
+        self._agents = list(world.agents)
+        self._entities = self._agents + list(world.landmarks)
+        self._gen = torch.Generator()
+        self._gen.manual_seed(0)
+
+    def _graph(self) -> tuple[np.ndarray, np.ndarray]:
+        x = np.array([e.state.p_pos for e in self._entities], dtype=np.float32)
+        v = np.array(
+            [e.state.p_vel if e.movable else np.zeros(2) for e in self._entities],
+            dtype=np.float32,
+        )
+        return x, v
+
+    def _record(self, raw_obs: dict, reward: np.ndarray, term: bool, trunc: bool) -> dict:
+        obs = np.stack([raw_obs[n] for n in self.learners]).astype(np.float32)
+        x, v = self._graph()
+        return {
+            "obs": obs,
+            "x": x,
+            "v": v,
+            "reward": reward.astype(np.float32),
+            "terminated": np.bool_(term),
+            "truncated": np.bool_(trunc),
+            "final_obs": obs,
+            "final_x": x,
+            "final_v": v,
+        }
+
+    def reset(self, seed: int | None) -> dict:
+        """Reset (reseeding the world and the random prey with ``seed`` if given)."""
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
+        raw_obs, _ = self.env.reset(seed=seed)
+        return self._record(raw_obs, np.zeros(self.n_learners), False, False)
+
+    def step(self, action: np.ndarray) -> dict:
+        """Step with learner actions ``[A, 2]`` float or ``[A]`` int; autoreset."""
+        acts = {n: _mpe2_action(a, self.continuous) for n, a in zip(self.learners, action)}
+        if self.prey:
+            pos = torch.from_numpy(np.array([a.state.p_pos for a in self._agents], np.float32))
+            prey = scripted_prey_action(
+                pos[None, self.n_learners :],
+                pos[None, : self.n_learners],
+                self.prey_policy,
+                self.continuous,
+                generator=self._gen,
+            )[0].numpy()
+            acts.update({n: _mpe2_action(a, self.continuous) for n, a in zip(self.prey, prey)})
+        raw_obs, rews, terms, truncs, _ = self.env.step(acts)
+        if self.scenario == "simple_spread":
+            team = 2.0 * sum(rews[n] for n in self.learners)  # see _MPE2_LOCAL_RATIO
+        else:
+            team = rews[self.learners[0]]
+        reward = np.full(self.n_learners, team, dtype=np.float32)
+        term = any(terms[n] for n in self.learners)
+        trunc = any(truncs[n] for n in self.learners) and not term
+        rec = self._record(raw_obs, reward, term, trunc)
+        if term or trunc:
+            new = self.reset(None)
+            for k in ("obs", "x", "v"):
+                rec[k] = new[k]
+        return rec
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class Mpe2MPE:
+    """mpe2 (PettingZoo) backend: one mpe2 env per slot, stepped in worker processes.
+
+    Same interface, spec semantics and tensors as :class:`VmasMPE`; the flat observation
+    is mpe2's own (``[self_vel, self_pos, landmark_rel, other_rel, ...]``; simple_spread
+    appends the (always zero) communication of the other agents).  Rewards: see
+    ``_MPE2_LOCAL_RATIO`` above (every learner gets the VMAS-style shared team reward).
+
+    Seeding: ``reset(seed=s)`` resets env ``i`` with seed ``s * 100003 + i``; later
+    autoresets continue each env's own random stream, so a run is reproducible.
+
+    Extra args:
+        workers: worker processes (see :class:`eqmarl.envs.vector.ProcessVectorEnv`).
+    """
+
+    SEED_STRIDE = 100003
+
+    def __init__(
+        self,
+        scenario: str,
+        num_envs: int,
+        n_agents: int = 3,
+        n_landmarks: int | None = None,
+        n_prey: int = 1,
+        continuous_actions: bool = True,
+        episode_limit: int = 25,
+        prey_policy: str = "flee",
+        seed: int = 0,
+        device: str = "cpu",
+        workers: int = 2,
+    ) -> None:
+        import functools
+
+        try:
+            import mpe2  # noqa: F401
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "env.backend=mpe2 needs mpe2: pip install 'eqmarl[mpe]' (or use env.backend=vmas)"
+            ) from e
+        from eqmarl.envs.vector import ProcessVectorEnv
+
+        if scenario not in SCENARIOS:
+            raise ValueError(f"env.scenario={scenario!r}; allowed: {', '.join(SCENARIOS)}")
+        if prey_policy not in PREY_POLICIES:
+            raise ValueError(
+                f"env.prey_policy={prey_policy!r}; allowed: {', '.join(PREY_POLICIES)}"
+            )
+        self.scenario = scenario
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.continuous = continuous_actions
+        self.prey_policy = prey_policy
+        self.episode_limit = episode_limit
+        if scenario == "simple_spread":
+            n_land, self.n_learners, self.n_prey = n_agents, n_agents, 0
+        else:
+            n_land = 2 if n_landmarks is None else n_landmarks
+            self.n_learners, self.n_prey = n_agents, n_prey
+        self.n_landmarks = n_land
+        n_nodes = self.n_learners + self.n_prey + n_land
+        n_types = 2 if scenario == "simple_spread" else 3
+        node_type = torch.cat(
+            [
+                torch.zeros(self.n_learners, dtype=torch.long),
+                torch.ones(self.n_prey, dtype=torch.long),
+                torch.full((n_land,), n_types - 1, dtype=torch.long),
+            ]
+        )
+        self._h = torch.nn.functional.one_hot(node_type, n_types).float().to(self.device)
+        self._agent_node = torch.arange(self.n_learners, device=self.device)
+        self._node_mask = torch.ones(num_envs, n_nodes, dtype=torch.bool, device=self.device)
+        factory = functools.partial(
+            _Mpe2Slot,
+            scenario=scenario,
+            n_agents=n_agents,
+            n_landmarks=n_land,
+            n_prey=self.n_prey,
+            continuous_actions=continuous_actions,
+            episode_limit=episode_limit,
+            prey_policy=prey_policy,
+        )
+        self._pool = ProcessVectorEnv(
+            [factory] * num_envs,
+            workers=workers,
+            preload=["torch", "mpe2.simple_spread_v3", "mpe2.simple_tag_v3", __name__],
+        )
+        self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._ret = torch.zeros(num_envs, device=self.device)
+        self._last = self._observation(self._pool.reset(self._seeds(seed)))
+        obs_dim = int(self._last.obs.shape[-1])
+        self.spec = EnvSpec(
+            n_agents=self.n_learners,
+            obs_dim=obs_dim,
+            state_dim=obs_dim * self.n_learners,
+            action_type="continuous" if continuous_actions else "discrete",
+            action_dim=2 if continuous_actions else 5,
+            episode_limit=episode_limit,
+            action_low=-1.0,
+            action_high=1.0,
+            n_nodes=n_nodes,
+            node_feat_dim=n_types,
+            move_directions=[] if continuous_actions else list(MPE_MOVES),
+        )
+
+    @property
+    def restarts(self) -> int:
+        """Worker processes restarted after a crash so far."""
+        return self._pool.restarts
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current worker processes."""
+        return self._pool.worker_pids
+
+    def _seeds(self, seed: int) -> list[int]:
+        return [int(seed) * self.SEED_STRIDE + i for i in range(self.num_envs)]
+
+    def _tensor(self, a) -> Tensor:
+        return torch.from_numpy(a).to(self.device)
+
+    def _observation(self, rec: dict, prefix: str = "") -> Observation:
+        obs = self._tensor(rec[prefix + "obs"])
+        e, n = obs.shape[0], self._h.shape[0]
+        graph = EntityGraph(
+            h=self._h.expand(e, n, -1),
+            x=self._tensor(rec[prefix + "x"]),
+            v=self._tensor(rec[prefix + "v"]),
+            node_mask=self._node_mask,
+            agent_node=self._agent_node,
+        )
+        return Observation(obs=obs, state=obs.reshape(e, -1), graph=graph)
+
+    # -- interface -----------------------------------------------------------------
+    def observe(self) -> Observation:
+        """The current observation (without stepping)."""
+        return self._last
+
+    def reset(self, seed: int | None = None) -> Observation:
+        seeds = None if seed is None else self._seeds(seed)
+        self._last = self._observation(self._pool.reset(seeds))
+        self._t.zero_()
+        self._ret.zero_()
+        return self._last
+
+    def step(self, actions: Tensor) -> StepResult:
+        a = actions.detach().cpu()
+        if self.continuous:
+            a = a.float().clamp(self.spec.action_low, self.spec.action_high)
+        else:
+            a = a.long()
+        rec, restarted_np = self._pool.step(a.numpy())
+        obs = self._observation(rec)
+        final_obs = self._observation(rec, "final_")
+        reward = self._tensor(rec["reward"])
+        terminated = self._tensor(rec["terminated"])
+        truncated = self._tensor(rec["truncated"])
+        restarted = self._tensor(restarted_np)
+        if bool(restarted.any()):
+            # The worker died before stepping these envs: their episode is cut where it
+            # was (truncated, final_obs = the last observation we saw, no reward) and
+            # ``obs`` is the first observation of a fresh episode.
+            final_obs = self._last.where(restarted, final_obs)
+            reward = reward.masked_fill(restarted[:, None], 0.0)
+            truncated = truncated | restarted
+            terminated = terminated & ~restarted
+        self._t += (~restarted).long()
+        self._ret += reward[:, 0]
+        done = terminated | truncated
+        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
+        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
+        self._t = torch.where(done, torch.zeros_like(self._t), self._t)
+        self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
+        self._last = obs
+        return StepResult(
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+            episode_return=ep_ret,
+            episode_length=ep_len,
+            info={"worker_restart": restarted},
+        )
+
+    def close(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass

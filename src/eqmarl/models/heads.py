@@ -79,3 +79,75 @@ class ValueHead(nn.Module):
 
     def forward(self, feats: ActorFeatures) -> Tensor:
         return self.v(feats.h).squeeze(-1)
+
+
+class TargetLogitsHead(nn.Module):
+    """Per-target logits read from the target nodes' invariant features.
+
+    ``logit[e, a, t] = w . h_nodes[e, target_nodes[t]] + b`` (SMACv2 attacks: one logit
+    per enemy node).  With a shared graph (``h_nodes [E, N, H]``) every agent reads the
+    same logits; with per-agent graphs (``h_nodes [E, A, N, H]``) each agent reads its own.
+    Invariant (logits are functions of invariant features) and permutation-equivariant
+    in the targets.
+
+    Args:
+        in_dim: width ``H`` of ``h_nodes``.
+    """
+
+    def __init__(self, in_dim: int) -> None:
+        super().__init__()
+        self.logit = _linear(in_dim, 1, 0.01)
+
+    def forward(self, feats: ActorFeatures, target_nodes: Tensor, n_agents: int | None = None) -> Tensor:
+        """Logits ``[E, A, T]``.
+
+        Args:
+            feats: encoder output with ``h_nodes`` ``[E, N, H]`` or ``[E, A, N, H]``.
+            target_nodes: ``[T]`` long node indices of the targets.
+            n_agents: ``A`` (default: ``feats.h.shape[-2]``), for shared graphs.
+        """
+        if feats.h_nodes is None:
+            raise ValueError("per-target logits need an encoder that returns h_nodes (a graph encoder)")
+        logits = self.logit(feats.h_nodes.index_select(-2, target_nodes)).squeeze(-1)  # [E, (A,) T]
+        if feats.h_nodes.dim() == 3:
+            a = feats.h.shape[-2] if n_agents is None else n_agents
+            logits = logits.unsqueeze(1).expand(-1, a, -1)
+        return logits
+
+
+class MoveDirectionMap(nn.Module):
+    """Equivariant map from a 2-D vector to the nearest of K discrete move directions.
+
+    The chosen move is the one whose unit direction has the largest dot product with the
+    vector; when the vector's norm is below ``threshold`` the no-op move (direction
+    ``(0, 0)``) is chosen, if the move set has one.  For any symmetry ``g`` of the move
+    set (e.g. 90-degree rotations and reflections of the four compass moves), mapping
+    ``g v`` picks ``g`` applied to the move picked for ``v`` (away from ties).
+
+    Args:
+        move_directions: ``[(action_index, dx, dy)]`` as in ``EnvSpec.move_directions``.
+        threshold: vectors shorter than this map to the no-op.
+    """
+
+    def __init__(self, move_directions: list[tuple[int, float, float]], threshold: float = 0.1) -> None:
+        super().__init__()
+        if not move_directions:
+            raise ValueError("MoveDirectionMap needs the env's move_directions (EnvSpec.move_directions is empty)")
+        idx = torch.tensor([int(m[0]) for m in move_directions], dtype=torch.long)
+        d = torch.tensor([[float(m[1]), float(m[2])] for m in move_directions], dtype=torch.float64)
+        norm = d.norm(dim=-1, keepdim=True)
+        is_noop = norm.squeeze(-1) == 0
+        if int(is_noop.sum()) > 1:
+            raise ValueError("move_directions has more than one no-op (0, 0) entry")
+        self.threshold = float(threshold)
+        self.register_buffer("action_index", idx[~is_noop], persistent=False)
+        self.register_buffer("directions", d[~is_noop] / norm[~is_noop], persistent=False)
+        self.noop: int | None = int(idx[is_noop][0]) if bool(is_noop.any()) else None
+
+    def forward(self, vec: Tensor) -> Tensor:
+        """``vec [*B, 2] -> action index [*B]`` (long)."""
+        score = vec @ self.directions.to(vec.dtype).T  # [*B, K]
+        action = self.action_index[score.argmax(dim=-1)]
+        if self.noop is not None:
+            action = torch.where(vec.norm(dim=-1) < self.threshold, self.noop, action)
+        return action

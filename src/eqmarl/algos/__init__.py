@@ -1,0 +1,1 @@
+"""Learning algorithms: GAE and the PPO loss (pure functions over tensors)."""

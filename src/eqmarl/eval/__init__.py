@@ -1,0 +1,1 @@
+"""Evaluation helpers: learning curves and plots."""

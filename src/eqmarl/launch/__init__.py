@@ -1,0 +1,1 @@
+"""Job entry points (local, and SLURM via submitit)."""

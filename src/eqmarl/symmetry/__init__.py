@@ -1,0 +1,1 @@
+"""Symmetry: finite permutation groups and the EQC symmetrizer."""

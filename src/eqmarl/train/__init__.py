@@ -1,0 +1,1 @@
+"""The training loop, its learner strategies and checkpoints."""

@@ -1,0 +1,99 @@
+"""Checkpoints: atomic writes, keep the latest N, find the newest readable one.
+
+Layout inside a run directory::
+
+    checkpoints/ckpt_000120.pt    one file per save (iteration number)
+    checkpoints/latest            name of the newest complete checkpoint
+
+A file is written to a temporary name, flushed to disk and renamed, so a crash or a
+preemption mid-write never leaves a truncated checkpoint under a real name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_NAME = re.compile(r"ckpt_(\d+)\.pt$")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same dir + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def save_checkpoint(run_dir: Path, iteration: int, state: dict[str, Any], keep: int = 3) -> Path:
+    """Save ``state`` as ``checkpoints/ckpt_<iteration>.pt``; keep the newest ``keep`` files."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path = ckpt_dir / f"ckpt_{iteration:06d}.pt"
+    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(ckpt_dir / "latest", path.name.encode())
+    for old in list_checkpoints(ckpt_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Checkpoint files in ``ckpt_dir``, oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    files = [p for p in ckpt_dir.iterdir() if _NAME.search(p.name)]
+    return sorted(files, key=lambda p: int(_NAME.search(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def resolve_checkpoint(target: str | Path) -> Path:
+    """A checkpoint file from a file path, a run directory or its ``checkpoints/`` dir.
+
+    For a directory, the newest checkpoint that loads is returned (a damaged newest file
+    falls back to the one before).
+
+    Raises:
+        FileNotFoundError: nothing loadable there.
+    """
+    p = Path(target)
+    if p.is_file():
+        return p
+    ckpt_dir = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    for cand in reversed(list_checkpoints(ckpt_dir)):
+        try:
+            torch.load(cand, map_location="cpu", weights_only=False)
+            return cand
+        except Exception:
+            continue
+    raise FileNotFoundError(f"resume={str(target)!r}: no readable checkpoint in {ckpt_dir}")
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint file belongs to."""
+    checkpoint = Path(checkpoint).resolve()
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent

@@ -1,0 +1,332 @@
+"""The PPO training loop: rollout -> GAE -> update -> (eval) -> log -> (checkpoint).
+
+Rollouts are tensor ops over ``[T, E, A, ...]`` on the device: no Python loop over
+envs or agents.  ``state_dict()``/``load_state_dict()`` cover everything a run needs to
+continue exactly: parameters, optimizer, value normalizer, counters, RNG states, the
+env's simulator state (where the backend can export it) and the W&B run id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eqmarl.algos.gae import gae
+from eqmarl.algos.ppo import ValueNorm, ppo_loss
+from eqmarl.config import Config
+from eqmarl.envs import Observation, make_env
+from eqmarl.models import make_policy
+from eqmarl.train.checkpoint import save_checkpoint
+from eqmarl.train.strategy import make_strategy
+
+LOSS_KEYS = ("loss", "pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclasses.dataclass
+class Rollout:
+    """One iteration's data, ``[T, E, ...]`` (``value``/``returns`` on the critic's scale)."""
+
+    obs: Observation
+    action: Tensor
+    logprob: Tensor
+    value: Tensor
+    advantages: Tensor
+    returns: Tensor
+    episode_returns: Tensor
+    explained_var: float
+
+
+class Trainer:
+    """PPO over a batch of multi-agent envs (IPPO or MAPPO, per ``cfg.algo.name``).
+
+    Args:
+        cfg: the validated config.
+        run_dir: where metrics, checkpoints and plots go.
+        rank / world_size: this process's place in a distributed job (1 process: 0 / 1).
+        strategy: learner strategy factory override (distributed launchers pass theirs).
+    """
+
+    def __init__(self, cfg: Config, run_dir: Path, rank: int = 0, world_size: int = 1, strategy=None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.rank, self.world_size = rank, world_size
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        a = cfg.algo
+        self.env_seed = cfg.seed + 1_000_003 * rank
+        with torch.random.fork_rng(devices=[]):
+            self.eval_env = make_env(cfg.env, cfg.train.eval_episodes, cfg.seed + 777, str(self.device))
+        seed_everything(self.env_seed)
+        self.env = make_env(cfg.env, cfg.train.num_envs, self.env_seed, str(self.device))
+        self.spec = self.env.spec
+        seed_everything(cfg.seed)  # same initial parameters on every rank
+        self.policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
+        self.value_norm = ValueNorm(a.value_norm).to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=a.lr, eps=1e-5, foreach=True)
+        self.strategy = (strategy or make_strategy)(cfg.learner.name, self.policy, self.optimizer, a.max_grad_norm)
+        seed_everything(self.env_seed + 1)
+        self.batch_frames = a.rollout_steps * cfg.train.num_envs
+        self.frames_per_iteration = self.batch_frames * world_size
+        self.num_iterations = max(1, math.ceil(cfg.train.total_env_steps / self.frames_per_iteration))
+        self.iteration = 0
+        self.env_steps = 0
+        self.wall_s = 0.0
+        self.wandb_run_id: str | None = None
+        self.obs = self.env.reset(seed=self.env_seed)
+        self._stop_requested = False
+        self.last_eval: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ rollout
+    @torch.no_grad()
+    def rollout(self) -> Rollout:
+        """Collect ``T`` steps from every env; compute advantages and value targets."""
+        a = self.cfg.algo
+        policy, env = self.policy, self.env
+        obs_l, act_l, logp_l, val_l, rew_l, term_l, done_l = [], [], [], [], [], [], []
+        boot: list[tuple[int, Tensor, Tensor]] = []
+        ep_rets: list[Tensor] = []
+        obs = self.obs
+        for t in range(a.rollout_steps):
+            out = policy.act(obs)
+            res = env.step(out.action)
+            obs_l.append(obs)
+            act_l.append(out.action)
+            logp_l.append(out.logprob)
+            val_l.append(out.value)
+            rew_l.append(res.reward)
+            term_l.append(res.terminated)
+            done_l.append(res.done)
+            if bool(res.truncated.any()):
+                boot.append((t, res.truncated, policy.value(res.final_obs)))
+            ep_rets.append(res.episode_return)
+            obs = res.obs
+        self.obs = obs
+        value = torch.stack(val_l)
+        next_value = torch.cat([value[1:], policy.value(obs).unsqueeze(0)])
+        for t, mask, v_final in boot:
+            next_value[t] = torch.where(mask.unsqueeze(-1), v_final, next_value[t])
+        vn = self.value_norm
+        value_d, next_d = vn.denormalize(value), vn.denormalize(next_value)
+        adv, returns = gae(
+            torch.stack(rew_l), value_d, next_d, torch.stack(term_l), torch.stack(done_l), a.gamma, a.gae_lambda
+        )
+        var_y = returns.var()
+        explained_var = float(1 - (returns - value_d).var() / var_y) if var_y > 0 else float("nan")
+        vn.update(returns)
+        ep = torch.stack(ep_rets).flatten()
+        return Rollout(
+            obs=Observation.stack(obs_l),
+            action=torch.stack(act_l),
+            logprob=torch.stack(logp_l),
+            value=value,
+            advantages=adv,
+            returns=vn.normalize(returns),
+            episode_returns=ep[~torch.isnan(ep)],
+            explained_var=explained_var,
+        )
+
+    # ------------------------------------------------------------------- update
+    def update(self, ro: Rollout) -> dict[str, float]:
+        """``epochs`` passes of ``num_minibatches`` Adam steps over the rollout."""
+        a = self.cfg.algo
+        n = self.batch_frames
+        flat = lambda x: x.reshape((n,) + x.shape[2:])  # noqa: E731
+        obs = ro.obs.map(flat)
+        action, logprob, value = flat(ro.action), flat(ro.logprob), flat(ro.value)
+        adv, returns = flat(ro.advantages), flat(ro.returns)
+        mb = n // a.num_minibatches
+        sums = torch.zeros(len(LOSS_KEYS) + 1, device=self.device)
+        steps = 0
+        for _ in range(a.epochs):
+            perm = torch.randperm(n, device=self.device)
+            for i in range(a.num_minibatches):
+                idx = perm[i * mb : (i + 1) * mb]
+                new_logp, entropy, new_value = self.policy.evaluate(obs.map(lambda x: x[idx]), action[idx])
+                terms = ppo_loss(
+                    new_logp, logprob[idx], adv[idx], new_value, value[idx], returns[idx], entropy,
+                    clip_coef=a.clip_coef, vf_coef=a.vf_coef, ent_coef=a.ent_coef,
+                    clip_vloss=a.clip_vloss, norm_adv=a.norm_adv,
+                )
+                grad_norm = self.strategy.step(terms["loss"])
+                sums += torch.stack([terms[k].detach() for k in LOSS_KEYS] + [grad_norm.detach()])
+                steps += 1
+            if a.target_kl is not None and float(terms["approx_kl"]) > a.target_kl:
+                break
+        means = (sums / steps).tolist()
+        out = dict(zip(LOSS_KEYS + ("grad_norm",), means))
+        out["explained_var"] = ro.explained_var
+        return out
+
+    # ----------------------------------------------------------------- evaluate
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """One episode in each of ``train.eval_episodes`` envs with deterministic actions.
+
+        Runs under a forked RNG with a fixed env seed, so evaluation neither perturbs
+        training nor varies between evaluations except through the policy.
+        """
+        env = self.eval_env
+        with torch.random.fork_rng(devices=[]):
+            obs = env.reset(seed=self.cfg.seed + 777)
+            ret = torch.full((env.num_envs,), float("nan"), device=self.device)
+            length = torch.zeros(env.num_envs, device=self.device)
+            for _ in range(self.spec.episode_limit):
+                res = env.step(self.policy.distribution(obs).mode())
+                new = res.done & torch.isnan(ret)
+                ret = torch.where(new, res.episode_return, ret)
+                length = torch.where(new, res.episode_length.float(), length)
+                if not bool(torch.isnan(ret).any()):
+                    break
+                obs = res.obs
+        ret = ret[~torch.isnan(ret)]
+        se = float(ret.std() / math.sqrt(ret.numel())) if ret.numel() > 1 else float("nan")
+        return {"eval_return": float(ret.mean()), "eval_return_se": se, "eval_length": float(length.mean())}
+
+    # ------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        rng = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        return {
+            "format": 1,
+            "config": dataclasses.asdict(self.cfg),
+            "policy": self.policy.state_dict(),
+            "value_norm": self.value_norm.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "wall_s": self.wall_s,
+            "rng": rng,
+            "env": env_state,
+            "obs": None if env_state is not None else self.obs,
+            "wandb_run_id": self.wandb_run_id,
+            "last_eval": self.last_eval,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.value_norm.load_state_dict(state["value_norm"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.wall_s = float(state["wall_s"])
+        self.wandb_run_id = state.get("wandb_run_id")
+        self.last_eval = dict(state.get("last_eval") or {})
+        if state.get("env") is not None and hasattr(self.env, "load_state_dict"):
+            self.obs = self.env.load_state_dict(state["env"])
+        else:  # the backend cannot export its simulator state: start fresh episodes
+            self.obs = self.env.reset(seed=self.env_seed + self.iteration)
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir, self.iteration, self.state_dict(), self.cfg.train.keep_checkpoints)
+
+    # ---------------------------------------------------------------------- run
+    def request_stop(self) -> None:
+        """Ask the loop to checkpoint and return at the end of the current iteration."""
+        self._stop_requested = True
+
+    def _done(self) -> bool:
+        mi = self.cfg.train.max_iterations
+        return self.iteration >= self.num_iterations or (mi is not None and self.iteration >= mi)
+
+    def run(self, logger=None) -> dict[str, float]:
+        """Train until ``train.total_env_steps`` (or ``train.max_iterations``, or a stop request).
+
+        Ctrl-C (SIGINT) is deferred to the end of the iteration: the trainer saves a
+        checkpoint and returns; ``resume=<run dir>`` continues.  A second Ctrl-C aborts.
+
+        Returns:
+            the last logged metrics.
+        """
+        cfg = self.cfg
+        if logger is not None:
+            self.wandb_run_id = logger.wandb_run_id
+        prev = _install_sigint(self)
+        metrics: dict[str, float] = {}
+        start_wall = time.perf_counter() - self.wall_s
+        try:
+            while not self._done() and not self._stop_requested:
+                frac = 1.0 - self.iteration / self.num_iterations
+                lr = cfg.algo.lr * frac if cfg.algo.anneal_lr else cfg.algo.lr
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                t0 = time.perf_counter()
+                ro = self.rollout()
+                t1 = time.perf_counter()
+                metrics = self.update(ro)
+                t2 = time.perf_counter()
+                self.iteration += 1
+                self.env_steps += self.frames_per_iteration
+                last = self._done()
+                ev = cfg.train.eval_every
+                if last or (ev > 0 and self.iteration % ev == 0):
+                    self.last_eval = self.evaluate()
+                    metrics.update(self.last_eval)
+                self.wall_s = time.perf_counter() - start_wall
+                eps = self.strategy.all_reduce_sum(ro.episode_returns.new_tensor([ro.episode_returns.sum(), ro.episode_returns.numel()]))
+                metrics.update(
+                    iteration=self.iteration,
+                    env_steps=self.env_steps,
+                    wall_s=self.wall_s,
+                    steps_per_s=self.frames_per_iteration / (time.perf_counter() - t0),
+                    train_return=float(eps[0] / eps[1]) if eps[1] > 0 else float("nan"),
+                    lr=lr,
+                    rollout_s=t1 - t0,
+                    update_s=t2 - t1,
+                )
+                if logger is not None and (last or self.iteration % cfg.logger.log_every == 0):
+                    logger.log(metrics)
+                ck = cfg.train.checkpoint_every
+                if self.strategy.is_main and (last or self._stop_requested or (ck > 0 and self.iteration % ck == 0)):
+                    self.save()
+        finally:
+            signal.signal(signal.SIGINT, prev)
+        return metrics
+
+
+def _install_sigint(trainer: Trainer):
+    def handler(signum, frame):
+        if trainer._stop_requested:
+            raise KeyboardInterrupt
+        print("\n[eqmarl] stop requested: checkpointing at the end of this iteration (Ctrl-C again to abort)")
+        trainer.request_stop()
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        return signal.getsignal(signal.SIGINT)
