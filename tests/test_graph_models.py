@@ -18,6 +18,9 @@ from eqmarl.envs.base import EnvSpec, Observation
 from eqmarl.envs.graph import EntityGraph
 from eqmarl.envs.mpe import MPE_MOVES, VmasMPE
 from eqmarl.models import Policy, make_policy
+from eqmarl.models.e2gn2 import E2GN2Layer
+from eqmarl.models.egnn import EGNNLayer
+from eqmarl.models.gnn import graph_batch
 from eqmarl.models.heads import MoveDirectionMap, TargetLogitsHead
 from eqmarl.models.policy import ENCODERS, _load_graph_models
 from eqmarl.symmetry.testing import (
@@ -150,7 +153,9 @@ def vmas_obs() -> Observation:
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("name", EQUIVARIANT_MODELS)
 @pytest.mark.parametrize("centralized", [False, True], ids=["ippo", "mappo"])
-def test_equivariant_actor_and_invariant_critic_random_graphs(name: str, dtype: torch.dtype, centralized: bool) -> None:
+def test_equivariant_actor_and_invariant_critic_random_graphs(
+    name: str, dtype: torch.dtype, centralized: bool
+) -> None:
     policy = build_policy(name, make_spec(), dtype, centralized=centralized)
     obs = random_obs(16, dtype=dtype, n_pad=2, drop_landmarks=True)
     gen = torch.Generator().manual_seed(1)
@@ -301,6 +306,50 @@ def test_padding_does_not_change_real_nodes(name: str, backend: str) -> None:
     hn, hn_pad = policy.critic_encoder(base).h_nodes, policy.critic_encoder(padded).h_nodes
     torch.testing.assert_close(hn_pad[:, :n], hn, rtol=0, atol=1e-12)
     assert bool((hn_pad[:, n:] == 0).all())
+
+
+def _reference_layer(layer: EGNNLayer, h: Tensor, u: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The docstring equations, one edge at a time (one graph: ``h [N, H], u [N, K, 2]``)."""
+    real = mask.nonzero().flatten().tolist()
+    c = 1.0 / (len(real) - 1)
+    k = layer.n_channels
+    act = layer.edge_act
+    h_new, u_new = h.clone(), u.clone()
+    for i in real:
+        m_i = torch.zeros_like(h[i])
+        agg = torch.zeros_like(u[i])
+        for j in real:
+            if j == i:
+                continue
+            d = u[i] - u[j]
+            inv = torch.stack([d[p] @ d[q] for p in range(k) for q in range(p, k)])
+            m_ij = layer.edge_out(act(layer.edge_in(torch.cat([h[i], h[j], inv]))))
+            m_i = m_i + m_ij
+            agg = agg + layer.coord_mlp(m_ij).view(k, k) @ d
+        own = u[i] * layer.gate_mlp(m_i).unsqueeze(-1) if isinstance(layer, E2GN2Layer) else u[i]
+        u_new[i] = own + c * agg
+        h_new[i] = h[i] + layer.node_mlp(torch.cat([h[i], m_i]))
+    return h_new, u_new
+
+
+@pytest.mark.parametrize("backend", ["dense", "pyg"])
+@pytest.mark.parametrize("layer_cls", [EGNNLayer, E2GN2Layer], ids=["egnn", "e2gn2"])
+def test_layer_matches_its_equations(layer_cls: type, backend: str) -> None:
+    torch.manual_seed(14)
+    layer = layer_cls(8, "silu", 2).double()
+    if isinstance(layer, E2GN2Layer):
+        layer.reset_gate(1.0)  # a visible gate
+    torch.nn.init.normal_(layer.coord_mlp[-1].weight)  # a visible coordinate update
+    obs = random_obs(3, n_landmarks=3, n_pad=1, drop_landmarks=True, seed=15)
+    g = graph_batch(obs.graph, use_velocity=True, dtype=torch.float64)
+    h = torch.randn(3, g.num_nodes, 8, dtype=torch.float64)
+    h_out, u_out = layer(h, g.u, g, backend)
+    for e in range(3):
+        h_ref, u_ref = _reference_layer(layer, h[e], g.u[e], g.node_mask[e])
+        real = g.node_mask[e]
+        torch.testing.assert_close(h_out[e][real], h_ref[real], rtol=0, atol=1e-10)
+        torch.testing.assert_close(u_out[e][real], u_ref[real], rtol=0, atol=1e-10)
+        assert float((u_out[e][real] - g.u[e][real]).detach().abs().max()) > 1e-3  # a visible update
 
 
 @pytest.mark.parametrize("name", GRAPH_MODELS)

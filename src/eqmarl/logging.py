@@ -114,7 +114,7 @@ class WandbLogger:
         self.run.log({key: self._wandb.Image(str(path))})
 
     def finish(self) -> None:
-        self.run.finish(quiet=True)
+        self.run.finish()
 
 
 def _isnan(v: Any) -> bool:

@@ -7,6 +7,8 @@ the arena centre, so nothing is lost for MARL).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
 from eqmarl.envs.base import EnvSpec
@@ -14,6 +16,9 @@ from eqmarl.models.egnn import EGNNLayer
 from eqmarl.models.gnn import GraphEncoder, check_graph_spec, graph_readout
 from eqmarl.models.mlp import make_mlp
 from eqmarl.models.policy import register_encoder
+
+if TYPE_CHECKING:
+    from eqmarl.config import ModelConfig
 
 __all__ = ["E2GN2Layer", "build_e2gn2"]
 
@@ -86,7 +91,7 @@ class E2GN2Layer(EGNNLayer):
         return u * gate + coef * agg
 
 
-def build_e2gn2(cfg, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
+def build_e2gn2(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
     """``model.name=e2gn2`` (actor: ``u`` is the action mean; critic: value from ``h``;
     the graph is global, so a centralized critic is the same network)."""
     check_graph_spec("e2gn2", spec, role, equivariant=True)

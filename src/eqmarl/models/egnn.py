@@ -7,6 +7,8 @@ continuous 2-D action; its invariant output ``h`` drives discrete logits and val
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
@@ -14,6 +16,9 @@ from eqmarl.envs.base import EnvSpec
 from eqmarl.models.gnn import GNNLayer, GraphEncoder, _small_linear, check_graph_spec, graph_readout
 from eqmarl.models.mlp import make_mlp
 from eqmarl.models.policy import register_encoder
+
+if TYPE_CHECKING:
+    from eqmarl.config import ModelConfig
 
 __all__ = ["EGNNLayer", "build_egnn"]
 
@@ -43,6 +48,8 @@ class EGNNLayer(GNNLayer):
         update_h: compute ``h'`` (see :class:`~eqmarl.models.gnn.GNNLayer`).
         update_u: compute ``u'`` (else no ``phi_u``).
     """
+
+    _triu: Tensor  # [2, K(K+1)/2] upper-triangle indices of the Gram matrix
 
     def __init__(
         self, hidden: int, activation: str, n_channels: int, update_h: bool = True, update_u: bool = True
@@ -84,7 +91,7 @@ class EGNNLayer(GNNLayer):
         return u + coef * agg
 
 
-def build_egnn(cfg, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
+def build_egnn(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
     """``model.name=egnn`` (actor: ``u`` is the action mean; critic: value from ``h``;
     the graph is global, so a centralized critic is the same network)."""
     check_graph_spec("egnn", spec, role, equivariant=True)

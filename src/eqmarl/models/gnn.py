@@ -21,7 +21,7 @@ it is permutation-equivariant but not rotation-equivariant.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +32,9 @@ from eqmarl.envs.graph import EntityGraph
 from eqmarl.models.heads import ActorFeatures
 from eqmarl.models.mlp import ACTIVATIONS, make_mlp
 from eqmarl.models.policy import register_encoder
+
+if TYPE_CHECKING:
+    from eqmarl.config import ModelConfig
 
 GRAPH_BACKENDS = ("dense", "pyg")
 
@@ -423,7 +426,7 @@ def check_graph_spec(name: str, spec: EnvSpec, role: str, equivariant: bool) -> 
         )
 
 
-def build_gnn(cfg, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
+def build_gnn(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
     """``model.name=gnn``: the invariant baseline (actor and critic; the graph is global,
     so a centralized critic is the same network)."""
     check_graph_spec("gnn", spec, role, equivariant=False)

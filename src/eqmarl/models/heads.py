@@ -132,7 +132,7 @@ class MoveDirectionMap(nn.Module):
     def __init__(self, move_directions: list[tuple[int, float, float]], threshold: float = 0.1) -> None:
         super().__init__()
         if not move_directions:
-            raise ValueError("MoveDirectionMap needs the env's move_directions (EnvSpec.move_directions is empty)")
+            raise ValueError("MoveDirectionMap needs move_directions (this env's EnvSpec.move_directions is empty)")
         idx = torch.tensor([int(m[0]) for m in move_directions], dtype=torch.long)
         d = torch.tensor([[float(m[1]), float(m[2])] for m in move_directions], dtype=torch.float64)
         norm = d.norm(dim=-1, keepdim=True)

@@ -1,0 +1,56 @@
+"""Shared test helpers: compose configs like launch.py does, with tiny sizes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+# Tiny sizes: a run takes a second or two on a laptop CPU.
+TINY = [
+    "train.num_envs=8",
+    "train.total_env_steps=800",
+    "train.eval_episodes=4",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "algo.rollout_steps=25",
+    "algo.epochs=2",
+    "algo.num_minibatches=2",
+    "model.hidden=16",
+    "logger.progress=false",
+    "logger.wandb_mode=disabled",
+]
+
+
+def compose(overrides: list[str] | None = None):
+    """Compose the hydra config (like launch.py) and return the typed Config."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from eqmarl.config import register_configs, to_config
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        dict_cfg = hcompose("config", overrides=list(overrides or []))
+    return to_config(dict_cfg)
+
+
+def launch_cmd(*overrides: str) -> list[str]:
+    return [sys.executable, str(ROOT / "launch.py"), *overrides]
+
+
+@pytest.fixture
+def clean_env():
+    """Environment for CLI subprocesses: no W&B key, offline, quiet."""
+    env = dict(os.environ)
+    env.pop("WANDB_API_KEY", None)
+    env["WANDB_SILENT"] = "true"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env

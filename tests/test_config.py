@@ -1,0 +1,65 @@
+"""Config composition and validation: bad values stop early, naming key and allowed values."""
+
+import subprocess
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from eqmarl.config import Config, ConfigError, MpeEnvConfig
+from tests.conftest import compose, launch_cmd
+
+
+def test_default_composes_to_typed_objects():
+    cfg = compose()
+    assert isinstance(cfg, Config)
+    assert isinstance(cfg.env, MpeEnvConfig)
+    assert cfg.env.backend == "vmas" and cfg.env.scenario == "simple_spread" and cfg.env.n_agents == 3
+    assert cfg.cluster.name == "local"
+
+
+@pytest.mark.parametrize(
+    "override, key, allowed",
+    [
+        ("model.name=transformer", "model.name", "mlp"),
+        ("env.scenario=simple_crypto", "env.scenario", "simple_spread, simple_tag"),
+        ("env.backend=gym", "env.backend", "vmas, mpe2"),
+        ("train.num_envs=0", "train.num_envs", "> 0"),
+        ("model.hidden=-4", "model.hidden", "> 0"),
+        ("algo.name=qmix", "algo.name", "ippo, mappo"),
+        ("algo.gamma=1.5", "algo.gamma", "[0, 1]"),
+        ("logger.wandb_mode=sometimes", "logger.wandb_mode", "offline, online, disabled"),
+        ("train.device=tpu", "train.device", "cpu, cuda, auto"),
+    ],
+)
+def test_bad_values_name_key_and_allowed(override, key, allowed):
+    with pytest.raises(ConfigError) as e:
+        compose([override])
+    assert e.value.key == key
+    assert key in str(e.value) and allowed in str(e.value)
+
+
+def test_minibatches_must_divide_batch():
+    with pytest.raises(ConfigError) as e:
+        compose(["train.num_envs=10", "algo.rollout_steps=25", "algo.num_minibatches=7"])
+    msg = str(e.value)
+    assert "algo.num_minibatches" in msg and "250" in msg and "5" in msg
+
+
+def test_unknown_key_and_group_option_fail_at_compose():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)) as e:
+        compose(["train.num_env=3"])
+    assert "num_env" in str(e.value)
+    with pytest.raises(ConfigCompositionException) as e2:
+        compose(["env=nosuchenv"])
+    assert "nosuchenv" in str(e2.value) and "mpe" in str(e2.value)
+
+
+def test_cli_bad_value_exits_nonzero_before_running(tmp_path, clean_env):
+    out = tmp_path / "run"
+    p = subprocess.run(
+        launch_cmd("algo.num_minibatches=7", f"hydra.run.dir={out}"), capture_output=True, text=True, env=clean_env, timeout=120
+    )
+    assert p.returncode == 2, p.stderr
+    assert "algo.num_minibatches" in p.stderr and "allowed" in p.stderr
+    assert not (out / "metrics.csv").exists() and not (out / "checkpoints").exists()

@@ -1,0 +1,88 @@
+"""Resume continues a run exactly: same parameters as an uninterrupted run (CPU, same seed)."""
+
+import signal
+import subprocess
+import time
+
+import torch
+
+from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from eqmarl.train.trainer import Trainer
+from tests.conftest import TINY, compose, launch_cmd
+
+
+def final_params(run_dir):
+    return load_checkpoint(resolve_checkpoint(run_dir))["policy"]
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_trainer_state_roundtrip_is_exact(tmp_path):
+    cfg = compose(TINY + ["train.total_env_steps=1000"])
+    full = Trainer(cfg, tmp_path / "full")
+    full.run()
+    part = Trainer(compose(TINY + ["train.total_env_steps=1000", "train.max_iterations=2"]), tmp_path / "part")
+    part.run()
+    state = load_checkpoint(resolve_checkpoint(tmp_path / "part"))
+    resumed = Trainer(cfg, tmp_path / "part")
+    resumed.load_state_dict(state)
+    assert resumed.iteration == 2
+    resumed.run()
+    assert resumed.iteration == full.iteration == 5
+    assert_same(resumed.policy.state_dict(), full.policy.state_dict())
+    assert resumed.last_eval == full.last_eval
+    # and the checkpoint differs from a run with another seed (the comparison can fail)
+    other = Trainer(compose(TINY + ["train.total_env_steps=1000", "seed=1"]), tmp_path / "other")
+    other.run()
+    assert not torch.equal(other.policy.state_dict()["head.log_std"], full.policy.state_dict()["head.log_std"]) or not all(
+        torch.equal(other.policy.state_dict()[k], full.policy.state_dict()[k]) for k in full.policy.state_dict()
+    )
+
+
+def test_cli_resume_matches_uninterrupted(tmp_path, clean_env):
+    def run(*extra):
+        p = subprocess.run(launch_cmd(*TINY, *extra), capture_output=True, text=True, env=clean_env, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+
+    run(f"hydra.run.dir={tmp_path/'full'}")
+    run(f"hydra.run.dir={tmp_path/'part'}", "train.max_iterations=1")
+    assert resolve_checkpoint(tmp_path / "part").name == "ckpt_000001.pt"
+    run(f"hydra.run.dir={tmp_path/'ignored'}", f"resume={tmp_path/'part'}", "train.max_iterations=null")
+    assert resolve_checkpoint(tmp_path / "part").name == "ckpt_000004.pt"
+    assert_same(final_params(tmp_path / "part"), final_params(tmp_path / "full"))
+    rows = (tmp_path / "part" / "metrics.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+
+
+def test_ctrl_c_checkpoints_and_resume_is_exact(tmp_path, clean_env):
+    many = [o for o in TINY if not o.startswith("train.total_env_steps")] + ["train.total_env_steps=20000"]
+    full = subprocess.run(launch_cmd(*many, f"hydra.run.dir={tmp_path/'full'}"), capture_output=True, text=True, env=clean_env, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+    proc = subprocess.Popen(launch_cmd(*many, f"hydra.run.dir={tmp_path/'part'}"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env)
+    metrics = tmp_path / "part" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    assert "stop requested" in out
+    stopped_at = int(resolve_checkpoint(tmp_path / "part").stem.split("_")[1])
+    assert 3 <= stopped_at < 100
+    res = subprocess.run(launch_cmd(*many, f"resume={tmp_path/'part'}", f"hydra.run.dir={tmp_path/'x'}"), capture_output=True, text=True, env=clean_env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_same(final_params(tmp_path / "part"), final_params(tmp_path / "full"))
+
+
+def test_checkpoint_is_atomic_and_damaged_latest_falls_back(tmp_path):
+    save_checkpoint(tmp_path, 1, {"x": torch.ones(3)}, keep=2)
+    save_checkpoint(tmp_path, 2, {"x": torch.full((3,), 2.0)}, keep=2)
+    save_checkpoint(tmp_path, 3, {"x": torch.full((3,), 3.0)}, keep=2)
+    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert files == ["ckpt_000002.pt", "ckpt_000003.pt", "latest"]  # no temp files left
+    (tmp_path / "checkpoints" / "ckpt_000003.pt").write_bytes(b"truncated")
+    assert resolve_checkpoint(tmp_path).name == "ckpt_000002.pt"
