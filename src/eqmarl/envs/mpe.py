@@ -17,6 +17,9 @@ equivariant vectors are world-frame positions and velocities (origin at the aren
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -104,6 +107,14 @@ class VmasMPE:
             n_land = 2 if n_landmarks is None else n_landmarks
             kwargs.update(num_adversaries=n_agents, num_good_agents=n_prey, num_landmarks=n_land)
             self.n_learners, self.n_prey = n_agents, n_prey
+        from vmas.simulator.environment.environment import Environment
+
+        # VMAS keeps ONE random state for all its envs in a class attribute; each VmasMPE
+        # swaps in its own stream around every call (see _own_rng), so envs (train, eval)
+        # do not perturb each other and the stream can be checkpointed.
+        self._rng_holder = Environment.vmas_random_state
+        self._rng_depth = 0
+        outside = list(self._rng_holder)
         self._env = vmas.make_env(
             scenario,
             num_envs=num_envs,
@@ -112,6 +123,8 @@ class VmasMPE:
             seed=seed,
             **kwargs,
         )
+        self._rng_state = list(self._rng_holder)
+        self._rng_holder[:] = outside
         self._world = self._env.world
         self.n_landmarks = n_land
         self.episode_limit = episode_limit
@@ -129,7 +142,8 @@ class VmasMPE:
         self._h = torch.nn.functional.one_hot(self._node_type, n_types).float()
         self._agent_node = torch.arange(self.n_learners, device=self.device)
         self._vmas_moves = torch.tensor([0, 3, 6, 1, 2], device=self.device)
-        obs0 = self._env.reset()
+        with self._own_rng():
+            obs0 = self._env.reset()
         obs_dim = int(obs0[0].shape[-1])
         self.spec = EnvSpec(
             n_agents=self.n_learners,
@@ -146,6 +160,26 @@ class VmasMPE:
         )
 
     # -- helpers -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _own_rng(self):
+        """Run VMAS calls on this env's own random stream (re-entrant)."""
+        if self._rng_depth:
+            self._rng_depth += 1
+            try:
+                yield
+            finally:
+                self._rng_depth -= 1
+            return
+        outside = list(self._rng_holder)
+        self._rng_holder[:] = self._rng_state
+        self._rng_depth = 1
+        try:
+            yield
+        finally:
+            self._rng_depth = 0
+            self._rng_state = list(self._rng_holder)
+            self._rng_holder[:] = outside
+
     def _observation(self, raw_obs: list[Tensor]) -> Observation:
         obs = torch.stack(raw_obs[: self.n_learners], dim=1)  # [E, A, obs_dim]
         agents = self._world.agents
@@ -182,14 +216,17 @@ class VmasMPE:
 
     # -- interface -----------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Observation:
-        if seed is not None:
-            self._env.seed(seed)
+        with self._own_rng():
+            if seed is not None:
+                self._env.seed(seed)
+            raw = self._env.reset()
         self._t.zero_()
         self._ret.zero_()
-        return self._observation(self._env.reset())
+        return self._observation(raw)
 
     def step(self, actions: Tensor) -> StepResult:
-        raw_obs, rews, dones, _ = self._env.step(self._all_actions(actions))
+        with self._own_rng():
+            raw_obs, rews, dones, _ = self._env.step(self._all_actions(actions))
         reward = torch.stack(rews[: self.n_learners], dim=1)
         obs = self._observation(raw_obs)
         self._t += 1
@@ -201,12 +238,13 @@ class VmasMPE:
         ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
         final_obs = obs
         if bool(done.any()):
-            if bool(done.all()):
-                new_obs = self._observation(self._env.reset())
-            else:
-                for i in done.nonzero().flatten().tolist():
-                    self._env.reset_at(i)
-                new_obs = self.observe()
+            with self._own_rng():
+                if bool(done.all()):
+                    new_obs = self._observation(self._env.reset())
+                else:
+                    for i in done.nonzero().flatten().tolist():
+                        self._env.reset_at(i)
+                    new_obs = self.observe()
             obs = new_obs.where(done, final_obs)
             self._t = torch.where(done, torch.zeros_like(self._t), self._t)
             self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
@@ -222,29 +260,38 @@ class VmasMPE:
 
     def observe(self) -> Observation:
         """The current observation (without stepping)."""
-        raw = self._env.get_from_scenario(
-            get_observations=True, get_rewards=False, get_infos=False, get_dones=False
-        )[0]
+        with self._own_rng():
+            raw = self._env.get_from_scenario(
+                get_observations=True, get_rewards=False, get_infos=False, get_dones=False
+            )[0]
         return self._observation(raw)
 
-    def state_dict(self) -> dict[str, Tensor]:
-        """Simulator state (every entity's pose and velocity) and episode counters."""
-        st: dict[str, Tensor] = {"t": self._t.clone(), "ret": self._ret.clone()}
+    def _state_objects(self):
         for i, ent in enumerate(self._world.entities):
-            for k in ("pos", "vel", "rot", "ang_vel"):
-                val = getattr(ent.state, k)
-                if val is not None:
-                    st[f"{i}.{k}"] = val.clone()
+            yield f"{i}.state", ent.state
+            if getattr(ent, "action", None) is not None:
+                yield f"{i}.action", ent.action
+
+    def state_dict(self) -> dict[str, Any]:
+        """Simulator state (every tensor on each entity's state and action) and counters."""
+        st: dict[str, Any] = {"t": self._t.clone(), "ret": self._ret.clone(), "rng": list(self._rng_state)}
+        for prefix, obj in self._state_objects():
+            for name, val in vars(obj).items():
+                if isinstance(val, Tensor):
+                    st[f"{prefix}.{name}"] = val.clone()
         return st
 
-    def load_state_dict(self, st: dict[str, Tensor]) -> Observation:
+    def load_state_dict(self, st: dict[str, Any]) -> Observation:
         """Restore :meth:`state_dict`; returns the current observation."""
         self._t.copy_(st["t"])
         self._ret.copy_(st["ret"])
-        for i, ent in enumerate(self._world.entities):
-            for k in ("pos", "vel", "rot", "ang_vel"):
-                if f"{i}.{k}" in st:
-                    getattr(ent.state, k).copy_(st[f"{i}.{k}"].to(self.device))
+        self._rng_state = list(st["rng"])
+        objects = dict(self._state_objects())
+        for key, val in st.items():
+            if key in ("t", "ret", "rng"):
+                continue
+            prefix, name = key.rsplit(".", 1)
+            setattr(objects[prefix], name, val.clone().to(self.device))
         return self.observe()
 
     def close(self) -> None:
