@@ -48,3 +48,20 @@ def test_cli_discrete_actions_and_mpe2_backend(tmp_path, clean_env):
     run_cli(tmp_path, clean_env, "env.continuous_actions=false", "env.scenario=simple_tag", name="tag")
     out, _ = run_cli(tmp_path, clean_env, "env.backend=mpe2", "env.workers=1", name="mpe2")
     assert (out / "metrics.csv").exists()
+
+
+def test_wandb_mode_auto_follows_the_api_key(monkeypatch, tmp_path):
+    from eqmarl.logging import resolve_wandb_mode
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert resolve_wandb_mode("auto") == "offline"
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
+    assert resolve_wandb_mode("auto") == "online"
+    (tmp_path / "netrc").unlink()
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_wandb_mode("auto") == "online"
+    assert resolve_wandb_mode("disabled") == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert resolve_wandb_mode("auto") == "offline"

@@ -28,7 +28,7 @@ def test_default_composes_to_typed_objects():
         ("model.hidden=-4", "model.hidden", "> 0"),
         ("algo.name=qmix", "algo.name", "ippo, mappo"),
         ("algo.gamma=1.5", "algo.gamma", "[0, 1]"),
-        ("logger.wandb_mode=sometimes", "logger.wandb_mode", "offline, online, disabled"),
+        ("logger.wandb_mode=sometimes", "logger.wandb_mode", "auto, online, offline, disabled"),
         ("train.device=tpu", "train.device", "cpu, cuda, auto"),
     ],
 )

@@ -149,8 +149,9 @@ class TrainConfig:
 class LoggerConfig:
     """Metrics sinks (``logger=`` group)."""
 
-    # W&B mode: offline (default; sync later) | online | disabled
-    wandb_mode: str = "offline"
+    # W&B mode: auto (online when an API key is configured: WANDB_API_KEY or `wandb login`;
+    # else offline, files in the run dir, `eqmarl sync` uploads later) | online | offline | disabled
+    wandb_mode: str = "auto"
     # W&B project, entity (None: your default), group (sweep/experiment), job_type, tags
     project: str = "eqmarl"
     entity: Optional[str] = None
@@ -294,7 +295,7 @@ def validate(cfg: Config) -> None:
             f"a divisor of the batch algo.rollout_steps*train.num_envs={batch} "
             f"(e.g. {', '.join(map(str, divisors))})",
         )
-    _choice("logger.wandb_mode", cfg.logger.wandb_mode, ["offline", "online", "disabled"])
+    _choice("logger.wandb_mode", cfg.logger.wandb_mode, ["auto", "online", "offline", "disabled"])
     _positive("logger.log_every", cfg.logger.log_every)
     _choice("cluster.name", cfg.cluster.name, ["local", "slurm"])
     _choice("learner.name", cfg.learner.name, ["single", "ddp", "deepspeed"])

@@ -1,8 +1,8 @@
 """Metrics sinks: CSV, Weights & Biases, progress bar.  Only rank 0 creates a Logger.
 
-W&B runs offline by default (files under ``<run_dir>/wandb``; upload later with
-``eqmarl sync``), online when ``logger.wandb_mode=online`` or ``WANDB_MODE=online``,
-and not at all with ``logger.wandb_mode=disabled``.  Charts are keyed on ``env_steps``.
+W&B runs online when an API key is configured, else offline (files under
+``<run_dir>/wandb``; upload later with ``eqmarl sync``); ``logger.wandb_mode`` or
+``WANDB_MODE`` force a mode, ``logger.wandb_mode=disabled`` turns it off.  Charts are keyed on ``env_steps``.
 The API key is read by wandb from the environment; it is never written by eqmarl.
 """
 
@@ -72,6 +72,29 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def wandb_key_configured() -> bool:
+    """True when W&B has an API key: ``WANDB_API_KEY`` or a ``wandb login`` netrc entry."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+
+    try:
+        path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+        return any("wandb" in host for host in netrc.netrc(path).hosts)
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """``auto`` -> ``online`` with a key, else ``offline``; ``WANDB_MODE`` wins over the config."""
+    env = os.environ.get("WANDB_MODE")
+    if env:
+        return env
+    if mode == "auto":
+        return "online" if wandb_key_configured() else "offline"
+    return mode
+
+
 class WandbLogger:
     """A W&B run that continues across resumes (same id)."""
 
@@ -88,7 +111,7 @@ class WandbLogger:
         except ImportError as e:  # pragma: no cover
             raise ImportError("logger.wandb_mode needs wandb: pip install wandb (or logger.wandb_mode=disabled)") from e
         self._wandb = wandb
-        mode = os.environ.get("WANDB_MODE") or cfg.wandb_mode
+        mode = resolve_wandb_mode(cfg.wandb_mode)
         self.run = wandb.init(
             project=cfg.project,
             entity=cfg.entity,
