@@ -10,7 +10,34 @@ from torch import Tensor, nn
 from eqmarl.envs.base import Observation
 from eqmarl.models.heads import ActorFeatures
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU}
+class _SigmoidTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+class Tanh(nn.Module):
+    """tanh computed as ``2 * sigmoid(2x) - 1`` (equal to within 2e-7).
+
+    On CPU, torch's tanh kernel is about 3x slower than its sigmoid (measured 1.4 ms vs
+    0.4 ms for a 5625x128 tensor on this project's 2-core machines), and the activation
+    was a quarter of PPO's update time; on other devices this falls back to ``torch.tanh``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu":
+            return torch.tanh(x)
+        return _SigmoidTanh.apply(x)
+
+
+ACTIVATIONS = {"tanh": Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU}
 
 
 def make_mlp(sizes: list[int], activation: str, last_activation: bool = True) -> nn.Sequential:
@@ -36,11 +63,12 @@ class MLPEncoder(nn.Module):
         layers: number of hidden layers.
         activation: one of ``tanh, relu, silu, elu``.
         source: ``obs`` (per-agent view) or ``state`` (global state, for a centralized
-            critic; the features are then shared by all agents of an env).
+            critic; features ``[E, 1, H]`` shared by all agents of an env).
         n_agents: agents per env (used with ``source='state'``).
     """
 
     equivariant = False
+    uses_graph = False
 
     def __init__(
         self,
@@ -59,6 +87,6 @@ class MLPEncoder(nn.Module):
 
     def forward(self, obs: Observation) -> ActorFeatures:
         if self.source == "state":
-            h = self.net(obs.state)  # [E, H]
-            return ActorFeatures(h=h.unsqueeze(-2).expand(*h.shape[:-1], self.n_agents, h.shape[-1]))
+            # [E, 1, H]: one feature row per env, broadcast over agents by the heads' users
+            return ActorFeatures(h=self.net(obs.state).unsqueeze(-2))
         return ActorFeatures(h=self.net(obs.obs))

@@ -70,8 +70,16 @@ class Policy(nn.Module):
     def distribution(self, obs: Observation):
         return self.head(self.actor_encoder(obs), obs.action_mask)
 
+    @property
+    def uses_graph(self) -> bool:
+        """Whether any encoder reads ``Observation.graph`` (else rollouts may drop it)."""
+        return any(getattr(e, "uses_graph", True) for e in (self.actor_encoder, self.critic_encoder))
+
     def value(self, obs: Observation) -> Tensor:
-        return self.value_head(self.critic_encoder(obs))
+        """``[E, A]`` values (a centralized critic's ``[E, 1]`` is broadcast over agents)."""
+        v = self.value_head(self.critic_encoder(obs))
+        n_agents = obs.obs.shape[-2]
+        return v.expand(*v.shape[:-1], n_agents) if v.shape[-1] == 1 else v
 
     @torch.no_grad()
     def act(self, obs: Observation, deterministic: bool = False) -> ActOutput:

@@ -85,6 +85,7 @@ class Trainer:
         self.spec = self.env.spec
         seed_everything(cfg.seed)  # same initial parameters on every rank
         self.policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
+        self._keep_graph = self.policy.uses_graph
         self.value_norm = ValueNorm(a.value_norm).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=a.lr, eps=1e-5, foreach=True)
         self.strategy = (strategy or make_strategy)(cfg.learner.name, self.policy, self.optimizer, a.max_grad_norm)
@@ -113,7 +114,7 @@ class Trainer:
         for t in range(a.rollout_steps):
             out = policy.act(obs)
             res = env.step(out.action)
-            obs_l.append(obs)
+            obs_l.append(obs if self._keep_graph else dataclasses.replace(obs, graph=None))
             act_l.append(out.action)
             logp_l.append(out.logprob)
             val_l.append(out.value)
