@@ -4,6 +4,7 @@
     python launch.py model=mlp algo=mappo seed=3   # any override
     python launch.py resume=outputs/<run dir>      # continue a stopped run exactly
     python launch.py -m seed=0,1,2                 # a sweep
+    python launch.py -m cluster=slurm seed=0,1,2   # a sweep of SLURM jobs (submitit)
 
 Bad values stop here, before anything runs, with exit code 2 and a message naming the
 key and the allowed values.
@@ -22,6 +23,10 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from eqmarl.config import ConfigError, register_configs, to_config  # noqa: E402
 
 register_configs()
+
+from eqmarl.launch import register_resolvers  # noqa: E402
+
+register_resolvers()
 
 # Keys a resumed run may change from the command line; everything else comes from the
 # checkpoint, so the run continues exactly as it started.
@@ -48,18 +53,31 @@ def _resume_config(dict_cfg: DictConfig, target: str):
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(dict_cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    from eqmarl.launch.job import run_training
+    from eqmarl.launch.job import TrainJob, default_wandb_group, in_submitit_job, run_training
 
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         cfg = to_config(dict_cfg)
+        if cfg.cluster.name == "slurm" and not multirun:
+            print(
+                "eqmarl: cluster=slurm submits jobs through hydra's submitit launcher, which runs in multirun mode "
+                "only: add -m, e.g. python launch.py -m cluster=slurm seed=0",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         run_dir, ckpt = Path(HydraConfig.get().runtime.output_dir), None
         if cfg.resume:
             cfg, run_dir, ckpt = _resume_config(dict_cfg, cfg.resume)
     except (ConfigError, FileNotFoundError) as e:
         print(f"eqmarl: {e}", file=sys.stderr)
         sys.exit(2)
-    metrics = run_training(cfg, run_dir, ckpt)
+    cfg.logger.group = default_wandb_group(cfg, HydraConfig.get().sweep.dir if multirun else None)
+    if in_submitit_job():  # a SLURM job: ranks, preemption, requeue (eqmarl.launch.job.TrainJob)
+        metrics = TrainJob(cfg, run_dir, ckpt)()
+    else:
+        metrics = run_training(cfg, run_dir, ckpt)
     print(f"[eqmarl] run dir: {run_dir}")
     if "eval_return" in metrics:
         print(f"[eqmarl] final eval return: {metrics['eval_return']:.2f} after {int(metrics['env_steps'])} env steps")

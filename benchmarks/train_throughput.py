@@ -103,6 +103,7 @@ def main() -> None:
     cfg.train.max_iterations = args.warmup + args.iterations
     steps0 = trainer.env_steps
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     orig_rollout, orig_update = trainer.rollout, trainer.update
 
     def timed_rollout():
@@ -123,6 +124,7 @@ def main() -> None:
     eval_t = time.perf_counter()
     trainer.run(logger)
     loop_s = time.perf_counter() - t0
+    loop_cpu_s = time.process_time() - cpu0
     trainer.rollout, trainer.update = orig_rollout, orig_update
     frames = trainer.env_steps - steps0
     eval_s = max(0.0, loop_s - rollout_s - update_s)
@@ -157,6 +159,10 @@ def main() -> None:
     result = {
         "env_steps_per_s": frames / loop_s,
         "env_only_steps_per_s": env_only,
+        # CPU time of this process over the timed loop (all its threads): on a shared
+        # machine, frames per CPU-second is the steadier figure (with train.threads=1)
+        "loop_cpu_s": loop_cpu_s,
+        "env_steps_per_cpu_s": frames / loop_cpu_s,
         "frames": frames,
         "loop_s": loop_s,
         "rollout_s": rollout_s,

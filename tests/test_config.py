@@ -63,3 +63,9 @@ def test_cli_bad_value_exits_nonzero_before_running(tmp_path, clean_env):
     assert p.returncode == 2, p.stderr
     assert "algo.num_minibatches" in p.stderr and "allowed" in p.stderr
     assert not (out / "metrics.csv").exists() and not (out / "checkpoints").exists()
+
+
+def test_appended_unknown_key_is_rejected():
+    with pytest.raises(ConfigError) as e:
+        compose(["+train.num_env=3"])
+    assert e.value.key == "train.num_env" and "num_envs" in str(e.value)

@@ -518,3 +518,51 @@ def test_make_policy_runs_on_vmas(name: str, continuous: bool) -> None:
     mappo = make_policy(ModelConfig(name=name, hidden=16, layers=2), env.spec, centralized_critic=True)
     assert type(mappo.critic_encoder) is type(policy.critic_encoder)
     assert mappo.act(obs).value.shape == (6, 3)
+
+
+# ------------------------------------------------------------- dense-path fast paths
+@pytest.mark.parametrize("backend", ["dense", "pyg"])
+@pytest.mark.parametrize("layer_cls", [EGNNLayer, E2GN2Layer], ids=["egnn", "e2gn2"])
+@pytest.mark.parametrize("padded", [False, True], ids=["complete", "padded"])
+def test_layer_receivers_subset_equals_the_full_layer_rows(layer_cls: type, backend: str, padded: bool) -> None:
+    """``receivers=`` (messages only towards some nodes, e.g. the agents in an actor's last
+    layer) gives exactly the full layer's rows for those nodes, gradients included."""
+    torch.manual_seed(16)
+    layer = layer_cls(8, "relu", 2).double()
+    if isinstance(layer, E2GN2Layer):
+        layer.reset_gate(1.0)
+    torch.nn.init.normal_(layer.coord_mlp[-1].weight)
+    obs = random_obs(5, n_landmarks=3, n_pad=1 if padded else 0, drop_landmarks=padded, seed=17)
+    g = graph_batch(obs.graph, use_velocity=True, dtype=torch.float64)
+    assert g.complete is not padded
+    h = torch.randn(5, g.num_nodes, 8, dtype=torch.float64, requires_grad=True)
+    receivers = torch.tensor([2, 0])
+    h_full, u_full = layer(h, g.u, g, backend)
+    h_sub, u_sub = layer(h, g.u, g, backend, receivers=receivers)
+    torch.testing.assert_close(h_sub, h_full[:, receivers], rtol=0, atol=1e-12)
+    torch.testing.assert_close(u_sub, u_full[:, receivers], rtol=0, atol=1e-12)
+    (grad_full,) = torch.autograd.grad(h_full[:, receivers].sum() + u_full[:, receivers].sum(), h)
+    (grad_sub,) = torch.autograd.grad(h_sub.sum() + u_sub.sum(), h)
+    torch.testing.assert_close(grad_sub, grad_full, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_complete_graph_fast_path_equals_the_masked_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Complete graphs skip the adjacency masks; forcing the masked path changes nothing."""
+    import eqmarl.models.gnn as gnn_mod
+
+    policy = build_policy(name, make_spec())
+    obs = random_obs(6, seed=18)
+    out_fast = policy_outputs(policy)(obs)
+    real_graph_batch = gnn_mod.graph_batch
+
+    def masked_graph_batch(*args, **kwargs):
+        g = real_graph_batch(*args, **kwargs)
+        assert g.complete
+        g.complete = False
+        return g
+
+    monkeypatch.setattr(gnn_mod, "graph_batch", masked_graph_batch)
+    out_masked = policy_outputs(policy)(obs)
+    for k in out_fast:
+        torch.testing.assert_close(out_masked[k], out_fast[k], rtol=0, atol=1e-12)

@@ -3,6 +3,8 @@
     eqmarl doctor                 what is installed (optional parts, devices)
     eqmarl plot RUN_DIR...        learning curve PNG of each run (metrics.csv)
     eqmarl sync RUN_DIR...        upload offline W&B runs (wraps ``wandb sync``)
+    eqmarl plot-curves DIR... --out fig.png --threshold X   mean +- s.e. over seeds per model
+    eqmarl xplay RUN_DIR...       self-play/cross-play matrix of checkpoints (+ test-time EQC)
 """
 
 from __future__ import annotations
@@ -59,6 +61,47 @@ def sync(run_dirs: list[str], extra: list[str]) -> int:
     return subprocess.call(["wandb", "sync", *extra, *runs])
 
 
+def xplay(args: argparse.Namespace) -> int:
+    from eqmarl.eval.crossplay import evaluate_crossplay, format_table, write_outputs
+
+    try:
+        result = evaluate_crossplay(args.run_dirs, args.games, args.eqc, args.greedy, args.seed, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"eqmarl xplay: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    for kind, path in write_outputs(result, args.out).items():
+        print(f"[eqmarl] {kind}: {path}")
+    return 0
+
+
+def plot_curves(args: argparse.Namespace) -> int:
+    """``eqmarl plot-curves``: sample-efficiency figure and env steps to a threshold (JSON)."""
+    import json
+
+    from eqmarl.eval.plots import find_runs, group_runs, plot_sample_efficiency, threshold_summary
+
+    thresholds: dict[str, float] = {}
+    for t in args.threshold or []:
+        task, _, value = t.rpartition("=")
+        try:
+            thresholds[task or "*"] = float(value)
+        except ValueError:
+            print(f"eqmarl plot-curves: --threshold {t!r}; allowed: a number or TASK=NUMBER", file=sys.stderr)
+            return 2
+    groups = group_runs(find_runs([Path(d) for d in args.dirs], args.metric))
+    if not groups:
+        print("eqmarl plot-curves: no runs (metrics.csv + config.json) under " + ", ".join(args.dirs), file=sys.stderr)
+        return 2
+    png = plot_sample_efficiency(groups, Path(args.out), thresholds, args.metric)
+    summary = threshold_summary(groups, thresholds)
+    out_json = Path(args.json) if args.json else png.with_suffix(".json")
+    out_json.write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+    print(f"[eqmarl] figure: {png}; summary: {out_json}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="eqmarl", description="eqmarl helpers (train with: python launch.py)")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -67,11 +110,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dirs", nargs="+")
     s = sub.add_parser("sync", help="upload offline W&B runs found under run directories")
     s.add_argument("run_dirs", nargs="+")
+    x = sub.add_parser("xplay", help="self-play/cross-play matrix of trained runs (zero-shot coordination)")
+    x.add_argument("run_dirs", nargs="+", help="run directories, sweep directories or checkpoint files")
+    x.add_argument("--games", type=int, default=1000, help="games per pairing")
+    x.add_argument("--eqc", default=None, help="also evaluate with test-time EQC over this group (e.g. C5, C9)")
+    x.add_argument("--greedy", action="store_true", help="most likely actions instead of samples")
+    x.add_argument("--seed", type=int, default=0, help="env and sampling seed")
+    x.add_argument("--device", default="cpu")
+    x.add_argument("--out", default="xplay", help="directory for crossplay.json/.csv/.png")
+    c = sub.add_parser("plot-curves", help="return vs env steps per model (mean, s.e. over seeds); steps to a threshold")
+    c.add_argument("dirs", nargs="+", help="sweep or run directories (searched for metrics.csv + config.json)")
+    c.add_argument("--out", default="curves.png", help="figure path (the JSON summary goes beside it)")
+    c.add_argument("--threshold", action="append", help="return threshold: X, or TASK=X per task (repeatable)")
+    c.add_argument("--metric", default="eval_return", help="metrics.csv column to plot")
+    c.add_argument("--json", default=None, help="summary path (default: --out with .json)")
     args, extra = ap.parse_known_args(argv)
     if args.cmd == "doctor":
         return doctor()
     if args.cmd == "plot":
         return plot(args.run_dirs)
+    if args.cmd == "plot-curves":
+        return plot_curves(args)
+    if args.cmd == "xplay":
+        return xplay(args)
     return sync(args.run_dirs, extra)
 
 

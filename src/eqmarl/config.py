@@ -10,6 +10,7 @@ key and the allowed values, so a bad sweep stops before anything runs or is subm
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -58,6 +59,45 @@ class MpeEnvConfig(EnvConfig):
     workers: int = 2
 
 
+@dataclass
+class LeverEnvConfig(EnvConfig):
+    """The lever coordination game (``env=lever``): one-step episodes, payout if all agree."""
+
+    name: str = "lever"
+    # every episode is one step
+    episode_limit: int = 1
+    # players (payout only if all pull the same lever)
+    n_agents: int = 2
+    # payoff of each lever (one action per lever); EQC's game: nine 1.0 levers and one 0.9
+    payoffs: list[float] = field(default_factory=lambda: [1.0] * 9 + [0.9])
+
+
+@dataclass
+class HanabiEnvConfig(EnvConfig):
+    """Hanabi on the engine (``env=hanabi``); see :mod:`eqmarl.envs.hanabi`."""
+
+    name: str = "hanabi"
+    # truncate after this many turns (0: never cut a game, i.e. 2 * deck + information tokens)
+    episode_limit: int = 0
+    # variant preset: full | small | very_small (overridden by the fields below)
+    preset: str = "full"
+    # seats = agents: 2..5
+    players: int = 2
+    # override the preset (None: keep it): colours 1..5, ranks 1..5, cards per hand, tokens
+    colors: Optional[int] = None
+    ranks: Optional[int] = None
+    hand_size: Optional[int] = None
+    max_information_tokens: Optional[int] = None
+    max_life_tokens: Optional[int] = None
+    # card_knowledge (canonical encoding with hint memory) | minimal
+    observation_type: str = "card_knowledge"
+    # the engine picks the first player at random
+    random_start_player: bool = False
+    # engine (hanabi-learning-environment, a Python loop over games) | fast (batched torch
+    # re-implementation, same observations/masks/rewards; seat 0 always starts)
+    backend: str = "engine"
+
+
 # --------------------------------------------------------------------------- model
 @dataclass
 class ModelConfig:
@@ -78,6 +118,16 @@ class ModelConfig:
     graph_backend: str = "dense"
     # graph models: feed velocities as a second equivariant vector channel
     use_velocity: bool = True
+    # EQC: symmetrize the policy over this group of the env's symmetries (e.g. C5, D10,
+    # S5 on Hanabi colours; C9 on the lever game's 1.0-levers); None: off.  Training goes
+    # through the symmetrizer (gradients included); checkpoints hold the plain policy.
+    eqc: Optional[str] = None
+    # what EQC averages over the group copies: probs (mixture) | logits (log-probabilities)
+    eqc_average: str = "probs"
+    # start the action head uniform over the orbits of this group (a name as for model.eqc)
+    # instead of uniform over actions: each class of equivalent actions gets the same
+    # initial mass (logit bias -log(orbit size)); None: off
+    orbit_init: Optional[str] = None
 
 
 # ---------------------------------------------------------------------------- algo
@@ -117,6 +167,9 @@ class AlgoConfig:
     value_norm: bool = True
     # stop the epochs of an iteration early when approx_kl exceeds this (None: never)
     target_kl: Optional[float] = None
+    # Other-Play: an independent random element of this group (a name as for model.eqc)
+    # per agent per episode, applied to that agent's observations and actions; None: off
+    other_play: Optional[str] = None
 
 
 # --------------------------------------------------------------------------- train
@@ -169,19 +222,69 @@ class LoggerConfig:
 # ------------------------------------------------------------------------- cluster
 @dataclass
 class ClusterConfig:
-    """Where runs execute (``cluster=`` group)."""
+    """Where runs execute (``cluster=`` group).
+
+    ``cluster=slurm`` submits every run of a sweep (``python launch.py -m ...``) as a
+    SLURM job through hydra-submitit-launcher; the launcher's settings
+    (``hydra.launcher.*``) are interpolated from these keys, so set ``cluster.nodes=2``,
+    not ``hydra.launcher.nodes=2``.  The other keys are ignored by ``cluster=local``.
+    """
 
     # local (in-process) | slurm (submitit)
     name: str = "local"
+    # SLURM partition, account, QOS and node feature constraint (None: the site's default)
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    # nodes per job; a job with nodes * tasks_per_node > 1 ranks trains with learner=ddp
+    nodes: int = 1
+    # processes (ranks) per node: one per GPU on GPU nodes
+    tasks_per_node: int = 1
+    # GPUs per node (0: CPU job)
+    gpus_per_node: int = 0
+    # CPU cores per rank (None: the site's default); sets torch's threads when train.threads=0
+    cpus_per_task: Optional[int] = None
+    # memory per node in GB (None: the site's default)
+    mem_gb: Optional[int] = None
+    # wall-clock limit per job (each requeue gets it again), minutes
+    timeout_min: int = 60
+    # how many times a job may be requeued after a timeout or preemption (USR2): it
+    # checkpoints, requeues and resumes; then it fails
+    max_requeues: int = 3
+    # USR2 is sent this many seconds before the time limit (time to finish the iteration)
+    signal_delay_s: int = 120
+    # extra sbatch options without the leading dashes, e.g. {mail-type: END, reservation: x};
+    # on the command line: +cluster.additional_parameters.reservation=x
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+    # shell lines run in the sbatch script before the job starts (module load, source venv)
+    setup: list[str] = field(default_factory=list)
+    # where submitit writes job scripts, pickles and stdout/stderr (%j: job id);
+    # None: <sweep dir>/.submitit/%j
+    log_dir: Optional[str] = None
+    # job name in squeue (None: the hydra job name, "launch")
+    job_name: Optional[str] = None
+    # jobs of one sweep running at the same time (SLURM array parallelism)
+    array_parallelism: int = 256
 
 
 # -------------------------------------------------------------------------- learner
 @dataclass
 class LearnerConfig:
-    """How gradients are computed and applied (``learner=`` group)."""
+    """How gradients are computed and applied (``learner=`` group).
+
+    ``ddp``: one process per rank, each with its own envs and seed; gradients are
+    averaged over ranks every minibatch, so the effective batch is the per-rank batch
+    (``algo.rollout_steps * train.num_envs``) times the world size, and ``env_steps``
+    counts the frames of all ranks.  Chosen automatically when a job has several ranks.
+    """
 
     # single (one process) | ddp | deepspeed
     name: str = "single"
+    # ddp: torch.distributed backend: auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+    backend: str = "auto"
+    # ddp: seconds a collective may wait for the other ranks before failing
+    timeout_s: int = 600
 
 
 # --------------------------------------------------------------------------- top
@@ -204,7 +307,7 @@ class Config:
     experiment: Optional[str] = None
 
 
-ENV_SCHEMAS: dict[str, type] = {"mpe": MpeEnvConfig}
+ENV_SCHEMAS: dict[str, type] = {"mpe": MpeEnvConfig, "lever": LeverEnvConfig, "hanabi": HanabiEnvConfig}
 
 
 def register_configs() -> None:
@@ -222,10 +325,41 @@ def register_configs() -> None:
     cs.store(group="learner", name="schema", node=LearnerConfig)
 
 
+def unknown_keys(node: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """Dotted keys present in a composed config but not in its dataclass schema, each with
+    the keys its schema does have.
+
+    ``+cluster.nodez=2`` composes (hydra appends it) and ``OmegaConf.to_object`` then
+    drops it silently; a sweep must not be submitted with a key that does nothing.
+    """
+    import dataclasses
+
+    from omegaconf import DictConfig, OmegaConf
+
+    out: list[tuple[str, list[str]]] = []
+    if not isinstance(node, DictConfig):
+        return out
+    schema = OmegaConf.get_type(node)
+    fields = [f.name for f in dataclasses.fields(schema)] if schema is not None and dataclasses.is_dataclass(schema) else None
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        if fields is not None and key not in fields:
+            out.append((full, fields))
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            out += unknown_keys(child, full + ".")
+    return out
+
+
 def to_config(dict_cfg: Any) -> Config:
     """Convert a composed hydra config to typed objects, then validate it."""
     from omegaconf import OmegaConf
 
+    unknown = unknown_keys(dict_cfg)
+    if unknown:
+        key, known = unknown[0]
+        raise ConfigError(key, OmegaConf.select(dict_cfg, key), f"an existing key; known here: {', '.join(known)}")
     obj = OmegaConf.to_object(dict_cfg)
     assert isinstance(obj, Config)
     validate(obj)
@@ -243,13 +377,70 @@ def _positive(key: str, value: Any, allow_zero: bool = False) -> None:
         raise ConfigError(key, value, "a number >= 0" if allow_zero else "a number > 0")
 
 
+def _validate_hanabi(env: HanabiEnvConfig) -> None:
+    from eqmarl.envs.hanabi import OBSERVATION_TYPES, PRESETS, HanabiParams
+
+    _choice("env.preset", env.preset, list(PRESETS))
+    _choice("env.players", env.players, [2, 3, 4, 5])
+    _choice("env.observation_type", env.observation_type, list(OBSERVATION_TYPES))
+    _choice("env.backend", env.backend, ["engine", "fast"])
+    if env.backend == "fast" and env.random_start_player:
+        raise ConfigError("env.random_start_player", True, "false with env.backend=fast (seat 0 starts)")
+    try:
+        HanabiParams.from_preset(
+            env.preset, env.players, env.colors, env.ranks, env.hand_size,
+            env.max_information_tokens, env.max_life_tokens, env.observation_type,
+        )
+    except ValueError as e:  # message: "env.<key>=<value>; allowed: ..."
+        key, _, rest = str(e).partition("=")
+        value, _, allowed = rest.partition("; allowed: ")
+        raise ConfigError(key, value, allowed or str(e)) from None
+
+
+def _validate_group(key: str, name: str, env: EnvConfig) -> None:
+    """A group name (C<k>, D<2k>, S<k>) whose degree fits the env's symmetric points."""
+    from eqmarl.symmetry.groups import GroupError, make_group
+
+    if isinstance(env, LeverEnvConfig):
+        top = max(env.payoffs)
+        degree: Optional[int] = sum(1 for p in env.payoffs if p == top)
+        what = f"the {degree} top-paying levers"
+    elif isinstance(env, HanabiEnvConfig):
+        from eqmarl.envs.hanabi import PRESETS
+
+        degree = env.colors if env.colors is not None else PRESETS.get(env.preset, {}).get("colors")
+        what = f"the {degree} colours"
+    else:
+        raise ConfigError(key, name, f"None (env.name={env.name} has no finite symmetry group; use lever or hanabi)")
+    example = f"C{degree}, D{2 * degree}, S{degree}" if degree and degree >= 3 else f"C{degree}, S{degree}"
+    m = re.fullmatch(r"([CDS])(\d+)", str(name))
+    if m is None or (m.group(1) == "S" and int(m.group(2)) != degree):
+        raise ConfigError(key, name, f"a group on {what}: {example}")
+    if m.group(1) != "S":  # C<k>/D<2k>: cheap to build, and the build checks the degree
+        try:
+            make_group(name, degree=degree)
+        except GroupError:
+            raise ConfigError(key, name, f"a group on {what}: {example}") from None
+    if key == "model.eqc" and m.group(1) == "S" and degree is not None and degree > 6:
+        # EQC runs one copy of the policy per group element: S7 is 5040 copies already
+        raise ConfigError(key, name, f"a group of at most 720 elements for EQC, e.g. C{degree} or D{2 * degree}")
+
+
 def validate(cfg: Config) -> None:
     """Check every value and derived size; raise :class:`ConfigError` naming the key."""
     from eqmarl.models.policy import ENCODERS, _load_graph_models
     from eqmarl.models.mlp import ACTIVATIONS
 
     _choice("env.name", cfg.env.name, list(ENV_SCHEMAS))
-    _positive("env.episode_limit", cfg.env.episode_limit)
+    _positive("env.episode_limit", cfg.env.episode_limit, allow_zero=isinstance(cfg.env, HanabiEnvConfig))
+    if isinstance(cfg.env, LeverEnvConfig):
+        _choice("env.episode_limit", cfg.env.episode_limit, [1])
+        if cfg.env.n_agents < 2:
+            raise ConfigError("env.n_agents", cfg.env.n_agents, "an integer >= 2 (a coordination game)")
+        if len(cfg.env.payoffs) < 2:
+            raise ConfigError("env.payoffs", cfg.env.payoffs, "a list of at least 2 payoffs (one per lever)")
+    if isinstance(cfg.env, HanabiEnvConfig):
+        _validate_hanabi(cfg.env)
     if isinstance(cfg.env, MpeEnvConfig):
         from eqmarl.envs.mpe import BACKENDS, PREY_POLICIES, SCENARIOS
 
@@ -267,6 +458,14 @@ def validate(cfg: Config) -> None:
     _positive("model.hidden", cfg.model.hidden)
     _positive("model.layers", cfg.model.layers)
     _choice("model.activation", cfg.model.activation, list(ACTIVATIONS))
+    _choice("model.eqc_average", cfg.model.eqc_average, ["probs", "logits"])
+    for key, group in (
+        ("model.eqc", cfg.model.eqc),
+        ("model.orbit_init", cfg.model.orbit_init),
+        ("algo.other_play", cfg.algo.other_play),
+    ):
+        if group is not None:
+            _validate_group(key, group, cfg.env)
 
     a = cfg.algo
     _choice("algo.name", a.name, ["ippo", "mappo"])
@@ -297,5 +496,21 @@ def validate(cfg: Config) -> None:
         )
     _choice("logger.wandb_mode", cfg.logger.wandb_mode, ["auto", "online", "offline", "disabled"])
     _positive("logger.log_every", cfg.logger.log_every)
-    _choice("cluster.name", cfg.cluster.name, ["local", "slurm"])
+    c = cfg.cluster  # every point of a sweep is checked before anything is submitted
+    _choice("cluster.name", c.name, ["local", "slurm"])
+    for k in ("nodes", "tasks_per_node", "timeout_min", "array_parallelism"):
+        _positive(f"cluster.{k}", getattr(c, k))
+    for k in ("gpus_per_node", "max_requeues", "signal_delay_s"):
+        _positive(f"cluster.{k}", getattr(c, k), allow_zero=True)
+    for k in ("cpus_per_task", "mem_gb"):
+        if getattr(c, k) is not None:
+            _positive(f"cluster.{k}", getattr(c, k))
+    if c.signal_delay_s >= c.timeout_min * 60:
+        raise ConfigError("cluster.signal_delay_s", c.signal_delay_s, f"less than cluster.timeout_min*60={c.timeout_min * 60}")
+    for k, v in c.additional_parameters.items():
+        if not k or str(k).startswith("-"):
+            raise ConfigError(f"cluster.additional_parameters.{k}", v, "sbatch option names without leading dashes")
     _choice("learner.name", cfg.learner.name, ["single", "ddp", "deepspeed"])
+    _choice("learner.backend", cfg.learner.backend, ["auto", "nccl", "gloo"])
+    _positive("learner.timeout_s", cfg.learner.timeout_s)
+

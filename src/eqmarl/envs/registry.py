@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from eqmarl.config import ConfigError, EnvConfig, MpeEnvConfig
+from eqmarl.config import ConfigError, EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig
 from eqmarl.envs.base import MultiAgentEnv
 
-ENV_NAMES = ("mpe",)
+ENV_NAMES = ("mpe", "lever", "hanabi")
 
 
 def _make_mpe(cfg: MpeEnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
@@ -34,11 +34,46 @@ def _make_mpe(cfg: MpeEnvConfig, num_envs: int, seed: int, device: str) -> Multi
     return Mpe2MPE(workers=cfg.workers, **kwargs)
 
 
+def _make_lever(cfg: LeverEnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
+    from eqmarl.envs.lever import LeverGame
+
+    return LeverGame(num_envs, n_agents=cfg.n_agents, payoffs=list(cfg.payoffs), seed=seed, device=device)
+
+
+def _make_hanabi(cfg: HanabiEnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
+    from eqmarl.envs.hanabi import HanabiEnv
+    from eqmarl.envs.hanabi_fast import FastHanabiEnv
+
+    if cfg.backend not in ("engine", "fast"):
+        raise ConfigError("env.backend", cfg.backend, "engine, fast")
+    cls = FastHanabiEnv if cfg.backend == "fast" else HanabiEnv
+    try:
+        return cls(
+            num_envs,
+            players=cfg.players,
+            preset=cfg.preset,
+            colors=cfg.colors,
+            ranks=cfg.ranks,
+            hand_size=cfg.hand_size,
+            max_information_tokens=cfg.max_information_tokens,
+            max_life_tokens=cfg.max_life_tokens,
+            observation_type=cfg.observation_type,
+            random_start_player=cfg.random_start_player,
+            episode_limit=cfg.episode_limit or None,
+            seed=seed,
+            device=device,
+        )
+    except ValueError as e:  # "env.<key>=<value>; allowed: ..."
+        key, _, rest = str(e).partition("=")
+        value, _, allowed = rest.partition("; allowed: ")
+        raise ConfigError(key, value, allowed or str(e)) from None
+
+
 def make(cfg: EnvConfig, num_envs: int, seed: int, device: str = "cpu") -> MultiAgentEnv:
     """Build the env named by ``cfg.name``.
 
     Args:
-        cfg: env config (``MpeEnvConfig`` for ``name="mpe"``).
+        cfg: env config (``MpeEnvConfig``, ``LeverEnvConfig`` or ``HanabiEnvConfig``).
         num_envs: parallel envs in the batch.
         seed: base seed of the batch.
         device: torch device of the returned tensors.
@@ -51,4 +86,8 @@ def make(cfg: EnvConfig, num_envs: int, seed: int, device: str = "cpu") -> Multi
         if not isinstance(cfg, MpeEnvConfig):
             raise ConfigError("env.name", name, "mpe with an MpeEnvConfig")
         return _make_mpe(cfg, num_envs, seed, device)
+    if name == "lever" and isinstance(cfg, LeverEnvConfig):
+        return _make_lever(cfg, num_envs, seed, device)
+    if name == "hanabi" and isinstance(cfg, HanabiEnvConfig):
+        return _make_hanabi(cfg, num_envs, seed, device)
     raise ConfigError("env.name", name, ", ".join(ENV_NAMES))

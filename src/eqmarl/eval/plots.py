@@ -1,10 +1,20 @@
-"""Learning-curve plots from ``metrics.csv`` files."""
+"""Learning-curve plots from ``metrics.csv`` files.
+
+One run: :func:`plot_learning_curve`.  Many runs (a sweep over models and seeds):
+:func:`find_runs` -> :func:`group_runs` -> :func:`plot_sample_efficiency` (mean and
+standard error over seeds, paper style) and :func:`threshold_summary` (env steps to
+reach a return threshold), behind ``eqmarl plot-curves``.
+"""
 
 from __future__ import annotations
 
+import bisect
 import csv
+import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def read_metrics(path: Path) -> dict[str, list[float]]:
@@ -40,6 +50,224 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> Pa
     ax.legend()
     fig.tight_layout()
     out_png = Path(out_png)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png
+
+
+# ------------------------------------------------------------ sample-efficiency curves
+@dataclass
+class RunCurve:
+    """One run's metric against env steps (only the rows where the metric was logged).
+
+    Attributes:
+        path: the run directory.
+        task: ``<env>`` or ``<env>/<scenario>`` (from config.json).
+        model: ``model.name`` (from config.json).
+        seed: the run's seed.
+        steps: env steps of the logged points, ascending.
+        values: the metric at those steps.
+    """
+
+    path: Path
+    task: str
+    model: str
+    seed: int
+    steps: list[float]
+    values: list[float]
+
+
+def find_runs(dirs: list[Path], metric: str = "eval_return") -> list[RunCurve]:
+    """Every run under ``dirs`` (a directory holding ``metrics.csv`` and ``config.json``).
+
+    Args:
+        dirs: run directories or sweep directories (searched recursively).
+        metric: the metrics.csv column to read; rows where it is blank are skipped.
+    """
+    seen: set[Path] = set()
+    runs: list[RunCurve] = []
+    for d in dirs:
+        d = Path(d)
+        for csv_path in sorted([d / "metrics.csv"] if (d / "metrics.csv").exists() else d.rglob("metrics.csv")):
+            run = csv_path.parent.resolve()
+            cfg_path = run / "config.json"
+            if run in seen or not cfg_path.exists():
+                continue
+            seen.add(run)
+            cfg = json.loads(cfg_path.read_text())
+            env = cfg.get("env", {})
+            task = env.get("name", "?") + (f"/{env['scenario']}" if env.get("scenario") else "")
+            cols = read_metrics(csv_path)
+            pts = sorted(
+                (s, v) for s, v in zip(cols.get("env_steps", []), cols.get(metric, [])) if not math.isnan(v)
+            )
+            runs.append(
+                RunCurve(
+                    path=run,
+                    task=task,
+                    model=str(cfg.get("model", {}).get("name", "?")),
+                    seed=int(cfg.get("seed", 0)),
+                    steps=[p[0] for p in pts],
+                    values=[p[1] for p in pts],
+                )
+            )
+    return runs
+
+
+def group_runs(runs: list[RunCurve]) -> dict[str, dict[str, list[RunCurve]]]:
+    """``{task: {model: [runs sorted by seed]}}``."""
+    groups: dict[str, dict[str, list[RunCurve]]] = {}
+    for r in runs:
+        groups.setdefault(r.task, {}).setdefault(r.model, []).append(r)
+    for by_model in groups.values():
+        for rs in by_model.values():
+            rs.sort(key=lambda r: (r.seed, str(r.path)))
+    return groups
+
+
+def _interp(xs: list[float], ys: list[float], x: float) -> float:
+    """Linear interpolation of ``(xs, ys)`` at ``x`` (``xs`` ascending, ``xs[0] <= x <= xs[-1]``)."""
+    i = bisect.bisect_left(xs, x)
+    if i < len(xs) and xs[i] == x:
+        return ys[i]
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def mean_se_curve(runs: list[RunCurve]) -> tuple[list[float], list[float], list[float]]:
+    """Mean and standard error over runs, on the union of their steps.
+
+    Runs are linearly interpolated onto the grid; the grid stops at the shortest run's
+    last step, so every point averages every run.  The standard error is
+    ``std (ddof=1) / sqrt(n)`` (0 for a single run).
+
+    Returns:
+        ``(steps, mean, se)``.
+    """
+    runs = [r for r in runs if r.steps]
+    if not runs:
+        return [], [], []
+    lo = max(r.steps[0] for r in runs)
+    hi = min(r.steps[-1] for r in runs)
+    grid = sorted({s for r in runs for s in r.steps if lo <= s <= hi})
+    n = len(runs)
+    means, ses = [], []
+    for x in grid:
+        ys = [_interp(r.steps, r.values, x) for r in runs]
+        mu = sum(ys) / n
+        var = sum((y - mu) ** 2 for y in ys) / (n - 1) if n > 1 else 0.0
+        means.append(mu)
+        ses.append(math.sqrt(var / n))
+    return grid, means, ses
+
+
+def steps_to_threshold(steps: list[float], values: list[float], threshold: float) -> float | None:
+    """Env steps of the first point whose value is at least ``threshold`` (None: never)."""
+    for s, v in zip(steps, values):
+        if v >= threshold:
+            return s
+    return None
+
+
+def threshold_for(task: str, thresholds: dict[str, float]) -> float | None:
+    """The threshold of ``task`` (``env/scenario``): by full name, by scenario, else ``"*"``."""
+    for key in (task, task.rsplit("/", 1)[-1], "*"):
+        if key in thresholds:
+            return thresholds[key]
+    return None
+
+
+def threshold_summary(
+    groups: dict[str, dict[str, list[RunCurve]]], thresholds: dict[str, float]
+) -> dict[str, dict[str, Any]]:
+    """Per task and model: env steps to first reach the task's threshold.
+
+    Args:
+        groups: from :func:`group_runs`.
+        thresholds: task (``env/scenario`` or ``scenario``) -> threshold; the key
+            ``"*"`` applies to tasks not named.
+
+    Returns:
+        ``{task: {"threshold": t, "models": {model: {...}}}}`` where each model has
+        ``seeds``, ``steps_per_seed`` (None where a seed never reached it),
+        ``reached`` (how many did), ``mean_steps`` (over the seeds that reached it;
+        None if none), ``mean_curve_steps`` (first step where the seed-mean curve
+        reaches it), ``final_mean``/``final_se`` (the mean curve's last point) and
+        ``max_steps`` (the shortest run's last step).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for task, by_model in sorted(groups.items()):
+        thr = threshold_for(task, thresholds)
+        models: dict[str, Any] = {}
+        for model, runs in sorted(by_model.items()):
+            grid, mean, se = mean_se_curve(runs)
+            entry: dict[str, Any] = {
+                "seeds": [r.seed for r in runs],
+                "final_mean": mean[-1] if mean else None,
+                "final_se": se[-1] if se else None,
+                "max_steps": grid[-1] if grid else None,
+            }
+            if thr is not None:
+                per_seed = [steps_to_threshold(r.steps, r.values, thr) for r in runs]
+                hit = [s for s in per_seed if s is not None]
+                entry.update(
+                    steps_per_seed=per_seed,
+                    reached=len(hit),
+                    mean_steps=sum(hit) / len(hit) if hit else None,
+                    mean_curve_steps=steps_to_threshold(grid, mean, thr),
+                )
+            models[model] = entry
+        out[task] = {"threshold": thr, "models": models}
+    return out
+
+
+# paper-style colours: the equivariant models warm, the baselines cool
+MODEL_COLORS = {"e2gn2": "tab:red", "egnn": "tab:orange", "gnn": "tab:blue", "mlp": "tab:gray"}
+
+
+def plot_sample_efficiency(
+    groups: dict[str, dict[str, list[RunCurve]]],
+    out_png: Path,
+    thresholds: dict[str, float] | None = None,
+    metric: str = "eval_return",
+) -> Path:
+    """One panel per task: mean (line) and standard error (band) over seeds per model.
+
+    Args:
+        groups: from :func:`group_runs`.
+        out_png: where to write the figure.
+        thresholds: as for :func:`threshold_summary`, drawn as a dashed line.
+        metric: the y-axis label.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    thresholds = thresholds or {}
+    tasks = sorted(groups)
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5.5 * max(1, len(tasks)), 4), dpi=100, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for model, runs in sorted(groups[task].items()):
+            grid, mean, se = mean_se_curve(runs)
+            if not grid:
+                continue
+            color = MODEL_COLORS.get(model)
+            ax.plot(grid, mean, marker=".", markersize=4, label=f"{model} (n={len(runs)})", color=color)
+            ax.fill_between(
+                grid, [m - s for m, s in zip(mean, se)], [m + s for m, s in zip(mean, se)], color=color, alpha=0.2
+            )
+        thr = threshold_for(task, thresholds)
+        if thr is not None:
+            ax.axhline(thr, color="black", linestyle="--", linewidth=0.8, label=f"threshold {thr:g}")
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png)
     plt.close(fig)
     return out_png

@@ -1,11 +1,22 @@
-"""Running one training job: fresh or resumed, writing into its run directory."""
+"""Running one training job: fresh or resumed, one rank or several, local or on SLURM.
+
+:func:`run_training` trains in this process.  :class:`TrainJob` is the submitit entry
+of a cluster job: it sets up the ranks (``torch.distributed`` from the SLURM
+environment), resumes from the run directory's newest checkpoint when the job was
+requeued, and turns the preemption signal (USR2, also sent before the time limit) into
+a checkpoint at the next iteration boundary followed by submitit's requeue.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from eqmarl.config import Config
 
@@ -19,11 +30,32 @@ def save_resolved_config(cfg: Config, run_dir: Path) -> Path:
     return path
 
 
-def run_training(cfg: Config, run_dir: Path, checkpoint: Path | None = None) -> dict[str, Any]:
+def run_name(cfg: Config) -> str:
+    """The run's display name (W&B run name, plot title)."""
+    return f"{cfg.env.name}-{getattr(cfg.env, 'scenario', '')}-{cfg.model.name}-{cfg.algo.name}-s{cfg.seed}"
+
+
+def run_training(
+    cfg: Config,
+    run_dir: Path,
+    checkpoint: Path | None = None,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    on_trainer: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
     """Train in this process; continue from ``checkpoint`` when given.
 
-    Writes into ``run_dir``: ``config.json``, ``metrics.csv``, ``checkpoints/``,
-    ``learning_curve.png`` and (unless disabled) ``wandb/``.
+    Writes into ``run_dir`` (rank 0 only): ``config.json``, ``metrics.csv``,
+    ``checkpoints/``, ``learning_curve.png`` and (unless disabled) ``wandb/``.
+
+    Args:
+        cfg: the validated config.
+        run_dir: the run directory.
+        checkpoint: a checkpoint file to continue from.
+        rank, world_size: this process's place in a multi-rank job (the process group is
+            already initialized when ``world_size > 1``).
+        on_trainer: called with the Trainer once it exists (the job uses it to request a stop).
 
     Returns:
         the last metrics logged.
@@ -34,15 +66,28 @@ def run_training(cfg: Config, run_dir: Path, checkpoint: Path | None = None) -> 
     from eqmarl.train.trainer import Trainer
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved_config(cfg, run_dir)
-    trainer = Trainer(cfg, run_dir)
+    main = rank == 0
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved_config(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, rank=rank, world_size=world_size)
+    if on_trainer is not None:
+        on_trainer(trainer)
     resume_iteration = None
     if checkpoint is not None:
         trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device))
         resume_iteration = trainer.iteration
-        print(f"[eqmarl] resumed {run_dir} at iteration {trainer.iteration} ({trainer.env_steps} env steps)")
-    name = f"{cfg.env.name}-{getattr(cfg.env, 'scenario', '')}-{cfg.model.name}-{cfg.algo.name}-s{cfg.seed}"
+        if main:
+            print(f"[eqmarl] resumed {run_dir} at iteration {trainer.iteration} ({trainer.env_steps} env steps)", flush=True)
+    if world_size > 1 and main:
+        print(
+            f"[eqmarl] {cfg.learner.name} over {world_size} ranks: per-rank batch {trainer.batch_frames} frames, "
+            f"effective batch {trainer.frames_per_iteration} frames per iteration",
+            flush=True,
+        )
+    if not main:  # only rank 0 logs, plots and writes files
+        return trainer.run(None)
+    name = run_name(cfg)
     logger = Logger(
         cfg.logger,
         run_dir,
@@ -55,9 +100,219 @@ def run_training(cfg: Config, run_dir: Path, checkpoint: Path | None = None) -> 
     )
     try:
         metrics = trainer.run(logger)
-        if (run_dir / "metrics.csv").exists():
+        if (run_dir / "metrics.csv").exists() and trainer._done():
             png = plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png", title=name)
             logger.log_image("learning_curve", png)
     finally:
         logger.close()
     return metrics
+
+
+def default_wandb_group(cfg: Config, sweep_dir: str | Path | None) -> str | None:
+    """W&B group of a run whose ``logger.group`` is unset.
+
+    A sweep's runs share one group named after its multirun directory (e.g.
+    ``2026-11-21_10-00-00``), prefixed by ``experiment`` when a preset is in use; a single
+    run is grouped by its experiment (or not at all).
+    """
+    if cfg.logger.group is not None:
+        return cfg.logger.group
+    if sweep_dir is None:
+        return cfg.experiment
+    p = Path(str(sweep_dir))
+    sweep = f"{p.parent.name}_{p.name}" if p.parent.name else p.name
+    return f"{cfg.experiment}-{sweep}" if cfg.experiment else sweep
+
+
+def parameter_digest(state: dict[str, Any]) -> str:
+    """sha256 (16 hex digits) of a state dict's tensors, in key order (equal iff bitwise equal)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ cluster jobs
+def in_submitit_job() -> bool:
+    """True inside a job started by submitit (SLURM or submitit's local executor)."""
+    return bool(os.environ.get("SUBMITIT_EXECUTOR"))
+
+
+def job_world_size() -> int:
+    """Ranks of this job: SLURM tasks under submitit, ``WORLD_SIZE`` under torchrun, else 1."""
+    if in_submitit_job():
+        import submitit
+
+        return int(submitit.JobEnvironment().num_tasks)
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup_ranks(cfg: Config) -> tuple[Config, int, int]:
+    """Join the job's process group; pick ``learner=ddp`` when there are several ranks.
+
+    Under submitit the rendezvous (``MASTER_ADDR`` = first node, ``MASTER_PORT`` derived
+    from the job id, ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) comes from the SLURM
+    environment via ``submitit.helpers.TorchDistributedEnvironment``.
+
+    Returns:
+        (the config actually trained, rank, world size).
+    """
+    from eqmarl.train.strategy import init_distributed
+    from eqmarl.train.trainer import resolve_device
+
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cfg.train.threads == 0 and cpus:  # torch would otherwise use every core of the node
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=int(cpus)))
+    world = job_world_size()
+    if world <= 1:
+        if cfg.learner.name == "ddp":
+            print("[eqmarl] learner=ddp with one rank: training with learner=single", flush=True)
+            cfg = dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="single"))
+        return cfg, 0, 1
+    if cfg.learner.name == "single":
+        cfg = dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="ddp"))
+    if cfg.learner.name != "ddp":
+        raise NotImplementedError(f"learner.name={cfg.learner.name!r} with {world} ranks; allowed here: ddp")
+    if in_submitit_job():
+        import submitit
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    rank, world = init_distributed(cfg.learner.backend, cfg.learner.timeout_s, resolve_device(cfg.train.device))
+    import torch.distributed as dist
+
+    print(
+        f"[eqmarl] rank {rank}/{world}: torch.distributed {dist.get_backend()} "
+        f"via {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}",
+        flush=True,
+    )
+    return cfg, rank, world
+
+
+def _preempt_signal() -> signal.Signals:
+    """The signal submitit treats as preemption/timeout (USR2 unless SUBMITIT_PREEMPT_SIGNAL says)."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+
+class TrainJob:
+    """A training run as a submitit job: ``executor.submit(TrainJob(cfg, run_dir))``.
+
+    Calling it trains (every rank of the job calls it) and returns rank 0's last
+    metrics.  It is *checkpointable* in submitit's sense (it has ``checkpoint()``):
+
+    - On USR2 (preemption, or ``signal_delay_s`` before the time limit) the handler only
+      asks the trainer to stop; the ranks agree to stop at the end of the current
+      iteration and save one consistent checkpoint (model, optimizer, RNG, env state,
+      counters, W&B run id).  Then submitit's own handler runs: it calls
+      :meth:`checkpoint`, writes the returned ``DelayedSubmission`` and requeues the job.
+    - The requeued job calls a fresh ``TrainJob`` on the same run directory, which
+      resumes from the newest checkpoint there, so the result equals an uninterrupted
+      run (CPU, same seed) and the W&B run continues under the same id.
+    - Requeues are bounded: submitit's ``max_num_timeout`` (= ``cluster.max_requeues``)
+      for timeouts, and :meth:`checkpoint` refuses once SLURM's restart count reaches
+      ``cluster.max_requeues`` (preemptions included); the job then fails with its
+      checkpoint on disk (``resume=<run dir>`` continues it).
+
+    Args:
+        cfg: the validated config.
+        run_dir: the run directory (its ``checkpoints/`` decide where training starts).
+        checkpoint: start from this checkpoint instead of the run directory's newest.
+    """
+
+    _active: ClassVar[TrainJob | None] = None
+
+    def __init__(self, cfg: Config, run_dir: str | Path, checkpoint: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
+        self._trainer: Any = None
+        self._signalled = False
+        self.preempted = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cfg": self.cfg, "run_dir": self.run_dir, "checkpoint_path": self.checkpoint_path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["cfg"], state["run_dir"], state["checkpoint_path"])  # type: ignore[misc]
+
+    @classmethod
+    def active(cls) -> TrainJob | None:
+        """The TrainJob running in this process, if any (the hydra launcher asks)."""
+        return cls._active
+
+    def __call__(self) -> dict[str, Any]:
+        from eqmarl.train.checkpoint import resolve_checkpoint
+        from eqmarl.train.strategy import destroy_distributed
+
+        TrainJob._active = self
+        cfg, rank, world = setup_ranks(self.cfg)
+        ckpt = self.checkpoint_path
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+        if ckpt is None or requeued:  # a requeued job continues from the run's newest checkpoint
+            try:
+                ckpt = resolve_checkpoint(self.run_dir)
+            except FileNotFoundError:
+                pass
+        sig = _preempt_signal()
+        submitit_handler = signal.getsignal(sig) if in_submitit_job() else None
+        if submitit_handler is not None:
+            signal.signal(sig, self._on_preempt)
+        try:
+            metrics = run_training(cfg, self.run_dir, ckpt, rank=rank, world_size=world, on_trainer=self._attach)
+            trainer = self._trainer
+            self.preempted = bool(trainer._stop_requested and not trainer._done())
+        finally:
+            if submitit_handler is not None:
+                signal.signal(sig, submitit_handler)
+        if world > 1:  # ranks must end in sync; the digest makes that checkable from the job logs
+            print(f"[eqmarl] rank {rank}/{world}: parameter digest {parameter_digest(trainer.policy.state_dict())}", flush=True)
+        if self.preempted and callable(submitit_handler):
+            if rank == 0:
+                print("[eqmarl] checkpoint saved; handing over to submitit to requeue", flush=True)
+                submitit_handler(sig, None)  # calls checkpoint(), requeues, exits
+            else:  # the requeue stops this rank with the whole job
+                time.sleep(180)
+        destroy_distributed()
+        TrainJob._active = None
+        return metrics
+
+    def _attach(self, trainer: Any) -> None:
+        self._trainer = trainer
+        if self._signalled:
+            trainer.request_stop()
+
+    def _on_preempt(self, signum: int, frame: Any) -> None:
+        """USR2: stop (and checkpoint) at the end of the current iteration; never mid-update."""
+        self._signalled = True
+        print(f"[eqmarl] got {signal.Signals(signum).name}: checkpointing at the end of this iteration", flush=True)
+        if self._trainer is not None:
+            self._trainer.request_stop()
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """What submitit requeues: a fresh TrainJob that resumes from the newest checkpoint.
+
+        Called by submitit's signal handler after :meth:`__call__` has stopped the trainer
+        at an iteration boundary and saved, so the checkpoint on disk is consistent.  If
+        submitit calls it mid-iteration (its handler not deferred), nothing is saved here
+        and the job resumes from the last periodic checkpoint.
+
+        Returns:
+            a ``submitit.helpers.DelayedSubmission``, or None (no requeue) once the job
+            was restarted ``cluster.max_requeues`` times.
+        """
+        from submitit.helpers import DelayedSubmission
+
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        if restarts >= self.cfg.cluster.max_requeues:
+            print(
+                f"[eqmarl] not requeued: restarted {restarts} times (cluster.max_requeues={self.cfg.cluster.max_requeues}); "
+                f"continue with resume={self.run_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+        if not self.preempted:
+            print("[eqmarl] checkpoint() outside an iteration boundary: the requeued job resumes from the last saved checkpoint", flush=True)
+        return DelayedSubmission(TrainJob(self.cfg, self.run_dir))

@@ -54,6 +54,8 @@ class GraphBatch:
             number of real nodes of each graph (``C = 1`` when ``M <= 1``).
         batch_shape: the graph's original batch shape, ``[E]`` or ``[E, A]``.
         agent_node: ``[A]`` node index of each agent.
+        complete: every node is real and every pair of distinct nodes is an edge, so
+            the dense path may skip the adjacency masks (a fast path; results equal).
     """
 
     h: Tensor
@@ -63,6 +65,7 @@ class GraphBatch:
     coef: Tensor
     batch_shape: torch.Size
     agent_node: Tensor
+    complete: bool = False
     _edge_index: Tensor | None = None
 
     @property
@@ -111,7 +114,8 @@ def graph_batch(graph: EntityGraph, use_velocity: bool, dtype: torch.dtype) -> G
     adj = graph.adjacency().reshape(-1, n, n)
     m = mask.sum(-1).to(dtype)
     coef = 1.0 / (m - 1.0).clamp_min(1.0)
-    return GraphBatch(h, u, mask, adj, coef, batch_shape, graph.agent_node)
+    complete = graph.edge_rule == "full" and bool(mask.all())
+    return GraphBatch(h, u, mask, adj, coef, batch_shape, graph.agent_node, complete)
 
 
 def observation_graph(obs: Observation) -> EntityGraph:
@@ -129,6 +133,20 @@ def _small_linear(in_dim: int, out_dim: int, gain: float = 0.001) -> nn.Linear:
     return lin
 
 
+def _sender_index(n: int, receivers: Tensor | None, device: torch.device) -> Tensor:
+    """``[R, N - 1]``: for each receiver, every other node (ascending), its senders in a
+    complete graph without self-loops.
+
+    Args:
+        n: nodes per graph.
+        receivers: ``[R]`` receiving node indices (None: all ``n`` nodes).
+        device: where the index lives.
+    """
+    recv = torch.arange(n, device=device) if receivers is None else receivers.to(device)
+    j = torch.arange(n, device=device).expand(recv.numel(), n)
+    return j[j != recv.unsqueeze(1)].view(recv.numel(), n - 1)
+
+
 class GNNLayer(MessagePassing):
     """Invariant message-passing layer (the ``gnn`` baseline) and base of EGNN/E2GN2.
 
@@ -143,8 +161,10 @@ class GNNLayer(MessagePassing):
     broadcasting over edges, which is exact and saves one ``[edges, 2H]`` tensor.
 
     Two implementations share the parameters: :meth:`forward_dense` (batched
-    ``[B, N, N, H]`` tensors, fast for small complete graphs) and :meth:`forward_pyg`
-    (torch-geometric message passing over ``GraphBatch.edge_index()``).
+    ``[B, N, N - 1, H]`` edge tensors, fast for small complete graphs) and
+    :meth:`forward_pyg` (torch-geometric message passing over ``GraphBatch.edge_index()``).
+    Both can restrict the receivers (``forward(..., receivers=)``) when only some nodes'
+    outputs are read.
 
     The last layer of an encoder may skip an update whose result nobody reads
     (``update_h=False`` in a continuous actor whose action mean is ``u``;
@@ -197,26 +217,36 @@ class GNNLayer(MessagePassing):
 
     # -- the shared steps -------------------------------------------------------------
     def node_projections(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """``phi_e``'s first layer on the receiver and sender parts: ``([.., H], [.., H])``."""
+        """``phi_e``'s first layer on the receiver part (with the bias) and the sender part.
+
+        Returns:
+            ``(a, b)``, each ``[..., H]``: ``a = W_a h + bias``, ``b = W_b h``.
+        """
         w = self.edge_in.weight
         hd = self.hidden
-        return h @ w[:, :hd].T, h @ w[:, hd : 2 * hd].T
+        return nn.functional.linear(h, w[:, :hd], self.edge_in.bias), nn.functional.linear(h, w[:, hd : 2 * hd])
 
     def edge_model(self, a_i: Tensor, b_j: Tensor, d: Tensor | None) -> Tensor:
         """``m_ij = phi_e(h_i, h_j, inv(d_ij))``.
 
         Args:
-            a_i: ``[..., H]`` receiver projection (broadcastable).
+            a_i: ``[..., H]`` receiver projection with bias (broadcastable).
             b_j: ``[..., H]`` sender projection (broadcastable).
             d: ``[..., K, 2]`` relative vectors ``u_i - u_j`` or None.
 
         Returns:
             ``[..., H]`` messages.
         """
-        pre = a_i + b_j + self.edge_in.bias
+        return self.edge_mlp(a_i + b_j, d)
+
+    def edge_mlp(self, pre: Tensor, d: Tensor | None) -> Tensor:
+        """The rest of ``phi_e`` after its node projections: ``pre [..., H] = a_i + b_j``."""
         inv = None if d is None else self.edge_invariants(d)
         if inv is not None:
-            pre = pre + inv @ self.edge_in.weight[:, 2 * self.hidden :].T
+            # pre + inv @ W_inv^T in one pass over the edge tensor
+            w_inv = self.edge_in.weight[:, 2 * self.hidden :]
+            flat = torch.addmm(pre.reshape(-1, self.hidden), inv.reshape(-1, inv.shape[-1]), w_inv.T)
+            pre = flat.view(pre.shape)
         return self.edge_out(self.edge_act(pre))
 
     def node_model(self, h: Tensor, m_i: Tensor) -> Tensor:
@@ -226,7 +256,9 @@ class GNNLayer(MessagePassing):
         return h + self.node_mlp(torch.cat([h, m_i], dim=-1))
 
     # -- implementations --------------------------------------------------------------
-    def forward(self, h: Tensor, u: Tensor, g: GraphBatch, backend: str = "dense") -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, u: Tensor, g: GraphBatch, backend: str = "dense", receivers: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """One layer.
 
         Args:
@@ -234,46 +266,86 @@ class GNNLayer(MessagePassing):
             u: ``[B, N, K, 2]`` vector channels.
             g: the graph batch (mask, adjacency, C).
             backend: ``dense`` or ``pyg``.
+            receivers: ``[R]`` node indices whose outputs are wanted (the same in every
+                graph; None: all nodes).  Messages are computed only towards these
+                nodes, e.g. the agents in the last layer of an actor.
 
         Returns:
-            ``(h', u')`` of the same shapes.
+            ``(h', u')`` at the receivers: ``[B, R, H]`` and ``[B, R, K, 2]`` (``R = N``
+            when ``receivers`` is None).
         """
         if backend == "dense":
-            return self.forward_dense(h, u, g)
+            return self.forward_dense(h, u, g, receivers)
         if backend == "pyg":
-            return self.forward_pyg(h, u, g)
+            return self.forward_pyg(h, u, g, receivers)
         raise ValueError(f"model.graph_backend={backend!r}; allowed: {', '.join(GRAPH_BACKENDS)}")
 
-    def forward_dense(self, h: Tensor, u: Tensor, g: GraphBatch) -> tuple[Tensor, Tensor]:
-        """Dense batched implementation over all ``N x N`` pairs (see :meth:`forward`)."""
-        a, b = self.node_projections(h)
-        adj = g.adj.unsqueeze(-1).to(h.dtype)  # [B, N, N, 1]
-        d = u.unsqueeze(2) - u.unsqueeze(1) if self.n_channels else None  # [B, N, N, K, 2]
-        m = self.edge_model(a.unsqueeze(2), b.unsqueeze(1), d) * adj  # [B, N, N, H]
-        m_i = m.sum(2)
-        u_new = u
+    def forward_dense(
+        self, h: Tensor, u: Tensor, g: GraphBatch, receivers: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Dense batched implementation (see :meth:`forward`).
+
+        Edges are laid out as ``[B, R, N - 1]``: for each receiver every other node, so no
+        work is spent on self pairs; the adjacency masks are skipped for complete graphs
+        (``g.complete``).  ``phi_e``'s first layer is applied per node, then gathered.
+        """
+        bsz, n, hd = h.shape
+        k = self.n_channels
+        a, b = self.node_projections(h)  # [B, N, H]
+        h_r, u_r, a_r = h, u, a
+        if receivers is not None:
+            h_r, u_r, a_r = h.index_select(1, receivers), u.index_select(1, receivers), a.index_select(1, receivers)
+        r = h_r.shape[1]
+        senders = _sender_index(n, receivers, h.device)  # [R, N - 1]
+        flat_senders = senders.flatten()
+        # pre_ij = a_i + b_j over the P = R (N - 1) pairs: [B, R, N - 1, H] viewed as [B, P, H]
+        pre = (b.index_select(1, flat_senders).view(bsz, r, n - 1, hd) + a_r.unsqueeze(2)).view(bsz, -1, hd)
+        d = None
+        if k:
+            u_s = u.index_select(1, flat_senders).view(bsz, r, n - 1, k, 2)
+            d = (u_r.unsqueeze(2) - u_s).view(bsz, -1, k, 2)  # [B, P, K, 2]
+        m = self.edge_mlp(pre, d)  # [B, P, H]
+        adj = None
+        if not g.complete:
+            adj_r = g.adj if receivers is None else g.adj.index_select(1, receivers)
+            adj = adj_r.gather(2, senders.expand(bsz, r, n - 1)).to(h.dtype).view(bsz, -1, 1)  # [B, P, 1]
+            m = m * adj
+        m_i = m.view(bsz, r, n - 1, hd).sum(2)
+        u_new = u_r
         if self.update_u and d is not None:
             cm = self.coord_message(m, d)
-            agg = None if cm is None else (cm * adj.unsqueeze(-1)).sum(2)  # [B, N, K, 2]
-            u_new = self.coord_model(u, agg, m_i, g.coef.view(-1, 1, 1, 1))
-        return self.node_model(h, m_i), u_new
+            agg = None
+            if cm is not None:
+                if adj is not None:
+                    cm = cm * adj.unsqueeze(-1)
+                agg = cm.view(bsz, r, n - 1, k, 2).sum(2)  # [B, R, K, 2]
+            u_new = self.coord_model(u_r, agg, m_i, g.coef.view(-1, 1, 1, 1))
+        return self.node_model(h_r, m_i), u_new
 
-    def forward_pyg(self, h: Tensor, u: Tensor, g: GraphBatch) -> tuple[Tensor, Tensor]:
+    def forward_pyg(
+        self, h: Tensor, u: Tensor, g: GraphBatch, receivers: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """torch-geometric implementation over ``g.edge_index()`` (see :meth:`forward`)."""
         bsz, n, hd = h.shape
         k = self.n_channels
         hf = h.reshape(bsz * n, hd)
         uf = u.reshape(bsz * n, k, 2)
         a, b = self.node_projections(hf)
-        out = self.propagate(g.edge_index(), a=a, b=b, u=uf, size=(bsz * n, bsz * n))
+        edge_index = g.edge_index()
+        if receivers is not None:
+            edge_index = edge_index[:, torch.isin(edge_index[1] % n, receivers)]
+        out = self.propagate(edge_index, a=a, b=b, u=uf, size=(bsz * n, bsz * n))
         m_i = out[:, :hd]
         u_new = uf
         if self.update_u:
             agg = out[:, hd:].reshape(bsz * n, k, 2) if out.shape[1] > hd else None
             coef = g.coef.repeat_interleave(n).view(-1, 1, 1)
             u_new = self.coord_model(uf, agg, m_i, coef)
-        h_new = self.node_model(hf, m_i)
-        return h_new.view(bsz, n, hd), u_new.reshape(bsz, n, k, 2)
+        h_new = self.node_model(hf, m_i).view(bsz, n, hd)
+        u_new = u_new.reshape(bsz, n, k, 2)
+        if receivers is not None:
+            h_new, u_new = h_new.index_select(1, receivers), u_new.index_select(1, receivers)
+        return h_new, u_new
 
     def message(self, a_i: Tensor, b_j: Tensor, u_i: Tensor, u_j: Tensor) -> Tensor:
         """PyG message: ``[n_edges, H (+ K*2)]``: ``m_ij`` and the vector message."""
@@ -378,17 +450,25 @@ class GraphEncoder(nn.Module):
             feats = torch.cat([g.h, g.u.flatten(2)], dim=-1)
             h = self.embed(feats)
             u = g.u[:, :, :0]
-        for layer in self.layers:
-            h, u = layer(h, u, g, self.backend)
+        agent = g.agent_node
+        shared = len(g.batch_shape) == 1
+        u_at_agents = None  # [E, A, 2] when the last layer computed u only at the agents
+        for i, layer in enumerate(self.layers):
+            if i == len(self.layers) - 1 and shared and self.returns_u and not layer.update_h:
+                # only the agents' vectors are read and h is not updated: send messages
+                # to the agent nodes only (e.g. 3 of 6 receivers in simple_spread)
+                _, u_last = layer(h, u, g, self.backend, receivers=agent)
+                u_at_agents = u_last[:, :, 0]
+            else:
+                h, u = layer(h, u, g, self.backend)
         keep = g.node_mask.unsqueeze(-1)
         h = torch.where(keep, h, 0.0)
         n, hd = g.num_nodes, h.shape[-1]
         h_nodes = h.view(*g.batch_shape, n, hd)
-        pos = u[:, :, 0] if self.returns_u else None  # [B, N, 2]
-        agent = g.agent_node
-        if len(g.batch_shape) == 1:
+        pos = u[:, :, 0] if self.returns_u and u_at_agents is None else None  # [B, N, 2]
+        if shared:
             h_agent = h_nodes[:, agent]
-            u_agent = None if pos is None else pos[:, agent]
+            u_agent = u_at_agents if pos is None else pos[:, agent]
         else:
             e, a = g.batch_shape
             ar = torch.arange(a, device=h.device)

@@ -447,6 +447,23 @@ class EQC(nn.Module):
         return dist.log_prob(action), dist.entropy(), self.value(obs)
 
 
+def orbit_sizes(action: GroupAction) -> Tensor:
+    """Size of each action's orbit under the group: ``[n_actions]`` long.
+
+    Actions in one orbit are equivalent up to a symmetry (e.g. the nine 1.0-levers, the
+    colour hints to one player); fixed actions have orbit size 1.
+    """
+    perms = action.action_perm  # [|G|, n_actions]; column a lists K_g(a) over g
+    srt = perms.sort(dim=0).values
+    return 1 + (srt[1:] != srt[:-1]).sum(0)
+
+
+def orbit_uniform_bias(action: GroupAction) -> Tensor:
+    """Logit offsets ``-log |orbit(a)|`` ``[n_actions]``: added to near-zero logits, every
+    orbit starts with the same total probability (uniform over classes of equivalent actions)."""
+    return -orbit_sizes(action).double().log().float()
+
+
 def make_eqc(policy: nn.Module, action: GroupAction | None, average: str = "probs") -> nn.Module:
     """Wrap ``policy`` in :class:`EQC` when ``action`` is given, else return it unchanged."""
     return policy if action is None else EQC(policy, action, average=average)

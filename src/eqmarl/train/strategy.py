@@ -1,17 +1,28 @@
 """Learner strategies: how a loss becomes a parameter update.
 
-``single`` is one process.  Distributed strategies (ddp, deepspeed) plug in behind the
-same three calls; only this module and ``eqmarl.launch`` touch torch.distributed.
+``single`` is one process.  ``ddp`` is data parallel over ranks (one process each,
+torch.distributed: NCCL on GPUs, gloo on CPU): every rank collects its own rollouts,
+gradients are averaged over ranks before the optimizer step, so all ranks keep
+identical parameters.  Both sit behind the same calls (``step``, ``all_reduce_sum``,
+...); only this module and ``eqmarl.launch`` touch torch.distributed.
 """
 
 from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 
 class SingleStrategy:
-    """One process: backward, clip the global grad norm, Adam step."""
+    """One process: backward, clip the global grad norm, Adam step.
+
+    The collective helpers (``all_reduce_sum``, ``any_rank``, ...) are identities here,
+    so the trainer calls them unconditionally.
+    """
 
     rank = 0
     world_size = 1
@@ -45,11 +56,130 @@ class SingleStrategy:
         """Sum a tensor over ranks (identity here)."""
         return x
 
+    def all_reduce_mean(self, x: Tensor) -> Tensor:
+        """Average a tensor over ranks (identity here)."""
+        return x
 
-def make_strategy(name: str, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float):
-    """Build the learner strategy named by ``learner.name``."""
+    def all_gather_cat(self, x: Tensor) -> Tensor:
+        """Concatenate every rank's ``x`` (same shape on all ranks) along dim 0, in rank order."""
+        return x
+
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on at least one (a stop request, ...)."""
+        return flag
+
+    def gather_objects(self, obj: Any) -> list[Any] | None:
+        """Every rank's picklable ``obj`` as a list on rank 0 (None on the other ranks)."""
+        return [obj]
+
+
+class DdpStrategy(SingleStrategy):
+    """Data parallel over the ranks of an initialized ``torch.distributed`` process group.
+
+    Parameters are broadcast from rank 0 at construction; after every backward the
+    gradients are flattened into one buffer, all-reduced and divided by the world size
+    (the gradient of the mean loss over all ranks' minibatches), then clipped and
+    applied identically on every rank.  The effective batch is the per-rank batch times
+    the world size.
+    """
+
+    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError(
+                "learner.name=ddp needs an initialized torch.distributed process group: run it as a SLURM job "
+                "with several ranks (python launch.py -m cluster=slurm cluster.nodes=2) or under torchrun; "
+                "use learner=single for one process"
+            )
+        super().__init__(module, optimizer, max_grad_norm)
+        self._dist = dist
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
+
+    def reduce_gradients(self) -> None:
+        """Average the gradients over ranks (one flat all-reduce)."""
+        for p in self._params:
+            if p.grad is None:  # a parameter unused on this rank still takes part
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in self._params]
+        flat = torch.cat([g.reshape(-1) for g in grads])  # type: ignore[union-attr]
+        self._dist.all_reduce(flat, op=self._dist.ReduceOp.SUM)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            n = g.numel()  # type: ignore[union-attr]
+            g.copy_(flat[offset : offset + n].view_as(g))  # type: ignore[union-attr]
+            offset += n
+
+    def all_reduce_sum(self, x: Tensor) -> Tensor:
+        y = x.detach().clone()
+        self._dist.all_reduce(y, op=self._dist.ReduceOp.SUM)
+        return y
+
+    def all_reduce_mean(self, x: Tensor) -> Tensor:
+        return self.all_reduce_sum(x) / self.world_size
+
+    def all_gather_cat(self, x: Tensor) -> Tensor:
+        x = x.detach().contiguous()
+        parts = [torch.empty_like(x) for _ in range(self.world_size)]
+        self._dist.all_gather(parts, x)
+        return torch.cat(parts)
+
+    def any_rank(self, flag: bool) -> bool:
+        device = self._params[0].device if self._params else torch.device("cpu")
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def gather_objects(self, obj: Any) -> list[Any] | None:
+        out: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
+        self._dist.gather_object(obj, out, dst=0)
+        return out
+
+
+def init_distributed(backend: str, timeout_s: float, device: torch.device) -> tuple[int, int]:
+    """Join the process group described by ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT``.
+
+    The launcher exports those variables (``eqmarl.launch.job`` does it from the SLURM
+    environment through submitit; torchrun sets them itself).
+
+    Args:
+        backend: ``auto`` (nccl when ``device`` is CUDA, else gloo), ``nccl`` or ``gloo``.
+        timeout_s: how long a collective waits for the other ranks.
+        device: this rank's training device.
+
+    Returns:
+        (rank, world size).
+    """
+    import torch.distributed as dist
+
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and device.type == "cuda":
+        torch.cuda.set_device(device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    if not dist.is_initialized():
+        dist.init_process_group(backend, init_method="env://", timeout=datetime.timedelta(seconds=timeout_s))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def destroy_distributed() -> None:
+    """Leave the process group (no-op when none was joined)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def make_strategy(name: str, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> SingleStrategy:
+    """Build the learner strategy named by ``learner.name`` (``single`` or ``ddp``)."""
     if name == "single":
         return SingleStrategy(module, optimizer, max_grad_norm)
+    if name == "ddp":
+        return DdpStrategy(module, optimizer, max_grad_norm)
     raise NotImplementedError(
-        f"learner.name={name!r} is not available in this build; allowed here: single"
+        f"learner.name={name!r} is not available in this build; allowed here: single, ddp"
     )

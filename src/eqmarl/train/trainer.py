@@ -12,6 +12,7 @@ import dataclasses
 import math
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,18 @@ import torch
 from torch import Tensor
 
 from eqmarl.algos.gae import gae
+from eqmarl.algos.other_play import OtherPlay
 from eqmarl.algos.ppo import ValueNorm, ppo_loss
 from eqmarl.config import Config
 from eqmarl.envs import Observation, make_env
 from eqmarl.models import make_policy
+from eqmarl.symmetry.eqc import EQC, GroupAction, orbit_uniform_bias
 from eqmarl.train.checkpoint import save_checkpoint
 from eqmarl.train.strategy import make_strategy
 
 LOSS_KEYS = ("loss", "pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
+# state_dict entries that differ between ranks (own envs, own random streams)
+RANK_STATE_KEYS = ("rng", "env", "obs", "other_play")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -37,6 +42,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
     return torch.device(name)
+
+
+def env_symmetry(env: Any, group: str) -> GroupAction:
+    """The env's symmetry group action named ``group`` (``model.eqc`` / ``algo.other_play``)."""
+    if not hasattr(env, "symmetry"):
+        raise ValueError(f"this env ({type(env).__name__}) exposes no symmetry group; model.eqc and algo.other_play need one")
+    return env.symmetry(group)
 
 
 def seed_everything(seed: int) -> None:
@@ -86,6 +98,18 @@ class Trainer:
         seed_everything(cfg.seed)  # same initial parameters on every rank
         self.policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
         self._keep_graph = self.policy.uses_graph
+        if cfg.model.orbit_init is not None:
+            with torch.no_grad():
+                self.policy.head.logits.bias.add_(
+                    orbit_uniform_bias(env_symmetry(self.env, cfg.model.orbit_init)).to(self.device)
+                )
+        if cfg.model.eqc is not None:  # train through the symmetrizer; checkpoints hold the plain policy
+            self.policy = EQC(self.policy, env_symmetry(self.env, cfg.model.eqc), cfg.model.eqc_average).to(self.device)
+        self.other_play: OtherPlay | None = None
+        if a.other_play is not None:
+            self.other_play = OtherPlay(
+                env_symmetry(self.env, a.other_play).to(self.device), cfg.train.num_envs, self.spec.n_agents
+            )
         self.value_norm = ValueNorm(a.value_norm).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=a.lr, eps=1e-5, foreach=True)
         self.strategy = (strategy or make_strategy)(cfg.learner.name, self.policy, self.optimizer, a.max_grad_norm)
@@ -111,9 +135,12 @@ class Trainer:
         boot: list[tuple[int, Tensor, Tensor]] = []
         ep_rets: list[Tensor] = []
         obs = self.obs
+        op = self.other_play
         for t in range(a.rollout_steps):
+            if op is not None:  # act (and store) in each agent's relabelled world
+                obs = op.observation(obs)
             out = policy.act(obs)
-            res = env.step(out.action)
+            res = env.step(out.action if op is None else op.env_action(out.action))
             obs_l.append(obs if self._keep_graph else dataclasses.replace(obs, graph=None))
             act_l.append(out.action)
             logp_l.append(out.logprob)
@@ -122,12 +149,16 @@ class Trainer:
             term_l.append(res.terminated)
             done_l.append(res.done)
             if bool(res.truncated.any()):
-                boot.append((t, res.truncated, policy.value(res.final_obs)))
+                final = res.final_obs if op is None else op.observation(res.final_obs)
+                boot.append((t, res.truncated, policy.value(final)))
             ep_rets.append(res.episode_return)
+            if op is not None:
+                op.new_episodes(res.done)
             obs = res.obs
         self.obs = obs
         value = torch.stack(val_l)
-        next_value = torch.cat([value[1:], policy.value(obs).unsqueeze(0)])
+        last_obs = obs if op is None else op.observation(obs)
+        next_value = torch.cat([value[1:], policy.value(last_obs).unsqueeze(0)])
         for t, mask, v_final in boot:
             next_value[t] = torch.where(mask.unsqueeze(-1), v_final, next_value[t])
         vn = self.value_norm
@@ -137,7 +168,7 @@ class Trainer:
         )
         var_y = returns.var()
         explained_var = float(1 - (returns - value_d).var() / var_y) if var_y > 0 else float("nan")
-        vn.update(returns)
+        vn.update(self.strategy.all_gather_cat(returns))  # same statistics on every rank
         ep = torch.stack(ep_rets).flatten()
         return Rollout(
             obs=Observation.stack(obs_l),
@@ -175,7 +206,7 @@ class Trainer:
                 grad_norm = self.strategy.step(terms["loss"])
                 sums += torch.stack([terms[k].detach() for k in LOSS_KEYS] + [grad_norm.detach()])
                 steps += 1
-            if a.target_kl is not None and float(terms["approx_kl"]) > a.target_kl:
+            if a.target_kl is not None and float(self.strategy.all_reduce_mean(terms["approx_kl"].detach())) > a.target_kl:
                 break
         means = (sums / steps).tolist()
         out = dict(zip(LOSS_KEYS + ("grad_norm",), means))
@@ -231,9 +262,13 @@ class Trainer:
             "obs": None if env_state is not None else self.obs,
             "wandb_run_id": self.wandb_run_id,
             "last_eval": self.last_eval,
+            "other_play": None if self.other_play is None else self.other_play.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        ranks = state.get("ranks")
+        if ranks and self.world_size > 1 and self.rank < len(ranks):  # this rank's own streams
+            state = {**state, **ranks[self.rank]}
         self.policy.load_state_dict(state["policy"])
         self.value_norm.load_state_dict(state["value_norm"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -242,6 +277,8 @@ class Trainer:
         self.wall_s = float(state["wall_s"])
         self.wandb_run_id = state.get("wandb_run_id")
         self.last_eval = dict(state.get("last_eval") or {})
+        if self.other_play is not None and state.get("other_play") is not None:
+            self.other_play.load_state_dict(state["other_play"])
         if state.get("env") is not None and hasattr(self.env, "load_state_dict"):
             self.obs = self.env.load_state_dict(state["env"])
         else:  # the backend cannot export its simulator state: start fresh episodes
@@ -253,8 +290,16 @@ class Trainer:
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 
-    def save(self) -> Path:
-        return save_checkpoint(self.run_dir, self.iteration, self.state_dict(), self.cfg.train.keep_checkpoints)
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0); in a multi-rank job every rank must call it (it gathers
+        each rank's RNG and env state, so a resumed job continues every rank exactly)."""
+        state = self.state_dict()
+        per_rank = self.strategy.gather_objects({k: state.get(k) for k in RANK_STATE_KEYS})
+        if not self.strategy.is_main:
+            return None
+        if self.world_size > 1:
+            state["ranks"] = per_rank
+        return save_checkpoint(self.run_dir, self.iteration, state, self.cfg.train.keep_checkpoints)
 
     # ---------------------------------------------------------------------- run
     def request_stop(self) -> None:
@@ -281,7 +326,8 @@ class Trainer:
         metrics: dict[str, float] = {}
         start_wall = time.perf_counter() - self.wall_s
         try:
-            while not self._done() and not self._stop_requested:
+            stop = self.strategy.any_rank(self._stop_requested)  # all ranks agree on stopping
+            while not self._done() and not stop:
                 frac = 1.0 - self.iteration / self.num_iterations
                 lr = cfg.algo.lr * frac if cfg.algo.anneal_lr else cfg.algo.lr
                 for g in self.optimizer.param_groups:
@@ -293,6 +339,7 @@ class Trainer:
                 t2 = time.perf_counter()
                 self.iteration += 1
                 self.env_steps += self.frames_per_iteration
+                stop = self._stop_requested = self.strategy.any_rank(self._stop_requested)
                 last = self._done()
                 ev = cfg.train.eval_every
                 if last or (ev > 0 and self.iteration % ev == 0):
@@ -313,10 +360,11 @@ class Trainer:
                 if logger is not None and (last or self.iteration % cfg.logger.log_every == 0):
                     logger.log(metrics)
                 ck = cfg.train.checkpoint_every
-                if self.strategy.is_main and (last or self._stop_requested or (ck > 0 and self.iteration % ck == 0)):
+                if last or stop or (ck > 0 and self.iteration % ck == 0):
                     self.save()
         finally:
-            signal.signal(signal.SIGINT, prev)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, prev)
         return metrics
 
 

@@ -1,0 +1,330 @@
+"""Self-play / cross-play evaluation of independently trained checkpoints (zero-shot coordination).
+
+Given ``K`` checkpoints (e.g. the runs of ``python launch.py -m seed=0,...,K-1``), every
+ordered pairing ``(a, b)`` plays ``N`` games: seat 0 is played by checkpoint ``a``'s
+policy, every other seat by checkpoint ``b``'s (a checkpoint's policy is shared by all
+the seats it plays).  The diagonal ``a == b`` is self-play (SP), the rest cross-play
+(XP).  With ``eqc=<group>`` every loaded policy is also wrapped in the EQC symmetrizer
+at test time (no retraining) and the whole matrix is played again.
+
+Reported per variant (``raw``, ``eqc``):
+
+* ``matrix [K, K]``: mean episode return of each pairing, with its standard error over
+  the ``N`` games (``matrix_se``);
+* ``sp`` / ``xp``: mean over the diagonal / off-diagonal pairings, with two standard
+  errors: ``se_pairs`` (spread of the pairings' means: the seed-to-seed variation,
+  the one to quote) and ``se_games`` (all games pooled, as if independent).
+
+Actions are sampled from the policies by default (``greedy=True`` takes the most likely
+action; note that ``argmax`` breaks ties between equally likely symmetric actions by
+index, itself an arbitrary convention shared by every checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from eqmarl.config import ENV_SCHEMAS, AlgoConfig, ConfigError, EnvConfig, ModelConfig
+from eqmarl.envs import make_env
+from eqmarl.envs.base import MultiAgentEnv, Observation
+from eqmarl.models import make_policy
+from eqmarl.symmetry.eqc import EQC
+from eqmarl.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    """A dataclass from a saved dict, ignoring keys this version does not know."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass
+class Checkpoint:
+    """A trained policy loaded from a run.
+
+    Attributes:
+        name: display name (the run directory's name).
+        path: the checkpoint file.
+        env: the env config it was trained on.
+        model: its model config (``model.eqc`` set if it was trained through EQC).
+        algo: its algo config.
+        state: the plain policy's state dict.
+    """
+
+    name: str
+    path: Path
+    env: EnvConfig
+    model: ModelConfig
+    algo: AlgoConfig
+    state: dict[str, Tensor] = field(repr=False)
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run directories (or checkpoint files) from paths; a sweep directory expands to its runs.
+
+    Raises:
+        FileNotFoundError: a path holds no checkpoint.
+    """
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file() or list_checkpoints(p / "checkpoints") or list_checkpoints(p):
+            runs.append(p)
+            continue
+        sub = sorted(d for d in p.iterdir() if d.is_dir() and list_checkpoints(d / "checkpoints")) if p.is_dir() else []
+        if not sub:
+            raise FileNotFoundError(f"no checkpoint in {p} (nor in its subdirectories)")
+        runs.extend(sub)
+    return runs
+
+
+def load_run(path: str | Path) -> Checkpoint:
+    """Load the newest readable checkpoint of a run directory (or a checkpoint file)."""
+    ckpt_path = resolve_checkpoint(path)
+    state = load_checkpoint(ckpt_path)
+    cfg = state["config"]
+    env_name = cfg["env"]["name"]
+    if env_name not in ENV_SCHEMAS:
+        raise ConfigError("env.name", env_name, ", ".join(ENV_SCHEMAS))
+    p = Path(path)
+    name = p.name if p.is_dir() else p.parent.parent.name
+    return Checkpoint(
+        name=name,
+        path=ckpt_path,
+        env=_build(ENV_SCHEMAS[env_name], cfg["env"]),
+        model=_build(ModelConfig, cfg["model"]),
+        algo=_build(AlgoConfig, cfg["algo"]),
+        state=state["policy"],
+    )
+
+
+def build_policy(ckpt: Checkpoint, env: MultiAgentEnv, test_time_eqc: str | None = None) -> nn.Module:
+    """The checkpoint's policy for ``env`` (EQC-wrapped as in training, plus test-time EQC).
+
+    Args:
+        ckpt: the loaded checkpoint.
+        env: an env of the checkpoint's kind (gives the spec and the symmetry).
+        test_time_eqc: group name to symmetrize over at test time (None: as trained).
+    """
+    policy: nn.Module = make_policy(ckpt.model, env.spec, centralized_critic=ckpt.algo.name == "mappo")
+    policy.load_state_dict(ckpt.state)
+    if ckpt.model.eqc is not None:
+        policy = EQC(policy, env.symmetry(ckpt.model.eqc), ckpt.model.eqc_average)  # type: ignore[attr-defined]
+    if test_time_eqc is not None:
+        policy = EQC(policy, env.symmetry(test_time_eqc), ckpt.model.eqc_average)  # type: ignore[attr-defined]
+    return policy.eval().to(env.device)
+
+
+@torch.no_grad()
+def play(
+    env: MultiAgentEnv, seat_policies: list[nn.Module], greedy: bool = False, seed: int = 0
+) -> Tensor:
+    """One episode in each of the env's ``N`` games with the given policy per seat.
+
+    Args:
+        env: ``N = env.num_envs`` games of ``A`` seats.
+        seat_policies: ``A`` policies (the same object may play several seats; each is
+            run once per step on every seat's observation).
+        greedy: most likely actions instead of samples.
+        seed: env and sampling seed.
+
+    Returns:
+        ``[N]`` return of each game's first episode.
+    """
+    n, a = env.num_envs, env.spec.n_agents
+    if len(seat_policies) != a:
+        raise ValueError(f"need one policy per seat ({a}), got {len(seat_policies)}")
+    unique = list({id(p): p for p in seat_policies}.values())
+    seat_of = torch.tensor([[i for i, u in enumerate(unique) if u is p][0] for p in seat_policies], device=env.device)
+    gen = torch.Generator(device=env.device).manual_seed(seed)
+    obs: Observation = env.reset(seed=seed)
+    ret = torch.full((n,), float("nan"), device=env.device)
+    for _ in range(max(1, env.spec.episode_limit)):
+        acts = []
+        for pol in unique:
+            dist = pol.distribution(obs)  # type: ignore[operator]
+            acts.append(dist.mode() if greedy else dist.sample(generator=gen))
+        stacked = torch.stack(acts)  # [U, N, A]
+        action = stacked.gather(0, seat_of.view(1, 1, a).expand(1, n, a)).squeeze(0)
+        res = env.step(action)
+        new = res.done & torch.isnan(ret)
+        ret = torch.where(new, res.episode_return.float(), ret)
+        if not bool(torch.isnan(ret).any()):
+            break
+        obs = res.obs
+    if bool(torch.isnan(ret).any()):
+        raise RuntimeError("some games did not end within the episode limit")
+    return ret
+
+
+def _stats(values: Tensor) -> tuple[float, float]:
+    """Mean and standard error of a 1-D tensor (se nan for fewer than 2 values)."""
+    n = values.numel()
+    se = float(values.std() / math.sqrt(n)) if n > 1 else float("nan")
+    return float(values.mean()), se
+
+
+def crossplay_returns(
+    checkpoints: list[Checkpoint],
+    games: int,
+    test_time_eqc: str | None = None,
+    greedy: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+) -> Tensor:
+    """Returns of every ordered pairing: ``[K, K, games]`` (seat 0: row checkpoint; others: column).
+
+    Every pairing plays the same ``games`` deals (same env seed).
+    """
+    first = checkpoints[0]
+    for c in checkpoints[1:]:
+        if dataclasses.asdict(c.env) != dataclasses.asdict(first.env):
+            raise ValueError(f"{c.name} was trained on {c.env}, {first.name} on {first.env}: not the same game")
+    env = make_env(first.env, games, seed, device)
+    try:
+        policies = [build_policy(c, env, test_time_eqc) for c in checkpoints]
+        k, a = len(checkpoints), env.spec.n_agents
+        out = torch.empty(k, k, games)
+        for i in range(k):
+            for j in range(k):
+                out[i, j] = play(env, [policies[i]] + [policies[j]] * (a - 1), greedy, seed).cpu()
+    finally:
+        env.close()
+    return out
+
+
+def summarize(returns: Tensor) -> dict[str, Any]:
+    """SP/XP summary of ``returns [K, K, N]`` (see module docstring)."""
+    k, _, n = returns.shape
+    cell = returns.mean(-1)
+    cell_se = returns.std(-1) / math.sqrt(n) if n > 1 else torch.full((k, k), float("nan"))
+    diag = torch.eye(k, dtype=torch.bool)
+    out: dict[str, Any] = {"matrix": cell.tolist(), "matrix_se": cell_se.tolist()}
+    for key, sel in (("sp", diag), ("xp", ~diag)):
+        if not bool(sel.any()):
+            continue
+        mean, se_pairs = _stats(cell[sel])
+        _, se_games = _stats(returns[sel].flatten())
+        out[key] = {"mean": mean, "se_pairs": se_pairs, "se_games": se_games, "pairings": int(sel.sum())}
+    return out
+
+
+def evaluate_crossplay(
+    runs: list[str | Path],
+    games: int = 1000,
+    eqc: str | None = None,
+    greedy: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Load the runs and play the SP/XP matrix, raw and (with ``eqc``) with test-time EQC.
+
+    Args:
+        runs: run directories, sweep directories or checkpoint files.
+        games: games per pairing.
+        eqc: group for test-time EQC (e.g. ``C5``; ``C9`` for the lever game), or None.
+        greedy: most likely actions instead of samples.
+        seed: env and sampling seed.
+        device: torch device.
+
+    Returns:
+        ``{"runs": [...], "games": N, "greedy": bool, "variants": {"raw": summary, "eqc": summary}}``.
+    """
+    ckpts = [load_run(p) for p in find_runs(list(runs))]
+    variants: dict[str, Any] = {}
+    for name, group in [("raw", None)] + ([("eqc", eqc)] if eqc else []):
+        summary = summarize(crossplay_returns(ckpts, games, group, greedy, seed, device))
+        summary["test_time_eqc"] = group
+        variants[name] = summary
+    return {
+        "runs": [c.name for c in ckpts],
+        "checkpoints": [str(c.path) for c in ckpts],
+        "trained_with_eqc": [c.model.eqc for c in ckpts],
+        "env": dataclasses.asdict(ckpts[0].env),
+        "games": games,
+        "greedy": greedy,
+        "seed": seed,
+        "variants": variants,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Plain-text table: the matrix of each variant and its SP/XP lines."""
+    lines = []
+    names = result["runs"]
+    width = max(8, max(len(n) for n in names))
+    for variant, s in result["variants"].items():
+        title = "raw policies" if variant == "raw" else f"test-time EQC over {s['test_time_eqc']}"
+        lines.append(f"== {title}: mean return per pairing (row: seat 0, column: other seats), {result['games']} games")
+        lines.append(" " * width + " " + " ".join(f"{i:>14d}" for i in range(len(names))))
+        for i, row in enumerate(s["matrix"]):
+            cells = " ".join(f"{m:8.3f}±{se:5.3f}" for m, se in zip(row, s["matrix_se"][i]))
+            lines.append(f"{names[i]:>{width}} {cells}")
+        for key, label in (("sp", "self-play "), ("xp", "cross-play")):
+            if key in s:
+                d = s[key]
+                lines.append(
+                    f"  {label} {d['mean']:.3f} ± {d['se_pairs']:.3f} (se over {d['pairings']} pairings; "
+                    f"± {d['se_games']:.3f} over games)"
+                )
+    return "\n".join(lines)
+
+
+def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``crossplay.json``, ``crossplay.csv`` (one row per pairing and variant) and ``crossplay.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "crossplay.json", "csv": out / "crossplay.csv", "png": out / "crossplay.png"}
+    paths["json"].write_text(json.dumps(result, indent=2))
+    names = result["runs"]
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "seat0_run", "other_run", "kind", "mean", "se"])
+        for variant, s in result["variants"].items():
+            for i, row in enumerate(s["matrix"]):
+                for j, m in enumerate(row):
+                    w.writerow([variant, names[i], names[j], "sp" if i == j else "xp", m, s["matrix_se"][i][j]])
+    plot_heatmaps(result, paths["png"])
+    return paths
+
+
+def plot_heatmaps(result: dict[str, Any], path: Path) -> Path:
+    """One annotated heatmap per variant (rows: seat 0's run, columns: the other seats')."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(result["variants"].items())
+    k = len(result["runs"])
+    fig, axes = plt.subplots(1, len(variants), figsize=(1.0 + 1.1 * k * len(variants) + 1.5, 1.2 + 1.0 * k), squeeze=False)
+    all_vals = [v for _, s in variants for row in s["matrix"] for v in row]
+    lo, hi = min(all_vals + [0.0]), max(all_vals)
+    for ax, (variant, s) in zip(axes[0], variants):
+        m = torch.tensor(s["matrix"])
+        im = ax.imshow(m.numpy(), vmin=lo, vmax=hi if hi > lo else lo + 1, cmap="viridis")
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{float(m[i, j]):.2f}", ha="center", va="center", color="w", fontsize=8)
+        sp, xp = s.get("sp", {}), s.get("xp", {})
+        title = "raw" if variant == "raw" else f"test-time EQC ({s['test_time_eqc']})"
+        sub = f"SP {sp.get('mean', float('nan')):.2f}±{sp.get('se_pairs', float('nan')):.2f}"
+        if xp:
+            sub += f"  XP {xp['mean']:.2f}±{xp['se_pairs']:.2f}"
+        ax.set_title(f"{title}\n{sub}", fontsize=9)
+        ax.set_xticks(range(k), [str(i) for i in range(k)])
+        ax.set_yticks(range(k), [str(i) for i in range(k)])
+        ax.set_xlabel("other seats: run")
+        ax.set_ylabel("seat 0: run")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="mean return")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,69 @@
+"""DdpStrategy over a real 2-process gloo group on this machine (no SLURM needed)."""
+
+from __future__ import annotations
+
+import socket
+
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from eqmarl.train.strategy import DdpStrategy, SingleStrategy, destroy_distributed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, out: dict) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(100 + rank)  # different initial parameters: DdpStrategy must broadcast rank 0's
+    net = nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    strat = DdpStrategy(net, opt, max_grad_norm=0.0)
+    x = torch.full((4, 3), float(rank + 1))  # each rank its own data
+    strat.step(net(x).pow(2).mean())
+    out[rank] = {
+        "params": {k: v.clone() for k, v in net.state_dict().items()},
+        "grad": net.weight.grad.clone(),
+        "sum": strat.all_reduce_sum(torch.tensor([float(rank + 1)])).item(),
+        "any": strat.any_rank(rank == 1),
+        "none": strat.any_rank(False),
+        "cat": strat.all_gather_cat(torch.tensor([rank, rank])).tolist(),
+        "gathered": strat.gather_objects({"rank": rank}),
+    }
+    destroy_distributed()
+
+
+def test_ddp_strategy_averages_gradients_over_two_gloo_ranks():
+    world, port = 2, _free_port()
+    with mp.Manager() as m:
+        out = m.dict()
+        mp.spawn(_rank_main, args=(world, port, out), nprocs=world, join=True)
+        res = dict(out)
+    # the expected update: rank 0's initial parameters, gradient = mean of the two ranks' gradients
+    torch.manual_seed(100)
+    ref = nn.Linear(3, 2)
+    grads = []
+    for r in range(world):
+        ref.zero_grad()
+        ref(torch.full((4, 3), float(r + 1))).pow(2).mean().backward()
+        grads.append(ref.weight.grad.clone())
+    assert torch.allclose(res[0]["grad"], (grads[0] + grads[1]) / 2)
+    for k in res[0]["params"]:
+        assert torch.equal(res[0]["params"][k], res[1]["params"][k]), k
+    assert res[0]["sum"] == res[1]["sum"] == 3.0
+    assert res[0]["any"] and res[1]["any"] and not res[0]["none"]
+    assert res[0]["cat"] == res[1]["cat"] == [0, 0, 1, 1]
+    assert res[0]["gathered"] == [{"rank": 0}, {"rank": 1}] and res[1]["gathered"] is None
+
+
+def test_single_strategy_collectives_are_identities():
+    net = nn.Linear(2, 1)
+    s = SingleStrategy(net, torch.optim.SGD(net.parameters(), lr=0.1), 0.5)
+    x = torch.arange(3.0)
+    assert s.all_reduce_sum(x) is x and s.all_gather_cat(x) is x and s.any_rank(True) and s.gather_objects(1) == [1]
