@@ -67,7 +67,7 @@ def test_graph_model_configs_compose(model: str) -> None:
 
 # ------------------------------------------------------------------- experiment preset
 def test_sample_efficiency_preset_composes() -> None:
-    cfg = compose(["+experiment=mpe_sample_efficiency"])
+    cfg = compose(["experiment=mpe_sample_efficiency"])
     assert cfg.experiment == "mpe_sample_efficiency"
     assert cfg.env.name == "mpe" and cfg.env.scenario == "simple_spread"
     # the sweep itself is hydra's: models x seeds x tasks
@@ -79,7 +79,7 @@ def test_sample_efficiency_preset_composes() -> None:
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        raw = hcompose("config", overrides=["+experiment=mpe_sample_efficiency"], return_hydra_config=True)
+        raw = hcompose("config", overrides=["experiment=mpe_sample_efficiency"], return_hydra_config=True)
     params = raw.hydra.sweeper.params
     assert set(params["model"].split(",")) == {"mlp", "gnn", "egnn", "e2gn2"}
     assert len(params["seed"].split(",")) >= 3
@@ -91,7 +91,7 @@ def test_sample_efficiency_sweep_then_plot_curves(tmp_path: Path, clean_env: dic
     sweep = tmp_path / "sweep"
     p = subprocess.run(
         launch_cmd(
-            "-m", "+experiment=mpe_sample_efficiency", *TINY, "train.total_env_steps=200", "model=mlp,e2gn2",
+            "-m", "experiment=mpe_sample_efficiency", *TINY, "train.total_env_steps=200", "model=mlp,e2gn2",
             "seed=3", "env.scenario=simple_spread", f"hydra.sweep.dir={sweep}",
         ),
         capture_output=True, text=True, env=clean_env, timeout=300,

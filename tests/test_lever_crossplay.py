@@ -30,7 +30,7 @@ from tests.conftest import compose
 
 # 50 iterations of 64 one-step games; converges in about a second
 FAST = [
-    "+experiment=lever",
+    "experiment=lever",
     "logger.wandb_mode=disabled",
     "train.total_env_steps=3200",
     "train.num_envs=64",
