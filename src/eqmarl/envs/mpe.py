@@ -69,6 +69,14 @@ def scripted_prey_action(
     return score.argmax(dim=-1)
 
 
+def check_mpe_args(scenario: str, prey_policy: str) -> None:
+    """Reject an unknown scenario or prey policy (both backends take the same arguments)."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"env.scenario={scenario!r}; allowed: {', '.join(SCENARIOS)}")
+    if prey_policy not in PREY_POLICIES:
+        raise ValueError(f"env.prey_policy={prey_policy!r}; allowed: {', '.join(PREY_POLICIES)}")
+
+
 class VmasMPE:
     """VMAS backend: ``num_envs`` envs simulated as one batch of torch tensors."""
 
@@ -91,8 +99,7 @@ class VmasMPE:
             raise ImportError(
                 "env.backend=vmas needs VMAS: pip install 'eqmarl[mpe]' (or use env.backend=mpe2)"
             ) from e
-        if scenario not in SCENARIOS:
-            raise ValueError(f"env.scenario={scenario!r}; allowed: {', '.join(SCENARIOS)}")
+        check_mpe_args(scenario, prey_policy)
         self.scenario = scenario
         self.num_envs = num_envs
         self.device = torch.device(device)
@@ -481,12 +488,7 @@ class Mpe2MPE:
             ) from e
         from eqmarl.envs.vector import ProcessVectorEnv
 
-        if scenario not in SCENARIOS:
-            raise ValueError(f"env.scenario={scenario!r}; allowed: {', '.join(SCENARIOS)}")
-        if prey_policy not in PREY_POLICIES:
-            raise ValueError(
-                f"env.prey_policy={prey_policy!r}; allowed: {', '.join(PREY_POLICIES)}"
-            )
+        check_mpe_args(scenario, prey_policy)
         self.scenario = scenario
         self.num_envs = num_envs
         self.device = torch.device(device)
