@@ -275,7 +275,7 @@ def test_dense_and_pyg_backends_agree(name: str) -> None:
     pyg.load_state_dict(dense.state_dict())
     obs = random_obs(8, n_pad=2, drop_landmarks=True)
     out_d, out_p = policy_outputs(dense)(obs), policy_outputs(pyg)(obs)
-    hn_d, hn_p = dense.critic_encoder(obs).h_nodes, pyg.critic_encoder(obs).h_nodes
+    hn_d, hn_p = all_nodes(dense.critic_encoder)(obs).h_nodes, all_nodes(pyg.critic_encoder)(obs).h_nodes
     for k in out_d:
         torch.testing.assert_close(out_p[k], out_d[k], rtol=0, atol=1e-9)
     torch.testing.assert_close(hn_p, hn_d, rtol=0, atol=1e-9)
@@ -303,9 +303,33 @@ def test_padding_does_not_change_real_nodes(name: str, backend: str) -> None:
     out, out_pad = policy_outputs(policy)(base), policy_outputs(policy)(padded)
     for k in out:
         torch.testing.assert_close(out_pad[k], out[k], rtol=0, atol=1e-12)
-    hn, hn_pad = policy.critic_encoder(base).h_nodes, policy.critic_encoder(padded).h_nodes
+    enc = all_nodes(policy.critic_encoder)
+    hn, hn_pad = enc(base).h_nodes, enc(padded).h_nodes
     torch.testing.assert_close(hn_pad[:, :n], hn, rtol=0, atol=1e-12)
     assert bool((hn_pad[:, n:] == 0).all())
+
+
+def all_nodes(encoder):
+    """The critic encoder with the last layer computed at every node (``readout='h'``),
+    so that ``h_nodes`` is returned; the parameters are the same."""
+    import copy
+
+    enc = copy.deepcopy(encoder)
+    enc.readout = "h"
+    return enc
+
+
+@pytest.mark.parametrize("backend", ["dense", "pyg"])
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_critic_agents_only_readout_equals_full_readout(name: str, backend: str) -> None:
+    """A critic's last layer sends messages to the agent nodes only; its values equal
+    those of the same weights computed at every node."""
+    policy = build_policy(name, make_spec(), backend=backend)
+    assert policy.critic_encoder.readout == "h_agents"
+    obs = random_obs(6, n_pad=1, drop_landmarks=True, seed=12)
+    part, full = policy.critic_encoder(obs), all_nodes(policy.critic_encoder)(obs)
+    assert part.h_nodes is None and full.h_nodes is not None
+    torch.testing.assert_close(part.h, full.h, rtol=0, atol=1e-12)
 
 
 def _reference_layer(layer: EGNNLayer, h: Tensor, u: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -443,7 +467,7 @@ def test_exploration_bias_egnn_vs_e2gn2() -> None:
 def test_target_logits_head() -> None:
     torch.manual_seed(11)
     spec = make_spec()
-    enc = ENCODERS["egnn"](ModelConfig(name="egnn", hidden=16), spec, "critic", False).double()
+    enc = all_nodes(ENCODERS["egnn"](ModelConfig(name="egnn", hidden=16), spec, "critic", False)).double()
     head = TargetLogitsHead(16).double()
     targets = torch.tensor([3, 5, 4])
     obs = random_obs(4, seed=12)

@@ -34,7 +34,7 @@ def _skip_without_cluster() -> None:
 
 
 # Short wall-clock limit: with timeout_min < ~50 submitit counts a USR2 as a timeout.
-SLURM = ["cluster=slurm", "cluster.timeout_min=10", "cluster.signal_delay_s=60", "train.threads=1"]
+SLURM = ["model=mlp", "cluster=slurm", "cluster.timeout_min=10", "cluster.signal_delay_s=60", "train.threads=1"]
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # 40 characters, like a W&B API key
 
 

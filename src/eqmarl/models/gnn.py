@@ -382,9 +382,11 @@ class GraphEncoder(nn.Module):
         use_velocity: velocities as a second vector channel (or feature, for ``gnn``).
         equivariant: the layers carry equivariant channels; ``u`` is returned (the first
             channel, positions, at the agent nodes after the last layer).
-        readout: what the last layer computes: ``both``, ``h`` (critics: no final
-            vector update, ``u`` is None) or ``u`` (continuous equivariant actors: no
-            final ``h`` update; ``h`` is then the previous layer's).
+        readout: what the last layer computes: ``both``, ``h`` (no final vector update,
+            ``u`` is None), ``h_agents`` (critics: as ``h``, but with a shared graph the
+            last layer sends messages to the agent nodes only and ``h_nodes`` is None)
+            or ``u`` (continuous equivariant actors: no final ``h`` update; ``h`` is
+            then the previous layer's).
     """
 
     def __init__(
@@ -400,8 +402,8 @@ class GraphEncoder(nn.Module):
         readout: str = "both",
     ) -> None:
         super().__init__()
-        if readout not in ("both", "h", "u"):
-            raise ValueError(f"readout={readout!r}; allowed: both, h, u")
+        if readout not in ("both", "h", "h_agents", "u"):
+            raise ValueError(f"readout={readout!r}; allowed: both, h, h_agents, u")
         if readout == "u" and not equivariant:
             raise ValueError("readout='u' needs an equivariant encoder")
         if backend not in GRAPH_BACKENDS:
@@ -418,7 +420,8 @@ class GraphEncoder(nn.Module):
         self.n_channels = n_vec if equivariant else 0
         in_dim = node_feat_dim if equivariant else node_feat_dim + 2 * n_vec
         self.embed = nn.Linear(in_dim, hidden)
-        self.returns_u = equivariant and readout != "h"
+        self.returns_u = equivariant and readout in ("both", "u")
+        self.readout = readout
         self.layers = nn.ModuleList(
             [
                 layer_factory(
@@ -426,7 +429,7 @@ class GraphEncoder(nn.Module):
                     activation,
                     self.n_channels,
                     update_h=i < layers - 1 or readout != "u",
-                    update_u=i < layers - 1 or readout != "h",
+                    update_u=i < layers - 1 or readout in ("both", "u"),
                 )
                 for i in range(layers)
             ]
@@ -453,14 +456,21 @@ class GraphEncoder(nn.Module):
         agent = g.agent_node
         shared = len(g.batch_shape) == 1
         u_at_agents = None  # [E, A, 2] when the last layer computed u only at the agents
+        h_at_agents = None  # [E, A, H] when the last layer computed h only at the agents
         for i, layer in enumerate(self.layers):
-            if i == len(self.layers) - 1 and shared and self.returns_u and not layer.update_h:
+            last = i == len(self.layers) - 1
+            if last and shared and self.returns_u and not layer.update_h:
                 # only the agents' vectors are read and h is not updated: send messages
                 # to the agent nodes only (e.g. 3 of 6 receivers in simple_spread)
                 _, u_last = layer(h, u, g, self.backend, receivers=agent)
                 u_at_agents = u_last[:, :, 0]
+            elif last and shared and self.readout == "h_agents":
+                # a critic reads h at the agents only: the same saving for h
+                h_at_agents, _ = layer(h, u, g, self.backend, receivers=agent)
             else:
                 h, u = layer(h, u, g, self.backend)
+        if h_at_agents is not None:
+            return ActorFeatures(h=h_at_agents, u=None, h_nodes=None)
         keep = g.node_mask.unsqueeze(-1)
         h = torch.where(keep, h, 0.0)
         n, hd = g.num_nodes, h.shape[-1]
@@ -480,14 +490,15 @@ class GraphEncoder(nn.Module):
 def graph_readout(spec: EnvSpec, role: str, equivariant: bool) -> str:
     """What the last layer must compute for :class:`~eqmarl.models.policy.Policy`'s heads.
 
-    ``u`` for continuous equivariant actors (the Gaussian mean is ``u``), else ``h``
-    (critics: value from ``h``; discrete actors: logits from ``h``).  A head that reads
+    ``u`` for continuous equivariant actors (the Gaussian mean is ``u``), ``h_agents``
+    for critics (value from ``h`` at the agent nodes), else ``h`` (discrete actors:
+    logits from ``h``; per-target logits read ``h`` at every node).  A head that reads
     both (e.g. a move vector mapped by
     :class:`~eqmarl.models.heads.MoveDirectionMap` plus attack logits) needs ``both``.
     """
     if role == "actor" and equivariant and spec.action_type == "continuous":
         return "u"
-    return "h"
+    return "h_agents" if role == "critic" else "h"
 
 
 def check_graph_spec(name: str, spec: EnvSpec, role: str, equivariant: bool) -> None:
