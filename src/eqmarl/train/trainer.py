@@ -28,6 +28,7 @@ from eqmarl.config import Config
 from eqmarl.envs import Observation, make_env
 from eqmarl.models import make_policy
 from eqmarl.symmetry.eqc import EQC, GroupAction, orbit_uniform_bias
+from eqmarl.train.malloc import tune_malloc
 from eqmarl.train.checkpoint import save_checkpoint
 from eqmarl.train.strategy import make_strategy
 
@@ -86,6 +87,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = rank, world_size
         self.device = resolve_device(cfg.train.device)
+        tune_malloc()  # reuse freed activation memory instead of re-faulting it (see malloc.py)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         a = cfg.algo
