@@ -2,12 +2,16 @@
 """Training-loop throughput: frames/s of the whole loop and of the env alone.
 
     python benchmarks/train_throughput.py [--iterations N] [--warmup K] [hydra overrides...]
+    python benchmarks/train_throughput.py --models mlp,gnn,egnn,e2gn2 [...]   # one JSON for all
 
 Accepts the same overrides as ``launch.py`` (e.g. ``model=mlp algo=mappo
 train.num_envs=600``).  Runs ``warmup`` iterations, then times ``iterations`` more of
 the real loop (``Trainer.run``: rollout + update + logging to CSV), then the env alone
 with random actions, then this CPU's float32 matmul rate and the update's FLOP rate.
-The last line printed is one JSON object.
+The last line printed is one JSON object.  With ``--models``, each model is measured in
+its own fresh process, one after the other, and the JSON holds every model's result and
+its training throughput relative to the first model's (``vs_first``; frames/s and
+frames per CPU-second).
 """
 
 from __future__ import annotations
@@ -80,7 +84,11 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=5, help="timed iterations")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     ap.add_argument("--env-steps", type=int, default=50, help="steps of the env-only measurement")
+    ap.add_argument("--models", default=None, help="comma-separated model names, each measured in a fresh process")
     args, overrides = ap.parse_known_args()
+    if args.models:
+        compare_models(args, overrides)
+        return
 
     import torch
 
@@ -186,6 +194,32 @@ def main() -> None:
         "overrides": overrides,
     }
     print(json.dumps(result))
+
+
+def compare_models(args, overrides: list[str]) -> None:
+    """Measure each of ``args.models`` in a fresh process; print one combined JSON."""
+    import subprocess
+
+    names = [m for m in args.models.split(",") if m]
+    rest = [o for o in overrides if not o.startswith("model=")]
+    results = {}
+    for name in names:
+        cmd = [sys.executable, __file__, f"--iterations={args.iterations}", f"--warmup={args.warmup}",
+               f"--env-steps={args.env_steps}", f"model={name}", *rest]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"model={name} failed:\n{out.stderr[-2000:]}")
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{name}: {results[name]['env_steps_per_s']:.0f} frames/s", file=sys.stderr)
+    first = results[names[0]]
+    vs_first = {
+        n: {
+            "env_steps_per_s": r["env_steps_per_s"] / first["env_steps_per_s"],
+            "env_steps_per_cpu_s": r["env_steps_per_cpu_s"] / first["env_steps_per_cpu_s"],
+        }
+        for n, r in results.items()
+    }
+    print(json.dumps({"models": results, "vs_first": vs_first, "first": names[0], "overrides": rest}))
 
 
 if __name__ == "__main__":
