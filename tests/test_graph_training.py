@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eqmarl.cli import main as eqmarl_main
-from eqmarl.eval.plots import find_runs, group_runs, mean_se_curve, steps_to_threshold, threshold_summary
+from eqmarl.eval.plots import find_runs, group_runs, mean_se_curve, steps_to_threshold, threshold_summary, value_at
 from tests.conftest import TINY, compose, launch_cmd
 
 GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
@@ -167,6 +167,11 @@ def test_plot_curves_groups_by_model_and_counts_steps_to_threshold(tmp_path: Pat
     assert spread["models"]["slow"]["reached"] == 1 and spread["models"]["slow"]["mean_steps"] == 400
     assert spread["models"]["slow"]["mean_curve_steps"] is None  # mean at 400: -109.5
     assert spread["models"]["slow"]["final_mean"] == pytest.approx(-109.5)
+    at = threshold_summary(groups, {}, [250, 1000])["mpe/simple_spread"]["models"]["fast"]["at"]
+    fast_at_250 = [value_at(r, 250) for r in fast]
+    assert at["250"]["n"] == 2 and at["250"]["mean"] == pytest.approx(sum(fast_at_250) / 2)
+    assert at["250"]["se"] == pytest.approx(abs(fast_at_250[0] - fast_at_250[1]) / 2)
+    assert at["1000"] == {"mean": None, "se": None, "n": 0}  # beyond every run
     assert summary["mpe/simple_tag"]["threshold"] == 10.0
     assert summary["mpe/simple_tag"]["models"]["fast"]["steps_per_seed"] == [200]
 

@@ -94,7 +94,7 @@ def plot_curves(args: argparse.Namespace) -> int:
         print("eqmarl plot-curves: no runs (metrics.csv + config.json) under " + ", ".join(args.dirs), file=sys.stderr)
         return 2
     png = plot_sample_efficiency(groups, Path(args.out), thresholds, args.metric)
-    summary = threshold_summary(groups, thresholds)
+    summary = threshold_summary(groups, thresholds, [float(x) for x in args.at or []])
     out_json = Path(args.json) if args.json else png.with_suffix(".json")
     out_json.write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", default="curves.png", help="figure path (the JSON summary goes beside it)")
     c.add_argument("--threshold", action="append", help="return threshold: X, or TASK=X per task (repeatable)")
     c.add_argument("--metric", default="eval_return", help="metrics.csv column to plot")
+    c.add_argument("--at", action="append", type=float, help="also report mean/s.e. at these env steps (repeatable)")
     c.add_argument("--json", default=None, help="summary path (default: --out with .json)")
     args, extra = ap.parse_known_args(argv)
     if args.cmd == "doctor":

@@ -177,8 +177,15 @@ def threshold_for(task: str, thresholds: dict[str, float]) -> float | None:
     return None
 
 
+def value_at(run: RunCurve, x: float) -> float | None:
+    """The run's value at ``x`` env steps (linear interpolation; None outside its steps)."""
+    if not run.steps or x < run.steps[0] or x > run.steps[-1]:
+        return None
+    return _interp(run.steps, run.values, x)
+
+
 def threshold_summary(
-    groups: dict[str, dict[str, list[RunCurve]]], thresholds: dict[str, float]
+    groups: dict[str, dict[str, list[RunCurve]]], thresholds: dict[str, float], at_steps: list[float] = ()
 ) -> dict[str, dict[str, Any]]:
     """Per task and model: env steps to first reach the task's threshold.
 
@@ -193,7 +200,9 @@ def threshold_summary(
         ``reached`` (how many did), ``mean_steps`` (over the seeds that reached it;
         None if none), ``mean_curve_steps`` (first step where the seed-mean curve
         reaches it), ``final_mean``/``final_se`` (the mean curve's last point) and
-        ``max_steps`` (the shortest run's last step).
+        ``max_steps`` (the shortest run's last step); with ``at_steps``, ``at`` maps
+        each of those step counts to ``{"mean", "se", "n"}`` over the seeds whose runs
+        cover it (interpolated; early-training comparisons).
     """
     out: dict[str, dict[str, Any]] = {}
     for task, by_model in sorted(groups.items()):
@@ -207,6 +216,14 @@ def threshold_summary(
                 "final_se": se[-1] if se else None,
                 "max_steps": grid[-1] if grid else None,
             }
+            if at_steps:
+                entry["at"] = {}
+                for x in at_steps:
+                    ys = [y for y in (value_at(r, x) for r in runs) if y is not None]
+                    n = len(ys)
+                    mu = sum(ys) / n if n else None
+                    se = math.sqrt(sum((y - mu) ** 2 for y in ys) / (n - 1) / n) if n > 1 else (0.0 if n else None)
+                    entry["at"][f"{x:g}"] = {"mean": mu, "se": se, "n": n}
             if thr is not None:
                 per_seed = [steps_to_threshold(r.steps, r.values, thr) for r in runs]
                 hit = [s for s in per_seed if s is not None]
