@@ -19,6 +19,7 @@ from tests.conftest import TINY, compose
 
 HANABI_TINY = [o for o in TINY if not o.startswith("train.total_env_steps")] + [
     "env=hanabi_3c",
+    "model=mlp",
     "train.total_env_steps=400",
 ]
 
@@ -34,18 +35,20 @@ def _one_thread():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     "overrides, key",
     [
-        (["env=lever", "model.eqc=C5"], "model.eqc"),  # C5 does not act on the nine 1.0-levers
-        (["env=lever", "algo.other_play=X9"], "algo.other_play"),
+        (["env=lever", "model=mlp", "model.eqc=C5"], "model.eqc"),  # C5 does not act on the nine 1.0-levers
+        (["env=lever", "model=mlp", "algo.other_play=X9"], "algo.other_play"),
         (["model.eqc=C5"], "model.eqc"),  # mpe has no finite symmetry group
-        (["env=hanabi", "model.eqc=C3"], "model.eqc"),  # full Hanabi has 5 colours
-        (["env=hanabi_3c", "model.eqc=D10"], "model.eqc"),
-        (["env=hanabi", "env.preset=huge"], "env.preset"),
-        (["env=hanabi", "env.colors=7"], "env.colors"),
-        (["env=hanabi", "env.backend=jax"], "env.backend"),
-        (["env=lever", "model.eqc_average=max"], "model.eqc_average"),
-        (["env=lever", "model.orbit_init=C5"], "model.orbit_init"),
-        (["env=lever", "model.eqc=S9"], "model.eqc"),  # 362,880 copies: too many for EQC
-        (["env=lever", "env.payoffs=[1.0]"], "env.payoffs"),
+        (["env=hanabi", "model=mlp", "model.eqc=C3"], "model.eqc"),  # full Hanabi has 5 colours
+        (["env=hanabi_3c", "model=mlp", "model.eqc=D10"], "model.eqc"),
+        (["env=hanabi", "model=mlp", "env.preset=huge"], "env.preset"),
+        (["env=hanabi", "model=mlp", "env.colors=7"], "env.colors"),
+        (["env=hanabi", "model=mlp", "env.backend=jax"], "env.backend"),
+        (["env=lever", "model=mlp", "model.eqc_average=max"], "model.eqc_average"),
+        (["env=lever", "model=mlp", "model.orbit_init=C5"], "model.orbit_init"),
+        (["env=lever", "model=mlp", "model.eqc=S9"], "model.eqc"),  # 362,880 copies: too many for EQC
+        (["env=lever", "model=mlp", "env.payoffs=[1.0]"], "env.payoffs"),
+        (["env=lever"], "model.name"),  # the default e2gn2 needs an entity graph
+        (["env=hanabi_3c", "model=gnn"], "model.name"),
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], key: str) -> None:
@@ -56,10 +59,10 @@ def test_bad_values_name_the_key(overrides: list[str], key: str) -> None:
 
 
 def test_good_group_names_compose() -> None:
-    assert compose(["env=lever", "model.eqc=C9", "algo.other_play=S9"]).algo.other_play == "S9"
-    cfg = compose(["env=hanabi", "model.eqc=D10", "algo.other_play=S5"])
+    assert compose(["env=lever", "model=mlp", "model.eqc=C9", "algo.other_play=S9"]).algo.other_play == "S9"
+    cfg = compose(["env=hanabi", "model=mlp", "model.eqc=D10", "algo.other_play=S5"])
     assert cfg.model.eqc == "D10" and cfg.env.preset == "full"
-    assert compose(["env=hanabi_3c", "model.eqc=S3"]).env.colors == 3
+    assert compose(["env=hanabi_3c", "model=mlp", "model.eqc=S3"]).env.colors == 3
 
 
 def test_other_play_relabels_each_agent_and_maps_actions_back() -> None:
@@ -112,7 +115,7 @@ def test_trainer_eqc_and_other_play_on_hanabi(tmp_path: Path) -> None:
 def test_cli_trains_lever_with_eqc(tmp_path: Path) -> None:
     from eqmarl.launch.job import run_training
 
-    cfg = compose(TINY + ["env=lever", "model.eqc=C9", "train.total_env_steps=400"])
+    cfg = compose(TINY + ["model=mlp", "env=lever", "model.eqc=C9", "train.total_env_steps=400"])
     metrics = run_training(cfg, tmp_path)
     assert 0.0 <= metrics["eval_return"] <= 1.0
     assert (tmp_path / "checkpoints").is_dir()

@@ -426,6 +426,10 @@ def _validate_group(key: str, name: str, env: EnvConfig) -> None:
         raise ConfigError(key, name, f"a group of at most 720 elements for EQC, e.g. C{degree} or D{2 * degree}")
 
 
+# encoders that read Observation.graph (only MPE provides one so far)
+GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
+
+
 def validate(cfg: Config) -> None:
     """Check every value and derived size; raise :class:`ConfigError` naming the key."""
     from eqmarl.models.policy import ENCODERS, _load_graph_models
@@ -455,6 +459,13 @@ def validate(cfg: Config) -> None:
 
     _load_graph_models()
     _choice("model.name", cfg.model.name, sorted(ENCODERS))
+    if cfg.model.name in GRAPH_MODELS and not isinstance(cfg.env, MpeEnvConfig):
+        # the graph encoders read the env's entity graph; Hanabi and the lever game have none
+        raise ConfigError(
+            "model.name", cfg.model.name,
+            f"mlp with env.name={cfg.env.name} (no entity graph; the default model is e2gn2, so add model=mlp "
+            f"or use an experiment= preset)",
+        )
     _positive("model.hidden", cfg.model.hidden)
     _positive("model.layers", cfg.model.layers)
     _choice("model.activation", cfg.model.activation, list(ACTIVATIONS))

@@ -26,6 +26,8 @@ restarted by autoreset get fresh shuffles from the env's own generator.
 Differences from :class:`eqmarl.envs.hanabi.HanabiEnv`: the first player is always seat
 0 (``random_start_player`` is not supported); random deals come from torch, not from
 the engine's ``mt19937`` (same distribution, different games for the same seed).
+Unlike the engine backend, the whole game state and the deal generator can be saved and
+restored (:meth:`FastHanabiEnv.state_dict`), so ``resume=`` continues a run exactly.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ from eqmarl.symmetry.eqc import GroupAction
 from eqmarl.symmetry.groups import PermutationGroup
 
 PLAY, DISCARD, HINT_COLOR, HINT_RANK = 0, 1, 2, 3
+
+
+# the game state: every per-env tensor (see FastHanabiEnv's docstring)
+STATE_FIELDS = (
+    "deck", "deck_pos", "hands", "hand_len", "color_plaus", "rank_plaus", "color_hint", "rank_hint",
+    "fireworks", "info", "life", "discards", "cur", "turns_left", "t",
+    "la_player", "la_type", "la_target", "la_color", "la_rank", "la_reveal", "la_pos", "la_card",
+    "la_scored", "la_info",
+)  # fmt: skip
 
 
 class FastHanabiEnv:
@@ -489,6 +500,30 @@ class FastHanabiEnv:
             g = row.gather(1, srcc.unsqueeze(-1).expand_as(row))
             t[e, cur] = g & keep.unsqueeze(-1)
         self.hand_len[e, cur] -= sel.long()
+
+    # -------------------------------------------------------------- save/restore
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every game's state and the deal generator's state (for exact resume)."""
+        st = {name: getattr(self, name).clone() for name in STATE_FIELDS}
+        st["generator"] = self._gen.get_state()
+        return st
+
+    def load_state_dict(self, st: dict[str, Tensor]) -> Observation:
+        """Restore :meth:`state_dict`; returns the current observation (no game is over
+        between steps: finished games were already restarted by autoreset)."""
+        missing = [k for k in (*STATE_FIELDS, "generator") if k not in st]
+        if missing:
+            raise ValueError(f"Hanabi env state lacks {missing}")
+        for name in STATE_FIELDS:
+            cur = getattr(self, name)
+            if st[name].shape != cur.shape:
+                raise ValueError(
+                    f"Hanabi env state {name!r} has shape {tuple(st[name].shape)}; this env expects "
+                    f"{tuple(cur.shape)} (another variant or train.num_envs?)"
+                )
+            setattr(self, name, st[name].to(self.device).clone())
+        self._gen.set_state(st["generator"])
+        return self._observation(terminal=torch.zeros(self.num_envs, dtype=torch.bool, device=self.device))
 
     def close(self) -> None:
         pass
