@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from eqmarl.envs.base import EnvSpec
 from eqmarl.models.egnn import EGNNLayer
-from eqmarl.models.gnn import GraphEncoder, check_graph_spec, graph_readout
+from eqmarl.models.gnn import GraphEncoder, build_graph_encoder
 from eqmarl.models.mlp import make_mlp
 from eqmarl.models.policy import register_encoder
 
@@ -94,18 +94,7 @@ class E2GN2Layer(EGNNLayer):
 def build_e2gn2(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
     """``model.name=e2gn2`` (actor: ``u`` is the action mean; critic: value from ``h``;
     the graph is global, so a centralized critic is the same network)."""
-    check_graph_spec("e2gn2", spec, role, equivariant=True)
-    encoder = GraphEncoder(
-        E2GN2Layer,
-        spec.node_feat_dim,
-        cfg.hidden,
-        cfg.layers,
-        cfg.activation,
-        cfg.graph_backend,
-        cfg.use_velocity,
-        equivariant=True,
-        readout=graph_readout(spec, role, equivariant=True),
-    )
+    encoder = build_graph_encoder("e2gn2", E2GN2Layer, cfg, spec, role, equivariant=True)
     last = encoder.layers[-1]
     if isinstance(last, E2GN2Layer):
         last.reset_gate(GATE_GAIN_LAST)

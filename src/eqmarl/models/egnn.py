@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from eqmarl.envs.base import EnvSpec
-from eqmarl.models.gnn import GNNLayer, GraphEncoder, _small_linear, check_graph_spec, graph_readout
+from eqmarl.models.gnn import GNNLayer, GraphEncoder, _small_linear, build_graph_encoder
 from eqmarl.models.mlp import make_mlp
 from eqmarl.models.policy import register_encoder
 
@@ -94,18 +94,7 @@ class EGNNLayer(GNNLayer):
 def build_egnn(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
     """``model.name=egnn`` (actor: ``u`` is the action mean; critic: value from ``h``;
     the graph is global, so a centralized critic is the same network)."""
-    check_graph_spec("egnn", spec, role, equivariant=True)
-    return GraphEncoder(
-        EGNNLayer,
-        spec.node_feat_dim,
-        cfg.hidden,
-        cfg.layers,
-        cfg.activation,
-        cfg.graph_backend,
-        cfg.use_velocity,
-        equivariant=True,
-        readout=graph_readout(spec, role, equivariant=True),
-    )
+    return build_graph_encoder("egnn", EGNNLayer, cfg, spec, role, equivariant=True)
 
 
 register_encoder("egnn", build_egnn)

@@ -517,21 +517,29 @@ def check_graph_spec(name: str, spec: EnvSpec, role: str, equivariant: bool) -> 
         )
 
 
-def build_gnn(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
-    """``model.name=gnn``: the invariant baseline (actor and critic; the graph is global,
-    so a centralized critic is the same network)."""
-    check_graph_spec("gnn", spec, role, equivariant=False)
+def build_graph_encoder(
+    name: str, layer_factory: LayerFactory, cfg: ModelConfig, spec: EnvSpec, role: str, equivariant: bool
+) -> GraphEncoder:
+    """The encoder of ``model.name=<name>`` for ``role`` from ``model.*`` (width, depth,
+    activation, backend, velocity channel), checked against the env's spec."""
+    check_graph_spec(name, spec, role, equivariant=equivariant)
     return GraphEncoder(
-        GNNLayer,
+        layer_factory,
         spec.node_feat_dim,
         cfg.hidden,
         cfg.layers,
         cfg.activation,
         cfg.graph_backend,
         cfg.use_velocity,
-        equivariant=False,
-        readout=graph_readout(spec, role, equivariant=False),
+        equivariant=equivariant,
+        readout=graph_readout(spec, role, equivariant=equivariant),
     )
+
+
+def build_gnn(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
+    """``model.name=gnn``: the invariant baseline (actor and critic; the graph is global,
+    so a centralized critic is the same network)."""
+    return build_graph_encoder("gnn", GNNLayer, cfg, spec, role, equivariant=False)
 
 
 register_encoder("gnn", build_gnn)

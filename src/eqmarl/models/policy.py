@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from eqmarl.envs.base import EnvSpec, Observation
-from eqmarl.models.heads import ActorFeatures, CategoricalHead, GaussianHead, ValueHead
+from eqmarl.models.heads import CategoricalHead, GaussianHead, ValueHead
 from eqmarl.models.mlp import MLPEncoder
 
 EncoderBuilder = Callable[..., nn.Module]
