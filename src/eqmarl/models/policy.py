@@ -40,7 +40,24 @@ class ActOutput(NamedTuple):
     value: Tensor  # [E, A] (normalized scale if value normalization is on)
 
 
-class Policy(nn.Module):
+class ActorCritic:
+    """``act`` and ``evaluate`` from a module's ``distribution(obs)`` and ``value(obs)``
+    (shared by :class:`Policy` and wrappers such as :class:`~eqmarl.symmetry.eqc.EQC`)."""
+
+    @torch.no_grad()
+    def act(self, obs: Observation, deterministic: bool = False) -> ActOutput:
+        """Sample (or take the mode of) the policy; log-prob and value of that action."""
+        dist = self.distribution(obs)  # type: ignore[attr-defined]
+        action = dist.mode() if deterministic else dist.sample()
+        return ActOutput(action, dist.log_prob(action), self.value(obs))  # type: ignore[attr-defined]
+
+    def evaluate(self, obs: Observation, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-prob ``[E, A]``, entropy ``[E, A]`` and value ``[E, A]`` of ``action``."""
+        dist = self.distribution(obs)  # type: ignore[attr-defined]
+        return dist.log_prob(action), dist.entropy(), self.value(obs)  # type: ignore[attr-defined]
+
+
+class Policy(ActorCritic, nn.Module):
     """Actor-critic over a batch of envs; one set of parameters shared by all agents.
 
     Args:
@@ -80,17 +97,6 @@ class Policy(nn.Module):
         v = self.value_head(self.critic_encoder(obs))
         n_agents = obs.obs.shape[-2]
         return v.expand(*v.shape[:-1], n_agents) if v.shape[-1] == 1 else v
-
-    @torch.no_grad()
-    def act(self, obs: Observation, deterministic: bool = False) -> ActOutput:
-        dist = self.distribution(obs)
-        action = dist.mode() if deterministic else dist.sample()
-        return ActOutput(action, dist.log_prob(action), self.value(obs))
-
-    def evaluate(self, obs: Observation, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Log-prob ``[E, A]``, entropy ``[E, A]`` and value ``[E, A]`` of ``action``."""
-        dist = self.distribution(obs)
-        return dist.log_prob(action), dist.entropy(), self.value(obs)
 
 
 def make_policy(model_cfg, spec: EnvSpec, centralized_critic: bool) -> Policy:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from eqmarl.envs.base import Observation
 from eqmarl.models.distributions import MaskedCategorical
-from eqmarl.models.policy import ActOutput
+from eqmarl.models.policy import ActorCritic
 from eqmarl.symmetry.groups import (
     MAX_TABLE_ORDER,
     GroupError,
@@ -343,7 +343,7 @@ def _logits_of(out: Any) -> Tensor:
     return logits
 
 
-class EQC(nn.Module):
+class EQC(ActorCritic, nn.Module):
     """Symmetrize any discrete Policy-like module over a finite group (see module docstring).
 
     The wrapped ``policy`` needs ``distribution(obs) -> MaskedCategorical | logits`` and
@@ -433,18 +433,6 @@ class EQC(nn.Module):
             return v.reshape(n, *obs.obs.shape[:-1]).mean(0)
         v, new_hidden = self.policy.value(copies, hidden=_tile(hidden, n, self.hidden_batch_dim))
         return v.reshape(n, *obs.obs.shape[:-1]).mean(0), _average(new_hidden, n, self.hidden_batch_dim)
-
-    @torch.no_grad()
-    def act(self, obs: Observation, deterministic: bool = False) -> ActOutput:
-        """Sample (or take the mode of) the symmetrized policy; as :meth:`Policy.act`."""
-        dist = self.distribution(obs)
-        action = dist.mode() if deterministic else dist.sample()
-        return ActOutput(action, dist.log_prob(action), self.value(obs))
-
-    def evaluate(self, obs: Observation, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Log-prob ``[*B]``, entropy ``[*B]`` and value ``[*B]`` of ``action`` (differentiable)."""
-        dist = self.distribution(obs)
-        return dist.log_prob(action), dist.entropy(), self.value(obs)
 
 
 def orbit_sizes(action: GroupAction) -> Tensor:
