@@ -168,7 +168,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(tmp_path, clean_
     _skip_without_cluster()
     longer = ["train.total_env_steps=30000", "train.eval_every=50", "train.checkpoint_every=50"]
     ref = subprocess.Popen(
-        launch_cmd(*TINY, *longer, "train.threads=1", f"hydra.run.dir={tmp_path / 'ref'}"),
+        launch_cmd("model=mlp", *TINY, *longer, "train.threads=1", f"hydra.run.dir={tmp_path / 'ref'}"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env,
     )
     sweep = tmp_path / "sweep"
