@@ -187,8 +187,13 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(tmp_path, clean_
     assert f"Requeued job {job_id}" in logs
     stopped = int(re.search(r"resumed \S+ at iteration (\d+)", logs).group(1))
     assert 3 <= stopped < 150
-    sacct = subprocess.run(["sacct", "-n", "-X", "-j", job_id, "-D", "-o", "State"], capture_output=True, text=True).stdout
-    assert "REQUEUED" in sacct and "COMPLETED" in sacct
+    # slurmdbd records the final state asynchronously: poll it for a while
+    for _ in range(60):
+        sacct = subprocess.run(["sacct", "-n", "-X", "-j", job_id, "-D", "-o", "State"], capture_output=True, text=True).stdout
+        if "COMPLETED" in sacct:
+            break
+        time.sleep(1)
+    assert "REQUEUED" in sacct and "COMPLETED" in sacct, sacct
     run = sweep / "0_mpe_mlp_s0"
     final = load_checkpoint(resolve_checkpoint(run))
     assert final["iteration"] == 150
