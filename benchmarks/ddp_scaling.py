@@ -27,15 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from eqmarl.config import register_configs, to_config
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return to_config(hcompose("config", overrides=overrides))
+from train_throughput import compose  # noqa: E402  (same folder: the same config composition)
 
 
 def timed_throughput(metrics_csv: Path, warmup: int) -> dict[str, float]:

@@ -59,7 +59,6 @@ def matmul_gflops(device, n: int = 2048, reps: int = 20) -> float:
 
 def adam_step_flops(trainer) -> float:
     """FLOPs of one minibatch forward+backward (counted by torch's FlopCounterMode)."""
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from eqmarl.algos.ppo import ppo_loss

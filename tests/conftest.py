@@ -27,6 +27,17 @@ TINY = [
 ]
 
 
+@pytest.fixture
+def one_thread():  # type: ignore[no-untyped-def]
+    """Small tensors: one torch thread avoids oversubscription on shared 2-core machines."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def compose(overrides: list[str] | None = None):
     """Compose the hydra config (like launch.py) and return the typed Config."""
     from hydra import compose as hcompose

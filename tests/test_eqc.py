@@ -21,13 +21,8 @@ from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Small tensors: one thread avoids oversubscription on shared 2-core machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# small tensors: one torch thread (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 N_COL, BLOCK, OBS_DIM, N_ACT, N_AGENTS = 5, 3, 19, 13, 2

@@ -31,12 +31,8 @@ from eqmarl.symmetry.eqc import EQC  # noqa: E402
 from eqmarl.symmetry.groups import make_group  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# small tensors: one torch thread (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_legal(mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -22,12 +22,8 @@ from eqmarl.envs.hanabi import HanabiEnv, HanabiLayout, HanabiParams, card_count
 from eqmarl.envs.hanabi_fast import FastHanabiEnv  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# small tensors: one torch thread (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def play_engine_games(params: HanabiParams, n_games: int, seed: int) -> list[dict]:

@@ -13,13 +13,8 @@ from eqmarl.symmetry.eqc import EQC
 from eqmarl.symmetry.groups import GroupError, make_group
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Small tensors: one thread avoids oversubscription on shared 2-core machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# small tensors: one torch thread (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_interface_shapes() -> None:

@@ -42,12 +42,8 @@ PLAIN_SEEDS = (0, 2)  # measured: they settle on different 1.0-levers (5 and 3)
 EQC_ARGS = ["model.eqc=C9", "model.orbit_init=C9"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# small tensors: one torch thread (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(run_dir: Path, seed: int, extra: list[str]) -> Trainer:

@@ -150,15 +150,20 @@ def mean_se_curve(runs: list[RunCurve]) -> tuple[list[float], list[float], list[
     lo = max(r.steps[0] for r in runs)
     hi = min(r.steps[-1] for r in runs)
     grid = sorted({s for r in runs for s in r.steps if lo <= s <= hi})
-    n = len(runs)
     means, ses = [], []
     for x in grid:
-        ys = [_interp(r.steps, r.values, x) for r in runs]
-        mu = sum(ys) / n
-        var = sum((y - mu) ** 2 for y in ys) / (n - 1) if n > 1 else 0.0
+        mu, se = mean_se([_interp(r.steps, r.values, x) for r in runs])
         means.append(mu)
-        ses.append(math.sqrt(var / n))
+        ses.append(se)
     return grid, means, ses
+
+
+def mean_se(ys: list[float]) -> tuple[float, float]:
+    """Mean and standard error ``std (ddof=1) / sqrt(n)`` (0 for one value) of ``ys`` (non-empty)."""
+    n = len(ys)
+    mu = sum(ys) / n
+    var = sum((y - mu) ** 2 for y in ys) / (n - 1) if n > 1 else 0.0
+    return mu, math.sqrt(var / n)
 
 
 def steps_to_threshold(steps: list[float], values: list[float], threshold: float) -> float | None:
@@ -220,10 +225,8 @@ def threshold_summary(
                 entry["at"] = {}
                 for x in at_steps:
                     ys = [y for y in (value_at(r, x) for r in runs) if y is not None]
-                    n = len(ys)
-                    mu = sum(ys) / n if n else None
-                    se = math.sqrt(sum((y - mu) ** 2 for y in ys) / (n - 1) / n) if n > 1 else (0.0 if n else None)
-                    entry["at"][f"{x:g}"] = {"mean": mu, "se": se, "n": n}
+                    mu, se = mean_se(ys) if ys else (None, None)
+                    entry["at"][f"{x:g}"] = {"mean": mu, "se": se, "n": len(ys)}
             if thr is not None:
                 per_seed = [steps_to_threshold(r.steps, r.values, thr) for r in runs]
                 hit = [s for s in per_seed if s is not None]
