@@ -1,6 +1,7 @@
 """``eqmarl`` console entry: helpers around runs (training itself is ``python launch.py``).
 
-    eqmarl doctor                 what is installed (optional parts, devices)
+    eqmarl doctor [--json] [--require sc2,gpu,...]   what is installed (the image's self-check)
+    eqmarl install-sc2 --accept-license [--dest DIR]   StarCraft II 4.10 + SMACv2 maps
     eqmarl plot RUN_DIR...        learning curve PNG of each run (metrics.csv)
     eqmarl sync RUN_DIR...        upload offline W&B runs (wraps ``wandb sync``)
     eqmarl plot-curves DIR... --out fig.png --threshold X   mean +- s.e. over seeds per model
@@ -14,32 +15,6 @@ import importlib
 import subprocess
 import sys
 from pathlib import Path
-
-OPTIONAL = {
-    "vmas": "pip install 'eqmarl[mpe]'",
-    "mpe2": "pip install 'eqmarl[mpe]'",
-    "torch_geometric": "pip install torch-geometric",
-    "wandb": "pip install wandb",
-    "submitit": "pip install 'eqmarl[cluster]'",
-    "hanabi_learning_environment": "CMAKE_POLICY_VERSION_MINIMUM=3.5 pip install 'eqmarl[hanabi]'",
-    "jax": "pip install 'eqmarl[smax]'",
-    "jaxmarl": "pip install 'eqmarl[smax]'",
-    "deepspeed": "DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]'",
-}
-
-
-def doctor() -> int:
-    import torch
-
-    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}")
-    for mod, how in OPTIONAL.items():
-        try:
-            m = importlib.import_module(mod)
-            print(f"  ok       {mod} {getattr(m, '__version__', '')}")
-        except Exception:
-            print(f"  missing  {mod}: {how}")
-    return 0
-
 
 def plot(run_dirs: list[str]) -> int:
     from eqmarl.eval.plots import plot_learning_curve
@@ -105,7 +80,10 @@ def plot_curves(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="eqmarl", description="eqmarl helpers (train with: python launch.py)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("doctor", help="show what is installed")
+    d = sub.add_parser("doctor", help="show what is installed (the image's self-check)")
+    d.add_argument("--json", action="store_true", help="one JSON object")
+    d.add_argument("--require", default="", help="comma-separated checks that must pass (exit 1 naming what is missing)")
+    sub.add_parser("install-sc2", help="install StarCraft II 4.10 and the SMACv2 maps (--help for options)", add_help=False)
     p = sub.add_parser("plot", help="learning curve PNG for run directories")
     p.add_argument("run_dirs", nargs="+")
     s = sub.add_parser("sync", help="upload offline W&B runs found under run directories")
@@ -125,9 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--metric", default="eval_return", help="metrics.csv column to plot")
     c.add_argument("--at", action="append", type=float, help="also report mean/s.e. at these env steps (repeatable)")
     c.add_argument("--json", default=None, help="summary path (default: --out with .json)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["install-sc2"]:
+        from eqmarl.install_sc2 import main as install_sc2
+
+        return install_sc2(argv[1:])
     args, extra = ap.parse_known_args(argv)
     if args.cmd == "doctor":
-        return doctor()
+        from eqmarl.doctor import main as doctor_main
+
+        return doctor_main(args.json, args.require)
     if args.cmd == "plot":
         return plot(args.run_dirs)
     if args.cmd == "plot-curves":

@@ -1,0 +1,97 @@
+# eqmarl image: Python 3.11 (Debian 12), torch (CPU or CUDA), eqmarl with its extras,
+# the SLURM client (submitit's scontrol inside jobs) and, when the build is told the
+# licence is accepted, StarCraft II 4.10 + SMACv2 maps at /opt/StarCraftII.
+#
+#   docker build -t eqmarl:cpu .                                     # CPU, no StarCraft II
+#   docker build -t eqmarl:cuda --build-arg TORCH_INDEX_URL= .       # CUDA torch from PyPI
+#   docker build -t eqmarl:cpu --build-arg SC2_ACCEPT_LICENSE=yes \
+#       --build-arg SMACV2_SPEC="git+https://github.com/oxwhirl/smacv2.git@<commit>" .
+#
+# SC2_ACCEPT_LICENSE=yes means accepting Blizzard's AI and Machine Learning License
+# (http://blzdistsc2-a.akamaihd.net/AI_AND_MACHINE_LEARNING_LICENSE.html).
+# Offline builds point SC2_URL/SC2_MAPS_URL and the pip indexes at local servers, or leave
+# StarCraft II out (the default). Runs as any user; writes only to bound run directories.
+
+ARG BASE=debian:bookworm-slim
+
+# ---------------------------------------------------------------- builder: the venv
+FROM ${BASE} AS builder
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev g++ make cmake git \
+       ca-certificates unzip \
+    && rm -rf /var/lib/apt/lists/*
+# pip sources: PyPI by default; an offline build passes local indexes/wheel folders
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_EXTRA_INDEX_URL=
+ARG PIP_FIND_LINKS=
+ARG PIP_TRUSTED_HOST=
+# torch: the CPU wheel index (empty: PyPI's default CUDA build)
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# extras of eqmarl to install (mpe, cluster, smax, hanabi, deepspeed)
+ARG EXTRAS=mpe,cluster,smax,hanabi,deepspeed
+# StarCraft II Python packages: pysc2 from PyPI; smacv2 is not on PyPI (git URL pinned to
+# a commit, or a local path); empty SMACV2_SPEC: neither is installed
+ARG PYSC2_SPEC=pysc2==4.0.0
+ARG SMACV2_SPEC=
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 \
+    CMAKE_POLICY_VERSION_MINIMUM=3.5 DS_BUILD_OPS=0 PATH=/opt/venv/bin:$PATH
+RUN python3 -m venv /opt/venv
+COPY constraints.txt /tmp/constraints.txt
+RUN pip install -c /tmp/constraints.txt ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} torch
+COPY pyproject.toml README.md /tmp/eqmarl/
+COPY src /tmp/eqmarl/src
+RUN pip install -c /tmp/constraints.txt "/tmp/eqmarl[${EXTRAS}]" \
+    && if [ -n "$SMACV2_SPEC" ]; then \
+         pip install -c /tmp/constraints.txt "$PYSC2_SPEC" "$SMACV2_SPEC" "protobuf<3.21"; fi \
+    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+    && find /opt/venv -name 'tests' -path '*site-packages/*/tests' -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------- StarCraft II (optional)
+FROM builder AS sc2
+ARG SC2_ACCEPT_LICENSE=no
+ARG SC2_URL=https://blzdistsc2-a.akamaihd.net/Linux/SC2.4.10.zip
+ARG SC2_SHA256=1052f249f30a242bf5e17cc3315324919f9689307ca6dbcdb30bb41ea3004884
+ARG SC2_MAPS_URL=https://github.com/oxwhirl/smacv2/releases/download/maps/SMAC_Maps.zip
+ARG SC2_MAPS_SHA256=e507cc53b49f0ac334732d62628a42e0be2c53e9df29eeeaf608bb861a2a76cd
+COPY src/eqmarl/install_sc2.py /tmp/install_sc2.py
+RUN if [ "$SC2_ACCEPT_LICENSE" = yes ]; then \
+      python3 /tmp/install_sc2.py --accept-license --dest /opt/StarCraftII --cache /tmp/sc2-cache \
+        --url "$SC2_URL" --sha256 "$SC2_SHA256" --maps-url "$SC2_MAPS_URL" --maps-sha256 "$SC2_MAPS_SHA256" \
+        --no-keep-archive \
+      && rm -rf /tmp/sc2-cache /opt/StarCraftII/Replays/* ; \
+    else \
+      mkdir -p /opt/StarCraftII \
+      && echo "built without StarCraft II (SC2_ACCEPT_LICENSE=$SC2_ACCEPT_LICENSE)" > /opt/StarCraftII/NOT_INSTALLED; \
+    fi \
+    && chmod -R a+rX /opt/StarCraftII
+
+# ---------------------------------------------------------------- runtime
+FROM ${BASE}
+ARG DEBIAN_FRONTEND=noninteractive
+# python3: the venv's interpreter; slurm-client: scontrol for submitit (requeue, node names);
+# libgl1/libegl1 are not needed (SMACv2 starts StarCraft II with want_rgb=False)
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 ca-certificates slurm-client libgomp1 \
+    && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* \
+    && mkdir -p /etc/slurm /run/munge /opt/eqmarl \
+    && chmod 1777 /run/munge
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=sc2 /opt/StarCraftII /opt/StarCraftII
+COPY launch.py /opt/eqmarl/launch.py
+COPY configs /opt/eqmarl/configs
+COPY containers/entrypoint.sh /opt/eqmarl/entrypoint.sh
+# protobuf: pysc2/smacv2 need the pure-Python implementation with protobuf >= 3.21;
+# JAX: no preallocation of GPU memory (torch shares the GPU); HOME/caches: writable for any uid
+ENV PATH=/opt/venv/bin:$PATH \
+    SC2PATH=/opt/StarCraftII \
+    PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
+    XLA_PYTHON_CLIENT_PREALLOCATE=false \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    WANDB_CONFIG_DIR=/tmp/wandb-config \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+WORKDIR /opt/eqmarl
+USER 65534:65534
+ENTRYPOINT ["/opt/eqmarl/entrypoint.sh"]
+CMD ["eqmarl", "doctor"]

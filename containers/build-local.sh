@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build the CPU image here, without a registry: a debootstrap base (containers/make-base.sh),
+# pip from PyPI plus this machine's local indexes (/opt/pypi*, /opt/wheels; served on
+# 127.0.0.1 for the build), StarCraft II left out unless SC2_ACCEPT_LICENSE/SC2_URL are set.
+#   bash containers/build-local.sh [TAG]            (default eqmarl:cpu)
+# The image is tagged also eqmarl:src-<hash of its inputs>; a rerun with the same inputs
+# builds nothing. EXTRAS (default mpe,cluster) and any --build-arg via BUILD_ARGS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tag=${1:-eqmarl:cpu}
+extras=${EXTRAS:-mpe,cluster}
+bash containers/dockerd-up.sh
+bash containers/make-base.sh eqmarl/base:bookworm
+hash=$( (cat Dockerfile .dockerignore constraints.txt pyproject.toml launch.py containers/entrypoint.sh;
+         echo "$extras ${BUILD_ARGS:-}"; find src configs -type f ! -name '*.pyc' | sort | xargs cat) | sha256sum | cut -c1-12)
+if docker image inspect "eqmarl:src-$hash" >/dev/null 2>&1; then
+    docker tag "eqmarl:src-$hash" "$tag"
+    echo "eqmarl:src-$hash (cached) -> $tag"
+    exit 0
+fi
+args=(--build-arg BASE=eqmarl/base:bookworm --build-arg EXTRAS="$extras")
+server_pid=
+if [ -d /opt/pypi/simple ] || [ -d /opt/wheels ]; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    python3 -m http.server "$port" --bind 127.0.0.1 --directory /opt >/dev/null 2>&1 &
+    server_pid=$!
+    trap 'kill $server_pid 2>/dev/null || true' EXIT
+    extra=""
+    for d in pypi pypi-more; do [ -d "/opt/$d/simple" ] && extra="$extra http://127.0.0.1:$port/$d/simple"; done
+    args+=(--build-arg PIP_EXTRA_INDEX_URL="${extra# }" --build-arg PIP_FIND_LINKS="http://127.0.0.1:$port/wheels/"
+           --build-arg PIP_TRUSTED_HOST=127.0.0.1 --build-arg TORCH_INDEX_URL=)
+    sleep 1
+fi
+# shellcheck disable=SC2086  # BUILD_ARGS is a list of words
+docker build --network host "${args[@]}" ${BUILD_ARGS:-} -t "eqmarl:src-$hash" -t "$tag" .
+echo "built eqmarl:src-$hash -> $tag"

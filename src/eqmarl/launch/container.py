@@ -1,0 +1,175 @@
+"""The command that starts each SLURM task's Python inside the project's image (``container=``).
+
+submitit runs every task as ``<python> -u -m submitit.core._submit <folder>`` under
+``srun`` (its ``python`` parameter); :func:`python_command` builds that ``<python>``:
+
+- ``none``: the submitting Python (submitit's default).
+- ``docker``: ``docker run --rm --init --network host --ipc host -u UID:GID`` with the
+  run directories bound at the same paths, the SLURM/submitit variables of *each task*
+  passed in (``-e NAME``), ``--gpus all`` on GPU jobs.
+- ``apptainer``: ``apptainer exec [--nv] --bind ...`` (the host environment passes
+  through; ``--cleanenv``/``--containall`` would drop ``SUBMITIT_EXECUTOR`` and
+  ``SLURM_*``, which submitit needs, so they are refused).
+- ``charliecloud``: ``ch-run --set-env --bind ... IMAGE --`` (unprivileged; the image's
+  own environment from ``/ch/environment``, the host's for everything else).
+
+Inside the image, submitit calls ``scontrol`` (requeue after preemption, node names of
+multi-node jobs), so the SLURM client configuration and munge socket
+(``container.slurm_binds``) are bound where they exist on the node, and the image
+carries Debian's ``slurm-client``.
+
+:func:`check_container` runs before ``sbatch``: the runtime is on PATH and the image
+exists (or, with ``container.pull``, can be pulled); otherwise a :class:`ConfigError`
+naming ``container.runtime`` or ``container.image``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from eqmarl.config import ConfigError, ContainerConfig
+
+RUNTIMES = ("none", "docker", "apptainer", "charliecloud")
+# the executable each runtime needs on PATH (on the submitting node and the compute nodes)
+EXECUTABLES = {"docker": "docker", "apptainer": "apptainer", "charliecloud": "ch-run"}
+# options that would break submitit inside the image (its variables would not reach the job)
+APPTAINER_REFUSED = ("--cleanenv", "-e", "--containall", "-C")
+
+
+def _binds(cfg: ContainerConfig, paths: Sequence[str | Path]) -> list[str]:
+    """``SRC:DST`` binds: the job's own directories at the same path, then container.binds.
+
+    ``container.slurm_binds`` are added only where they exist (checked on the node, at run
+    time, by the shell wrapper), so they are returned separately by :func:`_slurm_binds`.
+    """
+    out: list[str] = []
+    for p in paths:
+        s = str(Path(p).absolute())
+        if s not in out:
+            out.append(s)
+    for b in cfg.binds:
+        if b not in out:
+            out.append(b)
+    return [b if ":" in b else f"{b}:{b}" for b in out]
+
+
+def _uses_gpus(cfg: ContainerConfig, gpus_per_node: int) -> bool:
+    return cfg.gpus == "always" or (cfg.gpus == "auto" and gpus_per_node > 0)
+
+
+def _wrap(script: str) -> str:
+    """A command for srun that runs ``script`` in bash *in each task*, with submitit's arguments as "$@".
+
+    srun starts each task itself, so task-specific variables (``SLURM_PROCID``,
+    ``SLURM_LOCALID``) only exist there, not in the batch script that holds this line.
+    """
+    return f"/bin/bash -c {shlex.quote(script)} eqmarl-container"
+
+
+def _slurm_bind_loop(flag: str, cfg: ContainerConfig) -> str:
+    """Bash that appends ``flag SRC:SRC`` to ``args`` for each container.slurm_binds path present on the node."""
+    if not cfg.slurm_binds:
+        return ""
+    paths = " ".join(shlex.quote(p) for p in cfg.slurm_binds)
+    return f'for p in {paths}; do [ -e "$p" ] && args+=({flag} "$p:$p"); done; '
+
+
+def python_command(cfg: ContainerConfig, binds: Sequence[str | Path], gpus_per_node: int = 0) -> str | None:
+    """The ``python`` command submitit puts in the sbatch script (None: the submitting Python).
+
+    Args:
+        cfg: the ``container`` group.
+        binds: host directories the job reads and writes (sweep/run directory, submitit
+            folder, the project directory holding ``launch.py`` and ``configs/``); bound
+            at the same path inside the image.
+        gpus_per_node: ``cluster.gpus_per_node``; GPUs are passed through when > 0
+            (``container.gpus=auto``).
+    """
+    if cfg.runtime == "none":
+        return None
+    assert cfg.image is not None  # validate() requires it
+    gpu = _uses_gpus(cfg, gpus_per_node)
+    pairs = _binds(cfg, binds)
+    opts = " ".join(shlex.quote(o) for o in cfg.options)
+    image, py = shlex.quote(cfg.image), shlex.quote(cfg.python)
+    if cfg.runtime == "docker":
+        prefixes = "|".join(f"{p}*" for p in cfg.env)
+        vols = " ".join(f"-v {shlex.quote(b)}" for b in pairs)
+        script = (
+            "args=(); "
+            f'for v in $(compgen -e); do case "$v" in {prefixes}) args+=(-e "$v");; esac; done; '
+            + _slurm_bind_loop("-v", cfg)
+            + 'exec docker run --rm --init --network host --ipc host -u "$(id -u):$(id -g)" -e HOME=/tmp '
+            + ("--gpus all " if gpu else "")
+            + f'{vols} -w "$PWD" "${{args[@]}}" {opts} {image} {py} "$@"'
+        )
+        return _wrap(script)
+    if cfg.runtime == "apptainer":
+        bind = ",".join(pairs)
+        script = (
+            "args=(); "
+            + _slurm_bind_loop("--bind", cfg)
+            + "exec apptainer exec "
+            + ("--nv " if gpu else "")
+            + f'--bind {shlex.quote(bind)} "${{args[@]}}" {opts} {image} {py} "$@"'
+        )
+        return _wrap(script)
+    if cfg.runtime == "charliecloud":
+        bind = " ".join(f"--bind {shlex.quote(b)}" for b in pairs)
+        # ch-run needs $USER, which some batch environments lack
+        script = (
+            'args=(); export USER="${USER:-$(id -un)}"; '
+            + _slurm_bind_loop("--bind", cfg)
+            + f'exec ch-run --set-env {bind} "${{args[@]}}" {opts} {image} -- {py} "$@"'
+        )
+        return _wrap(script)
+    raise ConfigError("container.runtime", cfg.runtime, ", ".join(RUNTIMES))
+
+
+def check_container(cfg: ContainerConfig, run: bool = True) -> None:
+    """Before sbatch: the runtime is on PATH and the image is there (or is pulled with container.pull).
+
+    Args:
+        cfg: the ``container`` group.
+        run: False skips the checks that run the runtime (``docker image inspect``, pulls).
+
+    Raises:
+        ConfigError: naming ``container.runtime`` or ``container.image``.
+    """
+    if cfg.runtime == "none":
+        return
+    exe = EXECUTABLES[cfg.runtime]
+    if shutil.which(exe) is None:
+        raise ConfigError("container.runtime", cfg.runtime, f"a runtime whose command is on PATH ({exe} not found), or none")
+    image = str(cfg.image)
+    if cfg.runtime == "apptainer":
+        bad = [o for o in cfg.options if o.split("=")[0] in APPTAINER_REFUSED]
+        if bad:
+            raise ConfigError("container.options", bad, "options that keep the host environment (not --cleanenv/--containall: "
+                              "submitit needs SUBMITIT_EXECUTOR and SLURM_* inside)")
+    if cfg.runtime == "docker":
+        if not run:
+            return
+        p = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=120)
+        if p.returncode == 0:
+            return
+        if cfg.pull:
+            q = subprocess.run(["docker", "pull", image], capture_output=True, text=True, timeout=3600)
+            if q.returncode == 0:
+                return
+            raise ConfigError("container.image", image, f"an image docker can pull (docker pull: {q.stderr.strip()[-300:]})")
+        raise ConfigError("container.image", image, "an image present in the docker engine (docker images), "
+                          "or container.pull=true to pull it")
+    if "://" in image:  # apptainer pulls docker://, oras://, library:// itself (into its cache) when the job starts
+        if cfg.runtime == "charliecloud":
+            raise ConfigError("container.image", image, "a Charliecloud image directory or SquashFS file "
+                              "(make one with: ch-convert IMAGE:TAG /var/tmp/eqmarl.sqfs)")
+        return
+    if not os.path.exists(image):
+        what = "a .sif file" if cfg.runtime == "apptainer" else "an image directory or .sqfs file"
+        raise ConfigError("container.image", image, f"{what} that exists (absolute path; the compute nodes must see it)")
