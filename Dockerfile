@@ -26,6 +26,8 @@ ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG PIP_EXTRA_INDEX_URL=
 ARG PIP_FIND_LINKS=
 ARG PIP_TRUSTED_HOST=
+# behind a TLS-intercepting proxy: a URL of the CA bundle pip should trust (fetched over http)
+ARG CA_BUNDLE_URL=
 # torch: the CPU wheel index (empty: PyPI's default CUDA build)
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # extras of eqmarl to install (mpe, cluster, smax, hanabi, deepspeed)
@@ -36,7 +38,10 @@ ARG PYSC2_SPEC=pysc2==4.0.0
 ARG SMACV2_SPEC=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 \
     CMAKE_POLICY_VERSION_MINIMUM=3.5 DS_BUILD_OPS=0 PATH=/opt/venv/bin:$PATH
-RUN python3 -m venv /opt/venv
+RUN python3 -m venv /opt/venv \
+    && if [ -n "$CA_BUNDLE_URL" ]; then \
+         python3 -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], '/opt/pip-ca.crt')" \
+           "$CA_BUNDLE_URL" && pip config --site set global.cert /opt/pip-ca.crt; fi
 COPY constraints.txt /tmp/constraints.txt
 RUN pip install -c /tmp/constraints.txt ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} torch
 COPY pyproject.toml README.md /tmp/eqmarl/
@@ -44,6 +49,7 @@ COPY src /tmp/eqmarl/src
 RUN pip install -c /tmp/constraints.txt "/tmp/eqmarl[${EXTRAS}]" \
     && if [ -n "$SMACV2_SPEC" ]; then \
          pip install -c /tmp/constraints.txt "$PYSC2_SPEC" "$SMACV2_SPEC" "protobuf<3.21"; fi \
+    && rm -f /opt/venv/pip.conf /opt/pip-ca.crt \
     && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
     && find /opt/venv -name 'tests' -path '*site-packages/*/tests' -prune -exec rm -rf {} +
 

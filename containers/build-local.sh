@@ -22,9 +22,14 @@ args=(--build-arg BASE=eqmarl/base:bookworm --build-arg EXTRAS="$extras")
 server_pid=
 if [ -d /opt/pypi/simple ] || [ -d /opt/wheels ]; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    python3 -m http.server "$port" --bind 127.0.0.1 --directory /opt >/dev/null 2>&1 &
+    www=$(mktemp -d)
+    for d in pypi pypi-more wheels; do [ -d "/opt/$d" ] && ln -s "/opt/$d" "$www/$d"; done
+    # this machine reaches PyPI through a TLS-intercepting proxy: give the build its CA bundle
+    cp /etc/ssl/certs/ca-certificates.crt "$www/ca.crt"
+    python3 -m http.server "$port" --bind 127.0.0.1 --directory "$www" >/dev/null 2>&1 &
     server_pid=$!
-    trap 'kill $server_pid 2>/dev/null || true' EXIT
+    trap 'kill $server_pid 2>/dev/null || true; rm -rf "$www"' EXIT
+    args+=(--build-arg CA_BUNDLE_URL="http://127.0.0.1:$port/ca.crt")
     extra=""
     for d in pypi pypi-more; do [ -d "/opt/$d/simple" ] && extra="$extra http://127.0.0.1:$port/$d/simple"; done
     args+=(--build-arg PIP_EXTRA_INDEX_URL="${extra# }" --build-arg PIP_FIND_LINKS="http://127.0.0.1:$port/wheels/"

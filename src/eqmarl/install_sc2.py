@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import errno
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
@@ -93,6 +94,9 @@ def download(url: str, dest: Path, sha256: str | None, quiet: bool = False) -> P
                       + (f" (+{int(total):,} bytes)" if total else ""), file=sys.stderr)
             with part.open("ab" if resumed else "wb") as f:
                 shutil.copyfileobj(r, f, CHUNK)
+                got = f.tell() - have
+            if total is not None and got < int(total):  # the server closed the connection early
+                raise InstallError(f"download interrupted: {url} after {have + got:,} bytes; run again to resume", 5)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the partial file is already complete
             pass
@@ -100,6 +104,9 @@ def download(url: str, dest: Path, sha256: str | None, quiet: bool = False) -> P
             raise InstallError(f"download failed: {url}: HTTP {e.code} {e.reason}", 5) from None
     except urllib.error.URLError as e:
         raise InstallError(f"download failed: {url}: {e.reason} (use --url to point at a local copy)", 5) from None
+    except (http.client.HTTPException, TimeoutError, ConnectionError) as e:  # cut off: keep .part, resume next time
+        raise InstallError(f"download interrupted: {url} ({type(e).__name__}); run again to resume "
+                           f"from byte {part.stat().st_size if part.exists() else 0}", 5) from None
     except OSError as e:
         raise _io_error(e, f"writing {part}") from None
     if sha256 is not None:
