@@ -17,6 +17,8 @@ ARG BASE=debian:bookworm-slim
 # ---------------------------------------------------------------- builder: the venv
 FROM ${BASE} AS builder
 ARG DEBIAN_FRONTEND=noninteractive
+# apt versions are pinned by the Debian release (bookworm), not per package (DL3008)
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv python3-dev g++ make cmake git \
        ca-certificates unzip \
@@ -77,6 +79,7 @@ FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
 # python3: the venv's interpreter; slurm-client: scontrol for submitit (requeue, node names);
 # libgl1/libegl1 are not needed (SMACv2 starts StarCraft II with want_rgb=False)
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 ca-certificates slurm-client libgomp1 \
     && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* \

@@ -21,7 +21,8 @@ fi
 args=(--build-arg BASE=eqmarl/base:bookworm --build-arg EXTRAS="$extras")
 server_pid=
 if [ -d /opt/pypi/simple ] || [ -d /opt/wheels ]; then
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # a fixed port: the URLs are build arguments, and the same arguments reuse docker's layer cache
+    port=${EQMARL_BUILD_PORT:-38765}
     www=$(mktemp -d)
     for d in pypi pypi-more wheels; do [ -d "/opt/$d" ] && ln -s "/opt/$d" "$www/$d"; done
     # this machine reaches PyPI through a TLS-intercepting proxy: give the build its CA bundle
@@ -34,7 +35,7 @@ if [ -d /opt/pypi/simple ] || [ -d /opt/wheels ]; then
     for d in pypi pypi-more; do [ -d "/opt/$d/simple" ] && extra="$extra http://127.0.0.1:$port/$d/simple"; done
     args+=(--build-arg PIP_EXTRA_INDEX_URL="${extra# }" --build-arg PIP_FIND_LINKS="http://127.0.0.1:$port/wheels/"
            --build-arg PIP_TRUSTED_HOST=127.0.0.1 --build-arg TORCH_INDEX_URL=)
-    sleep 1
+    for _ in $(seq 20); do python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/ca.crt')" 2>/dev/null && break; sleep 0.5; done
 fi
 # shellcheck disable=SC2086  # BUILD_ARGS is a list of words
 docker build --network host "${args[@]}" ${BUILD_ARGS:-} -t "eqmarl:src-$hash" -t "$tag" .
