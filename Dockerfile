@@ -34,6 +34,9 @@ ARG CA_BUNDLE_URL=
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # extras of eqmarl to install (mpe, cluster, smax, hanabi, deepspeed)
 ARG EXTRAS=mpe,cluster,smax,hanabi,deepspeed
+# extra pins, space-separated (e.g. "cloudpickle==2.1.0 submitit==1.5.4"): submitit's pickles
+# cross between the submitting Python and the image, so both need the same cloudpickle
+ARG PIP_PINS=
 # StarCraft II Python packages: pysc2 from PyPI; smacv2 is not on PyPI (git URL pinned to
 # a commit, or a local path); empty SMACV2_SPEC: neither is installed
 ARG PYSC2_SPEC=pysc2==4.0.0
@@ -45,12 +48,18 @@ RUN python3 -m venv /opt/venv \
          python3 -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], '/opt/pip-ca.crt')" \
            "$CA_BUNDLE_URL" && pip config --site set global.cert /opt/pip-ca.crt; fi
 COPY constraints.txt /tmp/constraints.txt
-RUN pip install -c /tmp/constraints.txt ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} torch
+RUN for pin in $PIP_PINS; do echo "$pin" >> /tmp/constraints.txt; done \
+    && pip install -c /tmp/constraints.txt ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} torch
+# dependencies first (from pyproject.toml), so a change of eqmarl's source reuses this layer
 COPY pyproject.toml README.md /tmp/eqmarl/
-COPY src /tmp/eqmarl/src
-RUN pip install -c /tmp/constraints.txt "/tmp/eqmarl[${EXTRAS}]" \
+RUN python3 -c "import sys, tomllib; p = tomllib.load(open('/tmp/eqmarl/pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') if e for d in p['optional-dependencies'][e]]))" \
+      "$EXTRAS" > /tmp/requirements.txt \
+    && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
     && if [ -n "$SMACV2_SPEC" ]; then \
-         pip install -c /tmp/constraints.txt "$PYSC2_SPEC" "$SMACV2_SPEC" "protobuf<3.21"; fi \
+         pip install -c /tmp/constraints.txt "$PYSC2_SPEC" "$SMACV2_SPEC" "protobuf<3.21"; fi
+COPY src /tmp/eqmarl/src
+RUN pip install --no-deps /tmp/eqmarl \
     && rm -f /opt/venv/pip.conf /opt/pip-ca.crt \
     && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
     && find /opt/venv -name 'tests' -path '*site-packages/*/tests' -prune -exec rm -rf {} +

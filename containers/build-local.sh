@@ -11,14 +11,16 @@ tag=${1:-eqmarl:cpu}
 extras=${EXTRAS:-mpe,cluster}
 bash containers/dockerd-up.sh
 bash containers/make-base.sh eqmarl/base:bookworm
+# the submitting Python's cloudpickle and submitit, so job pickles load on both sides
+pins=${PIP_PINS-$(python3 -c 'import cloudpickle, submitit; print(f"cloudpickle=={cloudpickle.__version__} submitit=={submitit.__version__}")' 2>/dev/null || true)}
 hash=$( (cat Dockerfile .dockerignore constraints.txt pyproject.toml launch.py containers/entrypoint.sh;
-         echo "$extras ${BUILD_ARGS:-}"; find src configs -type f ! -name '*.pyc' | sort | xargs cat) | sha256sum | cut -c1-12)
+         echo "$extras ${BUILD_ARGS:-} $pins"; find src configs -type f ! -name '*.pyc' | sort | xargs cat) | sha256sum | cut -c1-12)
 if docker image inspect "eqmarl:src-$hash" >/dev/null 2>&1; then
     docker tag "eqmarl:src-$hash" "$tag"
     echo "eqmarl:src-$hash (cached) -> $tag"
     exit 0
 fi
-args=(--build-arg BASE=eqmarl/base:bookworm --build-arg EXTRAS="$extras")
+args=(--build-arg BASE=eqmarl/base:bookworm --build-arg EXTRAS="$extras" --build-arg PIP_PINS="$pins")
 server_pid=
 if [ -d /opt/pypi/simple ] || [ -d /opt/wheels ]; then
     # a fixed port: the URLs are build arguments, and the same arguments reuse docker's layer cache

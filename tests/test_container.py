@@ -135,7 +135,7 @@ def test_checks_name_runtime_and_image(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
         check_container(ContainerConfig(runtime="charliecloud", image="docker://eqmarl:cpu"))
     assert e.value.key == "container.image" and "ch-convert" in str(e.value)
-    check_container(ContainerConfig(runtime="charliecloud", image=str(tmp_path)))  # a directory image: fine
+    check_container(ContainerConfig(runtime="charliecloud", image=str(tmp_path)), run=False)  # a directory image
     check_container(ContainerConfig(runtime="apptainer", image="docker://ghcr.io/x/eqmarl:cpu"))  # pulled by apptainer
     with pytest.raises(ConfigError) as e:
         check_container(ContainerConfig(runtime="apptainer", image="docker://x", options=["--cleanenv"]))
@@ -149,3 +149,24 @@ def test_docker_image_that_is_absent_names_container_image():
     with pytest.raises(ConfigError) as e:
         check_container(ContainerConfig(runtime="docker", image="eqmarl-no-such-image:0"))
     assert e.value.key == "container.image" and "container.pull" in str(e.value)
+
+
+def test_image_with_other_cloudpickle_is_refused_before_sbatch(tmp_path, monkeypatch):
+    """submitit's pickles cross the container boundary both ways: versions must agree."""
+    import cloudpickle
+    import submitit
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "ch-run"
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    cfg = ContainerConfig(runtime="charliecloud", image=str(tmp_path))
+    exe.write_text("#!/bin/sh\necho 0.0.1 $FAKE_SUBMITIT\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("FAKE_SUBMITIT", submitit.__version__)
+    with pytest.raises(ConfigError) as e:
+        check_container(cfg)
+    assert e.value.key == "container.image"
+    assert f"PIP_PINS='cloudpickle=={cloudpickle.__version__} submitit=={submitit.__version__}'" in str(e.value)
+    exe.write_text(f"#!/bin/sh\necho {cloudpickle.__version__} {submitit.__version__}\n")
+    check_container(cfg)

@@ -131,8 +131,60 @@ def python_command(cfg: ContainerConfig, binds: Sequence[str | Path], gpus_per_n
     raise ConfigError("container.runtime", cfg.runtime, ", ".join(RUNTIMES))
 
 
+# packages whose versions must agree between the submitting Python and the image: submitit
+# pickles the job there and unpickles its result here (cloudpickle is not compatible across versions)
+PICKLE_PACKAGES = ("cloudpickle", "submitit")
+
+
+def _versions_here() -> dict[str, str]:
+    import importlib
+
+    return {name: str(getattr(importlib.import_module(name), "__version__", "?")) for name in PICKLE_PACKAGES}
+
+
+def image_exec(cfg: ContainerConfig) -> list[str] | None:
+    """A command prefix that runs a program in the image on this node (None: the image is remote)."""
+    image = str(cfg.image)
+    if cfg.runtime == "docker":
+        return ["docker", "run", "--rm", "--entrypoint", "", image]
+    if cfg.runtime == "charliecloud":
+        return ["ch-run", "--set-env", image, "--"]
+    if cfg.runtime == "apptainer" and "://" not in image:
+        return ["apptainer", "exec", image]
+    return None
+
+
+def check_pickle_compatible(cfg: ContainerConfig) -> None:
+    """The image's cloudpickle/submitit are the submitting Python's (else results cannot be read back).
+
+    Raises:
+        ConfigError: naming ``container.image``, with the versions on both sides and the fix.
+    """
+    prefix = image_exec(cfg)
+    if prefix is None:
+        return
+    code = "import cloudpickle, submitit; print(cloudpickle.__version__, submitit.__version__)"
+    env = dict(os.environ, USER=os.environ.get("USER") or "eqmarl")
+    p = subprocess.run([*prefix, cfg.python, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    if p.returncode != 0:
+        raise ConfigError("container.image", cfg.image, f"an image whose {cfg.python} imports cloudpickle and "
+                          f"submitit (container.python; it said: {p.stderr.strip()[-300:]})")
+    there = dict(zip(PICKLE_PACKAGES, p.stdout.split()))
+    here = _versions_here()
+    if there != here:
+        pins = " ".join(f"{k}=={v}" for k, v in here.items())
+        raise ConfigError(
+            "container.image", cfg.image,
+            f"an image with the submitting Python's {', '.join(f'{k} {v}' for k, v in here.items())} (the image has "
+            f"{', '.join(f'{k} {v}' for k, v in there.items())}; job pickles cross between them): rebuild with "
+            f"--build-arg PIP_PINS='{pins}', or here: pip install "
+            + " ".join(f"{k}=={v}" for k, v in there.items()),
+        )
+
+
 def check_container(cfg: ContainerConfig, run: bool = True) -> None:
-    """Before sbatch: the runtime is on PATH and the image is there (or is pulled with container.pull).
+    """Before sbatch: the runtime is on PATH, the image is there (or is pulled with container.pull), and
+    (``run``) its cloudpickle/submitit match the submitting Python's.
 
     Args:
         cfg: the ``container`` group.
@@ -156,15 +208,15 @@ def check_container(cfg: ContainerConfig, run: bool = True) -> None:
         if not run:
             return
         p = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=120)
-        if p.returncode == 0:
-            return
-        if cfg.pull:
+        if p.returncode != 0 and not cfg.pull:
+            raise ConfigError("container.image", image, "an image present in the docker engine (docker images), "
+                              "or container.pull=true to pull it")
+        if p.returncode != 0:
             q = subprocess.run(["docker", "pull", image], capture_output=True, text=True, timeout=3600)
-            if q.returncode == 0:
-                return
-            raise ConfigError("container.image", image, f"an image docker can pull (docker pull: {q.stderr.strip()[-300:]})")
-        raise ConfigError("container.image", image, "an image present in the docker engine (docker images), "
-                          "or container.pull=true to pull it")
+            if q.returncode != 0:
+                raise ConfigError("container.image", image, f"an image docker can pull (docker pull: {q.stderr.strip()[-300:]})")
+        check_pickle_compatible(cfg)
+        return
     if "://" in image:  # apptainer pulls docker://, oras://, library:// itself (into its cache) when the job starts
         if cfg.runtime == "charliecloud":
             raise ConfigError("container.image", image, "a Charliecloud image directory or SquashFS file "
@@ -173,3 +225,5 @@ def check_container(cfg: ContainerConfig, run: bool = True) -> None:
     if not os.path.exists(image):
         what = "a .sif file" if cfg.runtime == "apptainer" else "an image directory or .sqfs file"
         raise ConfigError("container.image", image, f"{what} that exists (absolute path; the compute nodes must see it)")
+    if run:
+        check_pickle_compatible(cfg)
