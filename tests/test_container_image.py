@@ -17,8 +17,8 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -32,7 +32,9 @@ IN_IMAGE_PYTHON = "/opt/venv/bin/python"  # exists only inside the image: a job 
 
 
 def docker_ok() -> bool:
-    return shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +49,8 @@ def image() -> str:
 
 
 def docker_run(image: str, *cmd: str, args: tuple[str, ...] = (), timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "run", "--rm", *args, image, *cmd], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["docker", "run", "--rm", *args, image, *cmd], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.mark.docker
@@ -212,7 +215,8 @@ def test_preempted_job_in_the_image_requeues_and_resumes_exactly(runtime, reques
     _skip_without_cluster()
     image = request.getfixturevalue("ch_image" if runtime == "charliecloud" else "image")
     longer = ["train.total_env_steps=30000", "train.eval_every=50", "train.checkpoint_every=50"]
-    ref = subprocess.Popen(launch_cmd("model=mlp", *TINY, *longer, "train.threads=1", f"hydra.run.dir={tmp_path / 'ref'}"),
+    ref_cmd = launch_cmd("model=mlp", *TINY, *longer, "train.threads=1", f"hydra.run.dir={tmp_path / 'ref'}")
+    ref = subprocess.Popen(ref_cmd,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env)
     sweep = tmp_path / "sweep"
     cmd = launch_cmd("-m", *SLURM, *TINY, *longer, "seed=0", f"container={runtime}", f"container.image={image}",

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import shutil
 import os
 import random
+import shutil
 import subprocess
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import subprocess
 import sys
 from pathlib import Path
+
 
 def plot(run_dirs: list[str]) -> int:
     from eqmarl.eval.plots import plot_learning_curve
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("doctor", help="show what is installed (the image's self-check)")
     d.add_argument("--json", action="store_true", help="one JSON object")
-    d.add_argument("--require", default="", help="comma-separated checks that must pass (exit 1 naming what is missing)")
-    sub.add_parser("install-sc2", help="install StarCraft II 4.10 and the SMACv2 maps (--help for options)", add_help=False)
+    d.add_argument("--require", default="", help="comma-separated checks that must pass (exit 1 naming the missing)")
+    sub.add_parser("install-sc2", help="install StarCraft II 4.10 and the SMACv2 maps (--help: options)", add_help=False)
     p = sub.add_parser("plot", help="learning curve PNG for run directories")
     p.add_argument("run_dirs", nargs="+")
     s = sub.add_parser("sync", help="upload offline W&B runs found under run directories")

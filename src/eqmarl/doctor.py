@@ -21,9 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 SC2_BASE = "Base75689"  # StarCraft II 4.10
 SC2_VERSIONS = {"Base75689": "4.10", "Base69232": "4.6.2", "Base60321": "4.1.2"}

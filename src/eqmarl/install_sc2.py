@@ -31,8 +31,8 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 SC2_URL = "https://blzdistsc2-a.akamaihd.net/Linux/SC2.4.10.zip"
 # third-party value (Harimus/SpinningUpPySc2 install_sc2.sh); Blizzard publishes none
@@ -110,10 +110,10 @@ def download(url: str, dest: Path, sha256: str | None, quiet: bool = False) -> P
     except OSError as e:
         raise _io_error(e, f"writing {part}") from None
     if sha256 is not None:
-        got = sha256_of(part)
-        if got != sha256:
+        digest = sha256_of(part)
+        if digest != sha256:
             part.unlink()
-            raise InstallError(f"checksum mismatch for {url}: sha256 {got}, expected {sha256}; the file was deleted "
+            raise InstallError(f"checksum mismatch for {url}: sha256 {digest}, expected {sha256}; the file was deleted "
                                "(a broken or different archive; pass --sha256 only if you trust another one)", 3)
     part.replace(dest)
     return dest
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dest", default=os.environ.get("SC2PATH", "~/StarCraftII"), help="SC2PATH to create "
                     "(default: $SC2PATH or ~/StarCraftII)")
-    ap.add_argument("--url", default=os.environ.get("EQMARL_SC2_URL", SC2_URL), help="SC2 4.10 archive (http(s)/file URL)")
+    ap.add_argument("--url", default=os.environ.get("EQMARL_SC2_URL", SC2_URL), help="SC2 4.10 archive (http/https URL)")
     ap.add_argument("--sha256", default=SC2_SHA256, help="expected SHA-256 of the archive ('none': no check)")
     ap.add_argument("--maps-url", default=os.environ.get("EQMARL_SC2_MAPS_URL", MAPS_URL), help="SMACv2 maps zip")
     ap.add_argument("--maps-sha256", default=MAPS_SHA256, help="expected SHA-256 of the maps zip ('none': no check)")

@@ -29,8 +29,8 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from eqmarl.config import ConfigError, ContainerConfig
 
@@ -169,7 +169,7 @@ def check_pickle_compatible(cfg: ContainerConfig) -> None:
     if p.returncode != 0:
         raise ConfigError("container.image", cfg.image, f"an image whose {cfg.python} imports cloudpickle and "
                           f"submitit (container.python; it said: {p.stderr.strip()[-300:]})")
-    there = dict(zip(PICKLE_PACKAGES, p.stdout.split()))
+    there = dict(zip(PICKLE_PACKAGES, p.stdout.split(), strict=False))
     here = _versions_here()
     if there != here:
         pins = " ".join(f"{k}=={v}" for k, v in here.items())
@@ -197,12 +197,14 @@ def check_container(cfg: ContainerConfig, run: bool = True) -> None:
         return
     exe = EXECUTABLES[cfg.runtime]
     if shutil.which(exe) is None:
-        raise ConfigError("container.runtime", cfg.runtime, f"a runtime whose command is on PATH ({exe} not found), or none")
+        raise ConfigError("container.runtime", cfg.runtime,
+                          f"a runtime whose command is on PATH ({exe} not found), or none")
     image = str(cfg.image)
     if cfg.runtime == "apptainer":
         bad = [o for o in cfg.options if o.split("=")[0] in APPTAINER_REFUSED]
         if bad:
-            raise ConfigError("container.options", bad, "options that keep the host environment (not --cleanenv/--containall: "
+            raise ConfigError("container.options", bad,
+                              "options that keep the host environment (not --cleanenv/--containall: "
                               "submitit needs SUBMITIT_EXECUTOR and SLURM_* inside)")
     if cfg.runtime == "docker":
         if not run:
@@ -214,7 +216,8 @@ def check_container(cfg: ContainerConfig, run: bool = True) -> None:
         if p.returncode != 0:
             q = subprocess.run(["docker", "pull", image], capture_output=True, text=True, timeout=3600)
             if q.returncode != 0:
-                raise ConfigError("container.image", image, f"an image docker can pull (docker pull: {q.stderr.strip()[-300:]})")
+                raise ConfigError("container.image", image,
+                                  f"an image docker can pull (docker pull: {q.stderr.strip()[-300:]})")
         check_pickle_compatible(cfg)
         return
     if "://" in image:  # apptainer pulls docker://, oras://, library:// itself (into its cache) when the job starts
@@ -224,6 +227,7 @@ def check_container(cfg: ContainerConfig, run: bool = True) -> None:
         return
     if not os.path.exists(image):
         what = "a .sif file" if cfg.runtime == "apptainer" else "an image directory or .sqfs file"
-        raise ConfigError("container.image", image, f"{what} that exists (absolute path; the compute nodes must see it)")
+        raise ConfigError("container.image", image,
+                          f"{what} that exists (absolute path; the compute nodes must see it)")
     if run:
         check_pickle_compatible(cfg)

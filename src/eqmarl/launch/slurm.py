@@ -18,8 +18,9 @@ from __future__ import annotations
 import copy
 import functools
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
@@ -41,7 +42,7 @@ class SlurmLauncher(_SubmititSlurmLauncher):
 
         # hydra-submitit-launcher 1.2.0 has no `python` key: hand it to submitit's executor directly
         auto_executor = submitit.AutoExecutor
-        submitit.AutoExecutor = functools.partial(auto_executor, slurm_python=python)  # type: ignore[misc]
+        submitit.AutoExecutor = functools.partial(auto_executor, slurm_python=python)  # type: ignore[misc,assignment]
         try:
             return super().launch(job_overrides, initial_job_idx)
         finally:
