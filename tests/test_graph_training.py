@@ -22,7 +22,12 @@ GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 def run_cli(tmp_path: Path, env: dict, *extra: str, name: str = "run") -> Path:
     out = tmp_path / name
     p = subprocess.run(
-        launch_cmd(*TINY, f"hydra.run.dir={out}", *extra), capture_output=True, text=True, env=env, timeout=300
+        launch_cmd(*TINY, f"hydra.run.dir={out}", *extra),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return out
@@ -32,17 +37,25 @@ def test_graph_models_train_through_the_cli(tmp_path: Path, clean_env: dict) -> 
     """gnn, egnn and e2gn2 (continuous actions) as one local sweep: one process, three runs."""
     sweep = tmp_path / "sweep"
     p = subprocess.run(
-        launch_cmd("-m", *TINY, "model=" + ",".join(GRAPH_MODELS), "train.total_env_steps=400",
-                   f"hydra.sweep.dir={sweep}"),
-        capture_output=True, text=True, env=clean_env, timeout=300,
+        launch_cmd(
+            "-m", *TINY, "model=" + ",".join(GRAPH_MODELS), "train.total_env_steps=400", f"hydra.sweep.dir={sweep}"
+        ),
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=300,
+        check=False,
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    runs = {json.loads((d / "config.json").read_text())["model"]["name"]: d for d in sweep.iterdir() if d.is_dir()
-            and (d / "config.json").exists()}
+    runs = {
+        json.loads((d / "config.json").read_text())["model"]["name"]: d
+        for d in sweep.iterdir()
+        if d.is_dir() and (d / "config.json").exists()
+    }
     assert set(runs) == set(GRAPH_MODELS)
     for model, out in runs.items():
         assert json.loads((out / "config.json").read_text())["model"]["hidden"] == 16
-        rows = list(csv.DictReader(open(out / "metrics.csv")))
+        rows = list(csv.DictReader(out / "metrics.csv".open()))
         assert [int(r["env_steps"]) for r in rows] == [200, 400], model
         assert all(math.isfinite(float(r["loss"])) for r in rows), model
         assert rows[-1]["eval_return"] != "" and math.isfinite(float(rows[-1]["eval_return"])), model
@@ -51,10 +64,16 @@ def test_graph_models_train_through_the_cli(tmp_path: Path, clean_env: dict) -> 
 
 def test_e2gn2_discrete_actions_and_mappo_through_the_cli(tmp_path: Path, clean_env: dict) -> None:
     out = run_cli(
-        tmp_path, clean_env, "model=e2gn2", "env.continuous_actions=false", "env.scenario=simple_tag", "algo=mappo",
-        "train.total_env_steps=200", name="tag",
+        tmp_path,
+        clean_env,
+        "model=e2gn2",
+        "env.continuous_actions=false",
+        "env.scenario=simple_tag",
+        "algo=mappo",
+        "train.total_env_steps=200",
+        name="tag",
     )
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    rows = list(csv.DictReader(out / "metrics.csv".open()))
     assert len(rows) == 1 and math.isfinite(float(rows[0]["loss"]))
 
 
@@ -91,10 +110,20 @@ def test_sample_efficiency_sweep_then_plot_curves(tmp_path: Path, clean_env: dic
     sweep = tmp_path / "sweep"
     p = subprocess.run(
         launch_cmd(
-            "-m", "experiment=mpe_sample_efficiency", *TINY, "train.total_env_steps=200", "model=mlp,e2gn2",
-            "seed=3", "env.scenario=simple_spread", f"hydra.sweep.dir={sweep}",
+            "-m",
+            "experiment=mpe_sample_efficiency",
+            *TINY,
+            "train.total_env_steps=200",
+            "model=mlp,e2gn2",
+            "seed=3",
+            "env.scenario=simple_spread",
+            f"hydra.sweep.dir={sweep}",
         ),
-        capture_output=True, text=True, env=clean_env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=300,
+        check=False,
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     runs = sorted(d.name for d in sweep.iterdir() if (d / "metrics.csv").exists())
@@ -102,7 +131,11 @@ def test_sample_efficiency_sweep_then_plot_curves(tmp_path: Path, clean_env: dic
     assert json.loads((sweep / runs[0] / "config.json").read_text())["experiment"] == "mpe_sample_efficiency"
     q = subprocess.run(
         ["eqmarl", "plot-curves", str(sweep), "--out", str(tmp_path / "c.png"), "--threshold=-1000"],
-        capture_output=True, text=True, env=clean_env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=120,
+        check=False,
     )
     assert q.returncode == 0, q.stderr[-3000:]
     summary = json.loads(q.stdout.strip().splitlines()[-1])
@@ -177,8 +210,9 @@ def test_plot_curves_groups_by_model_and_counts_steps_to_threshold(tmp_path: Pat
 
     # the command: figure + JSON (stdout and file)
     out = tmp_path / "fig" / "curves.png"
-    rc = eqmarl_main(["plot-curves", str(sweep), "--out", str(out), "--threshold", "simple_spread=-100",
-                      "--threshold=10"])
+    rc = eqmarl_main(
+        ["plot-curves", str(sweep), "--out", str(out), "--threshold", "simple_spread=-100", "--threshold=10"]
+    )
     assert rc == 0
     assert out.stat().st_size > 5000
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
