@@ -2,23 +2,14 @@
 
 import csv
 import json
-import subprocess
 
 from eqmarl.logging import read_wandb_history
-from tests.conftest import TINY, launch_cmd
+from tests.conftest import TINY, launch_cmd, run_ok
 
 
 def run_cli(tmp_path, env, *extra, name="run"):
     out = tmp_path / name
-    p = subprocess.run(
-        launch_cmd(*TINY, f"hydra.run.dir={out}", *extra),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    p = run_ok(launch_cmd(*TINY, f"hydra.run.dir={out}", *extra), env=env, timeout=300)
     return out, p
 
 

@@ -8,7 +8,7 @@ import torch
 
 from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from eqmarl.train.trainer import Trainer
-from tests.conftest import TINY, compose, launch_cmd
+from tests.conftest import TINY, compose, launch_cmd, run_ok
 
 
 def final_params(run_dir):
@@ -97,15 +97,7 @@ def test_cli_resume_matches_uninterrupted(tmp_path, clean_env):
 
 def test_ctrl_c_checkpoints_and_resume_is_exact(tmp_path, clean_env):
     many = [o for o in TINY if not o.startswith("train.total_env_steps")] + ["train.total_env_steps=20000"]
-    full = subprocess.run(
-        launch_cmd(*many, f"hydra.run.dir={tmp_path / 'full'}"),
-        capture_output=True,
-        text=True,
-        env=clean_env,
-        timeout=600,
-        check=False,
-    )
-    assert full.returncode == 0, full.stderr[-3000:]
+    run_ok(launch_cmd(*many, f"hydra.run.dir={tmp_path / 'full'}"), env=clean_env, timeout=600)
     proc = subprocess.Popen(
         launch_cmd(*many, f"hydra.run.dir={tmp_path / 'part'}"),
         stdout=subprocess.PIPE,
@@ -123,15 +115,9 @@ def test_ctrl_c_checkpoints_and_resume_is_exact(tmp_path, clean_env):
     assert "stop requested" in out
     stopped_at = int(resolve_checkpoint(tmp_path / "part").stem.split("_")[1])
     assert 3 <= stopped_at < 100
-    res = subprocess.run(
-        launch_cmd(*many, f"resume={tmp_path / 'part'}", f"hydra.run.dir={tmp_path / 'x'}"),
-        capture_output=True,
-        text=True,
-        env=clean_env,
-        timeout=600,
-        check=False,
+    run_ok(
+        launch_cmd(*many, f"resume={tmp_path / 'part'}", f"hydra.run.dir={tmp_path / 'x'}"), env=clean_env, timeout=600
     )
-    assert res.returncode == 0, res.stderr[-3000:]
     assert_same(final_params(tmp_path / "part"), final_params(tmp_path / "full"))
 
 

@@ -365,39 +365,28 @@ class HanabiBackend:
 
     Args:
         num_envs: parallel games ``E``.
-        players: seats = agents ``A`` (2..5).
-        preset: ``full`` | ``small`` | ``very_small``.
-        colors, ranks, hand_size, max_information_tokens, max_life_tokens: override the
-            preset (None: keep it).
-        observation_type: ``card_knowledge`` (default; the canonical encoding) | ``minimal``.
         random_start_player: the first player is drawn at random.
         episode_limit: truncate after this many turns (None: ``2 * deck + information
             tokens``, an upper bound on a game's length, so games are never cut).
         seed: base seed.
         device: torch device of the returned tensors.
+        **variant: the game (:meth:`HanabiParams.from_preset`'s arguments: ``preset``,
+            ``players``, ``colors``, ``ranks``, ``hand_size``, ``max_information_tokens``,
+            ``max_life_tokens``, ``observation_type``).
     """
 
     def __init__(
         self,
         num_envs: int,
-        players: int = 2,
-        preset: str = "full",
-        colors: int | None = None,
-        ranks: int | None = None,
-        hand_size: int | None = None,
-        max_information_tokens: int | None = None,
-        max_life_tokens: int | None = None,
-        observation_type: str = "card_knowledge",
         random_start_player: bool = False,
         episode_limit: int | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        **variant: Any,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}; allowed: >= 1")
-        self.params = HanabiParams.from_preset(
-            preset, players, colors, ranks, hand_size, max_information_tokens, max_life_tokens, observation_type
-        )
+        self.params = HanabiParams.from_preset(**variant)
         self.layout = HanabiLayout(self.params)
         self.num_envs = num_envs
         self.seed = seed

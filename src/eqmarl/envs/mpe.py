@@ -133,6 +133,33 @@ class MpeBackend:
         self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._ret = torch.zeros(num_envs, device=self.device)
 
+    def _finish_step(
+        self,
+        obs: Observation,
+        final_obs: Observation,
+        reward: Tensor,
+        terminated: Tensor,
+        truncated: Tensor,
+        info: dict[str, Any] | None = None,
+    ) -> StepResult:
+        """The step's result with the returns and lengths of the episodes that ended (NaN / 0
+        elsewhere); their counters start again at zero."""
+        done = terminated | truncated
+        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
+        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
+        self._t = torch.where(done, torch.zeros_like(self._t), self._t)
+        self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
+        return StepResult(
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+            episode_return=ep_ret,
+            episode_length=ep_len,
+            info={} if info is None else info,
+        )
+
     def _make_spec(self, obs_dim: int) -> EnvSpec:
         return EnvSpec(
             n_agents=self.n_learners,
@@ -268,8 +295,6 @@ class VmasMPE(MpeBackend):
         terminated = dones.clone() if self.scenario != "simple_spread" else torch.zeros_like(dones)
         truncated = (self._t >= self.episode_limit) & ~terminated
         done = terminated | truncated
-        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
-        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
         final_obs = obs
         if bool(done.any()):
             with self._own_rng():
@@ -280,17 +305,7 @@ class VmasMPE(MpeBackend):
                         self._env.reset_at(i)
                     new_obs = self.observe()
             obs = new_obs.where(done, final_obs)
-            self._t = torch.where(done, torch.zeros_like(self._t), self._t)
-            self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
-        return StepResult(
-            obs=obs,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            final_obs=final_obs,
-            episode_return=ep_ret,
-            episode_length=ep_len,
-        )
+        return self._finish_step(obs, final_obs, reward, terminated, truncated)
 
     def observe(self) -> Observation:
         """The current observation (without stepping)."""
@@ -581,22 +596,8 @@ class Mpe2MPE(MpeBackend):
             terminated = terminated & ~restarted
         self._t += (~restarted).long()
         self._ret += reward[:, 0]
-        done = terminated | truncated
-        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
-        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
-        self._t = torch.where(done, torch.zeros_like(self._t), self._t)
-        self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
         self._last = obs
-        return StepResult(
-            obs=obs,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            final_obs=final_obs,
-            episode_return=ep_ret,
-            episode_length=ep_len,
-            info={"worker_restart": restarted},
-        )
+        return self._finish_step(obs, final_obs, reward, terminated, truncated, info={"worker_restart": restarted})
 
     def close(self) -> None:
         pool = getattr(self, "_pool", None)
