@@ -27,9 +27,20 @@ import tempfile
 import time
 from pathlib import Path
 
-TINY = ["model=mlp", "train.num_envs=8", "train.total_env_steps=800", "train.eval_every=0", "train.checkpoint_every=0",
-        "algo.rollout_steps=25", "algo.epochs=2", "algo.num_minibatches=2", "model.hidden=16", "logger.progress=false",
-        "logger.wandb_mode=disabled", "train.threads=1"]
+TINY = [
+    "model=mlp",
+    "train.num_envs=8",
+    "train.total_env_steps=800",
+    "train.eval_every=0",
+    "train.checkpoint_every=0",
+    "algo.rollout_steps=25",
+    "algo.epochs=2",
+    "algo.num_minibatches=2",
+    "model.hidden=16",
+    "logger.progress=false",
+    "logger.wandb_mode=disabled",
+    "train.threads=1",
+]
 
 
 def first_iteration_s(cmd: list[str], metrics: Path, timeout: float = 600) -> float:
@@ -63,8 +74,9 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
 
-    inspect = json.loads(subprocess.run(["docker", "image", "inspect", a.image], capture_output=True, text=True,
-                                        check=True).stdout)[0]
+    inspect = json.loads(
+        subprocess.run(["docker", "image", "inspect", a.image], capture_output=True, text=True, check=True).stdout
+    )[0]
     save = subprocess.Popen(["docker", "save", a.image], stdout=subprocess.PIPE)
     gz = subprocess.run(["gzip", "-c"], stdin=save.stdout, capture_output=True, check=True)
     save.wait()
@@ -77,8 +89,7 @@ def main() -> None:
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
     }
     uid = f"{os.getuid()}:{os.getgid()}"
-    runs: dict[str, list[float]] = {"docker_to_first_iteration_s": [], "docker_doctor_s": [],
-                                    "docker_true_s": []}
+    runs: dict[str, list[float]] = {"docker_to_first_iteration_s": [], "docker_doctor_s": [], "docker_true_s": []}
     if a.ch_image:
         runs.update({"ch_run_to_first_iteration_s": [], "ch_run_true_s": []})
     os.environ.setdefault("USER", "root")  # ch-run needs it
@@ -86,15 +97,37 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
             os.chmod(tmp, 0o777)
             run = Path(tmp) / "run"
-            cmd = ["docker", "run", "--rm", "-u", uid, "-v", f"{tmp}:{tmp}", a.image, "python", "/opt/eqmarl/launch.py",
-                   *TINY, f"hydra.run.dir={run}"]
+            cmd = [
+                "docker",
+                "run",
+                "--rm",
+                "-u",
+                uid,
+                "-v",
+                f"{tmp}:{tmp}",
+                a.image,
+                "python",
+                "/opt/eqmarl/launch.py",
+                *TINY,
+                f"hydra.run.dir={run}",
+            ]
             runs["docker_to_first_iteration_s"].append(first_iteration_s(cmd, run / "metrics.csv"))
             runs["docker_doctor_s"].append(timed(["docker", "run", "--rm", a.image, "eqmarl", "doctor", "--json"]))
             runs["docker_true_s"].append(timed(["docker", "run", "--rm", a.image, "true"]))
             if a.ch_image:
                 run = Path(tmp) / "ch-run"
-                cmd = ["ch-run", "--set-env", "--bind", f"{tmp}:{tmp}", a.ch_image, "--", "python",
-                       "/opt/eqmarl/launch.py", *TINY, f"hydra.run.dir={run}"]
+                cmd = [
+                    "ch-run",
+                    "--set-env",
+                    "--bind",
+                    f"{tmp}:{tmp}",
+                    a.ch_image,
+                    "--",
+                    "python",
+                    "/opt/eqmarl/launch.py",
+                    *TINY,
+                    f"hydra.run.dir={run}",
+                ]
                 runs["ch_run_to_first_iteration_s"].append(first_iteration_s(cmd, run / "metrics.csv"))
                 runs["ch_run_true_s"].append(timed(["ch-run", a.ch_image, "--", "true"]))
     for k, v in runs.items():
@@ -106,8 +139,9 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        host = first_iteration_s([sys.executable, str(root / "launch.py"), *TINY, f"hydra.run.dir={run}"],
-                                 run / "metrics.csv")
+        host = first_iteration_s(
+            [sys.executable, str(root / "launch.py"), *TINY, f"hydra.run.dir={run}"], run / "metrics.csv"
+        )
     result["host_to_first_iteration_s"] = round(host, 2)
     line = json.dumps(result)
     if a.out:

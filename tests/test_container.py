@@ -70,12 +70,25 @@ def test_docker_command_per_task_env_binds_gpus(tmp_path):
     bindir = fake_runtime(tmp_path, "docker")
     slurm_conf = tmp_path / "etc-slurm"
     slurm_conf.mkdir()
-    cfg = ContainerConfig(runtime="docker", image="eqmarl:cpu", binds=["/data:/mnt/data"],
-                          slurm_binds=[str(slurm_conf), "/does/not/exist"], options=["--shm-size=1g"])
+    cfg = ContainerConfig(
+        runtime="docker",
+        image="eqmarl:cpu",
+        binds=["/data:/mnt/data"],
+        slurm_binds=[str(slurm_conf), "/does/not/exist"],
+        options=["--shm-size=1g"],
+    )
     cmd = python_command(cfg, ["/sweep dir", "/proj"], gpus_per_node=2)
     assert cmd is not None
-    got = run_wrapper(cmd, tmp_path, bindir, SLURM_PROCID="3", SLURM_JOB_ID="42", SUBMITIT_EXECUTOR="slurm",
-                      WANDB_MODE="offline", SECRET_TOKEN="x")["argv"]
+    got = run_wrapper(
+        cmd,
+        tmp_path,
+        bindir,
+        SLURM_PROCID="3",
+        SLURM_JOB_ID="42",
+        SUBMITIT_EXECUTOR="slurm",
+        WANDB_MODE="offline",
+        SECRET_TOKEN="x",
+    )["argv"]
     assert got[:2] == ["run", "--rm"]
     assert {"--init", "--network", "host", "--ipc", "--gpus", "all"} <= set(got)
     assert got[got.index("-u") + 1] == f"{os.getuid()}:{os.getgid()}"
@@ -87,7 +100,7 @@ def test_docker_command_per_task_env_binds_gpus(tmp_path):
     assert "SECRET_TOKEN" not in envs
     assert got[got.index("-w") + 1] == str(tmp_path)
     i = got.index("eqmarl:cpu")
-    assert got[i - 1] == "--shm-size=1g" and got[i + 1:] == ["python", *SUBMIT]
+    assert got[i - 1] == "--shm-size=1g" and got[i + 1 :] == ["python", *SUBMIT]
     # CPU job: no GPU flags
     got = run_wrapper(python_command(cfg, ["/s"], 0), tmp_path, bindir)["argv"]  # type: ignore[arg-type]
     assert "--gpus" not in got
@@ -95,8 +108,9 @@ def test_docker_command_per_task_env_binds_gpus(tmp_path):
 
 def test_apptainer_command(tmp_path):
     bindir = fake_runtime(tmp_path, "apptainer")
-    cfg = ContainerConfig(runtime="apptainer", image="/shared/eqmarl.sif", python="/opt/venv/bin/python",
-                          slurm_binds=[str(tmp_path)])
+    cfg = ContainerConfig(
+        runtime="apptainer", image="/shared/eqmarl.sif", python="/opt/venv/bin/python", slurm_binds=[str(tmp_path)]
+    )
     got = run_wrapper(python_command(cfg, ["/sweep dir", "/proj"], 4), tmp_path, bindir)["argv"]  # type: ignore[arg-type]
     assert got[:2] == ["exec", "--nv"]
     assert got[got.index("--bind") + 1] == "/sweep dir:/sweep dir,/proj:/proj"
@@ -113,13 +127,18 @@ def test_charliecloud_command_sets_user_and_image_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "USER"}
     out = tmp_path / "argv.json"
     line = python_command(cfg, ["/sweep dir"], 0) + " " + " ".join(f"'{a}'" for a in SUBMIT)  # type: ignore[operator]
-    subprocess.run(["env", "-u", "USER", "bash", "-c", line], check=True, cwd=tmp_path, timeout=30,
-                   env=dict(env, PATH=f"{bindir}:{env['PATH']}", ARGV_OUT=str(out)))
+    subprocess.run(
+        ["env", "-u", "USER", "bash", "-c", line],
+        check=True,
+        cwd=tmp_path,
+        timeout=30,
+        env=dict(env, PATH=f"{bindir}:{env['PATH']}", ARGV_OUT=str(out)),
+    )
     got = json.loads(out.read_text())
     assert got["user"]  # ch-run refuses to start without $USER
     argv = got["argv"]
     assert argv[0] == "--set-env" and argv[argv.index("--bind") + 1] == "/sweep dir:/sweep dir"
-    assert argv[argv.index("/var/tmp/eqmarl") + 1:] == ["--", "python", *SUBMIT]
+    assert argv[argv.index("/var/tmp/eqmarl") + 1 :] == ["--", "python", *SUBMIT]
 
 
 def test_checks_name_runtime_and_image(tmp_path, monkeypatch):
@@ -144,7 +163,7 @@ def test_checks_name_runtime_and_image(tmp_path, monkeypatch):
 
 @pytest.mark.docker
 def test_docker_image_that_is_absent_names_container_image():
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.skip("no docker engine answers (bash containers/dockerd-up.sh)")
     with pytest.raises(ConfigError) as e:
         check_container(ContainerConfig(runtime="docker", image="eqmarl-no-such-image:0"))

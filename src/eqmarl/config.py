@@ -293,8 +293,18 @@ class ContainerConfig:
     # docker: variables (name prefixes) passed into the container from each task's environment;
     # apptainer and charliecloud keep the whole host environment
     env: list[str] = field(
-        default_factory=lambda: ["SLURM_", "SUBMITIT_", "WANDB_", "EQMARL_", "CUDA_VISIBLE_DEVICES", "NCCL_",
-                                 "OMP_NUM_THREADS", "MASTER_", "SC2PATH", "TMPDIR"]
+        default_factory=lambda: [
+            "SLURM_",
+            "SUBMITIT_",
+            "WANDB_",
+            "EQMARL_",
+            "CUDA_VISIBLE_DEVICES",
+            "NCCL_",
+            "OMP_NUM_THREADS",
+            "MASTER_",
+            "SC2PATH",
+            "TMPDIR",
+        ]
     )
     # GPUs into the container (docker --gpus all, apptainer --nv): auto (when
     # cluster.gpus_per_node > 0) | always | never
@@ -575,14 +585,21 @@ def validate(cfg: Config) -> None:
     _choice("learner.name", cfg.learner.name, ["single", "ddp", "deepspeed"])
     _choice("learner.backend", cfg.learner.backend, ["auto", "nccl", "gloo"])
     _positive("learner.timeout_s", cfg.learner.timeout_s)
-    k = cfg.container
-    _choice("container.runtime", k.runtime, ["none", "docker", "apptainer", "charliecloud"])
-    _choice("container.gpus", k.gpus, ["auto", "always", "never"])
-    if k.runtime != "none":
-        if not k.image:
-            raise ConfigError("container.image", k.image, f"an image for container.runtime={k.runtime} "
-                              "(docker: a tag such as eqmarl:cpu; apptainer: a .sif or docker:// URI; "
-                              "charliecloud: an image directory or .sqfs)")
+    box = cfg.container
+    _choice("container.runtime", box.runtime, ["none", "docker", "apptainer", "charliecloud"])
+    _choice("container.gpus", box.gpus, ["auto", "always", "never"])
+    if box.runtime != "none":
+        if not box.image:
+            raise ConfigError(
+                "container.image",
+                box.image,
+                f"an image for container.runtime={box.runtime} "
+                "(docker: a tag such as eqmarl:cpu; apptainer: a .sif or docker:// URI; "
+                "charliecloud: an image directory or .sqfs)",
+            )
         if c.name != "slurm":
-            raise ConfigError("container.runtime", k.runtime, "none with cluster=local (the image runs SLURM jobs; "
-                              "locally: docker run IMAGE python launch.py ...)")
+            raise ConfigError(
+                "container.runtime",
+                box.runtime,
+                "none with cluster=local (the image runs SLURM jobs; locally: docker run IMAGE python launch.py ...)",
+            )

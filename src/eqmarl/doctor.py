@@ -98,8 +98,18 @@ def check_sc2_starts(timeout_s: float = 90.0) -> Check:
     root = sc2_path()
     env = dict(os.environ, LD_LIBRARY_PATH=f"{os.environ.get('LD_LIBRARY_PATH', '')}:{root / 'Libs'}")
     with tempfile.TemporaryDirectory(prefix="sc-") as tmp:
-        cmd = [str(exe), "-listen", "127.0.0.1", "-port", str(port), "-dataDir", f"{root}/", "-tempDir", f"{tmp}/",
-               "-headlessNoRender"]
+        cmd = [
+            str(exe),
+            "-listen",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-dataDir",
+            f"{root}/",
+            "-tempDir",
+            f"{tmp}/",
+            "-headlessNoRender",
+        ]
         t0 = time.time()
         proc = subprocess.Popen(cmd, cwd=exe.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -125,8 +135,11 @@ def check_gpu() -> Check:
     import torch
 
     if not torch.cuda.is_available():
-        return Check(False, f"no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda})",
-                     "a GPU node; docker --gpus all / apptainer --nv (container.gpus)")
+        return Check(
+            False,
+            f"no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda})",
+            "a GPU node; docker --gpus all / apptainer --nv (container.gpus)",
+        )
     names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return Check(True, f"{len(names)} x {', '.join(sorted(set(names)))} (CUDA {torch.version.cuda})")
 
@@ -227,7 +240,8 @@ def report(checks: dict[str, Check]) -> dict:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "eqmarl": getattr(eqmarl, "__version__", ""),
-        "in_container": os.path.exists("/.dockerenv") or "APPTAINER_CONTAINER" in os.environ
+        "in_container": os.path.exists("/.dockerenv")
+        or "APPTAINER_CONTAINER" in os.environ
         or os.path.exists("/ch/environment"),
         "checks": {k: asdict(v) for k, v in checks.items()},
     }
@@ -247,8 +261,10 @@ def main(as_json: bool = False, require: str = "") -> int:
     if as_json:
         print(json.dumps(rep, indent=2))
     else:
-        print(f"eqmarl {rep['eqmarl']}, python {rep['python']}, torch {rep['torch']}"
-              + (" (in a container)" if rep["in_container"] else ""))
+        print(
+            f"eqmarl {rep['eqmarl']}, python {rep['python']}, torch {rep['torch']}"
+            + (" (in a container)" if rep["in_container"] else "")
+        )
         for name, c in rep["checks"].items():
             line = f"  {'ok     ' if c['ok'] else 'missing'}  {name:16s} {c['detail']}"
             print(line + (f"\n           fix: {c['fix']}" if not c["ok"] and c["fix"] else ""))

@@ -90,8 +90,11 @@ def download(url: str, dest: Path, sha256: str | None, quiet: bool = False) -> P
                 have = 0  # the server ignored Range: start over
             total = r.headers.get("Content-Length")
             if not quiet:
-                print(f"[install-sc2] {'resuming' if resumed else 'downloading'} {url} at byte {have}"
-                      + (f" (+{int(total):,} bytes)" if total else ""), file=sys.stderr)
+                print(
+                    f"[install-sc2] {'resuming' if resumed else 'downloading'} {url} at byte {have}"
+                    + (f" (+{int(total):,} bytes)" if total else ""),
+                    file=sys.stderr,
+                )
             with part.open("ab" if resumed else "wb") as f:
                 shutil.copyfileobj(r, f, CHUNK)
                 got = f.tell() - have
@@ -105,16 +108,22 @@ def download(url: str, dest: Path, sha256: str | None, quiet: bool = False) -> P
     except urllib.error.URLError as e:
         raise InstallError(f"download failed: {url}: {e.reason} (use --url to point at a local copy)", 5) from None
     except (http.client.HTTPException, TimeoutError, ConnectionError) as e:  # cut off: keep .part, resume next time
-        raise InstallError(f"download interrupted: {url} ({type(e).__name__}); run again to resume "
-                           f"from byte {part.stat().st_size if part.exists() else 0}", 5) from None
+        raise InstallError(
+            f"download interrupted: {url} ({type(e).__name__}); run again to resume "
+            f"from byte {part.stat().st_size if part.exists() else 0}",
+            5,
+        ) from None
     except OSError as e:
         raise _io_error(e, f"writing {part}") from None
     if sha256 is not None:
         digest = sha256_of(part)
         if digest != sha256:
             part.unlink()
-            raise InstallError(f"checksum mismatch for {url}: sha256 {digest}, expected {sha256}; the file was deleted "
-                               "(a broken or different archive; pass --sha256 only if you trust another one)", 3)
+            raise InstallError(
+                f"checksum mismatch for {url}: sha256 {digest}, expected {sha256}; the file was deleted "
+                "(a broken or different archive; pass --sha256 only if you trust another one)",
+                3,
+            )
     part.replace(dest)
     return dest
 
@@ -122,13 +131,19 @@ def download(url: str, dest: Path, sha256: str | None, quiet: bool = False) -> P
 def _unzip_tool(archive: Path, target: Path, password: bytes) -> None:
     """Info-ZIP ``unzip`` (Python's zipfile decrypts ZipCrypto byte by byte: hours for 4 GB)."""
     target.mkdir(parents=True, exist_ok=True)
-    p = subprocess.run(["unzip", "-q", "-o", "-P", password.decode(), str(archive), "-d", str(target)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        ["unzip", "-q", "-o", "-P", password.decode(), str(archive), "-d", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if p.returncode == 50:
         raise InstallError(f"disk full while unpacking {archive} into {target}: {p.stderr.strip()[-300:]}", 4)
     if p.returncode not in (0, 1):  # 1: warnings only
-        raise InstallError(f"broken archive {archive} (unzip exit {p.returncode}: {p.stderr.strip()[-300:]}); "
-                           "delete it and run again", 3)
+        raise InstallError(
+            f"broken archive {archive} (unzip exit {p.returncode}: {p.stderr.strip()[-300:]}); delete it and run again",
+            3,
+        )
 
 
 def _extract(archive: Path, target: Path, password: bytes | None, flat_into: str | None = None) -> None:
@@ -180,9 +195,17 @@ def verify(sc2path: Path) -> list[str]:
     return missing
 
 
-def install(dest: Path, url: str = SC2_URL, sha256: str | None = SC2_SHA256, maps_url: str = MAPS_URL,
-            maps_sha256: str | None = MAPS_SHA256, accept_license: bool = False, cache: Path | None = None,
-            keep_archive: bool = True, quiet: bool = False) -> Path:
+def install(
+    dest: Path,
+    url: str = SC2_URL,
+    sha256: str | None = SC2_SHA256,
+    maps_url: str = MAPS_URL,
+    maps_sha256: str | None = MAPS_SHA256,
+    accept_license: bool = False,
+    cache: Path | None = None,
+    keep_archive: bool = True,
+    quiet: bool = False,
+) -> Path:
     """Install SC2 4.10 and the SMACv2 maps so that ``dest`` is the SC2PATH; returns it.
 
     Args:
@@ -202,7 +225,9 @@ def install(dest: Path, url: str = SC2_URL, sha256: str | None = SC2_SHA256, map
         raise InstallError(
             "StarCraft II is unzipped only when you accept Blizzard's AI and Machine Learning License "
             f"({LICENSE_URL}): the archive's password stands for that acceptance. Read it, then pass "
-            f"--accept-license or set {ENV_ACCEPT}=yes.", 2)
+            f"--accept-license or set {ENV_ACCEPT}=yes.",
+            2,
+        )
     cache = (cache or dest.parent).absolute()
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -231,32 +256,53 @@ def install(dest: Path, url: str = SC2_URL, sha256: str | None = SC2_SHA256, map
         _extract(maps, dest / "Maps", None, flat_into="SMAC_Maps")
     missing = verify(dest)
     if missing:
-        raise InstallError("installation incomplete, missing: " + ", ".join(missing)
-                           + f" (is the archive SC2 4.10, {BASE_VERSION}?)", 3)
+        raise InstallError(
+            "installation incomplete, missing: " + ", ".join(missing) + f" (is the archive SC2 4.10, {BASE_VERSION}?)",
+            3,
+        )
     (dest / ".eqmarl-installed").write_text(f"{url}\n{maps_url}\n")
     return dest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="eqmarl install-sc2", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dest", default=os.environ.get("SC2PATH", "~/StarCraftII"), help="SC2PATH to create "
-                    "(default: $SC2PATH or ~/StarCraftII)")
-    ap.add_argument("--url", default=os.environ.get("EQMARL_SC2_URL", SC2_URL), help="SC2 4.10 archive (http/https URL)")
+    ap = argparse.ArgumentParser(
+        prog="eqmarl install-sc2",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--dest",
+        default=os.environ.get("SC2PATH", "~/StarCraftII"),
+        help="SC2PATH to create (default: $SC2PATH or ~/StarCraftII)",
+    )
+    ap.add_argument(
+        "--url", default=os.environ.get("EQMARL_SC2_URL", SC2_URL), help="SC2 4.10 archive (http/https URL)"
+    )
     ap.add_argument("--sha256", default=SC2_SHA256, help="expected SHA-256 of the archive ('none': no check)")
     ap.add_argument("--maps-url", default=os.environ.get("EQMARL_SC2_MAPS_URL", MAPS_URL), help="SMACv2 maps zip")
     ap.add_argument("--maps-sha256", default=MAPS_SHA256, help="expected SHA-256 of the maps zip ('none': no check)")
-    ap.add_argument("--accept-license", action="store_true",
-                    help=f"accept Blizzard's AI and Machine Learning License ({LICENSE_URL}); or {ENV_ACCEPT}=yes")
+    ap.add_argument(
+        "--accept-license",
+        action="store_true",
+        help=f"accept Blizzard's AI and Machine Learning License ({LICENSE_URL}); or {ENV_ACCEPT}=yes",
+    )
     ap.add_argument("--cache", default=None, help="where downloads are kept (default: beside --dest)")
     ap.add_argument("--no-keep-archive", action="store_true", help="delete the SC2 zip after unpacking (image builds)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     accept = a.accept_license or os.environ.get(ENV_ACCEPT, "").lower() in ("1", "yes", "true")
     try:
-        path = install(Path(a.dest), a.url, None if a.sha256 == "none" else a.sha256, a.maps_url,
-                       None if a.maps_sha256 == "none" else a.maps_sha256, accept,
-                       Path(a.cache) if a.cache else None, not a.no_keep_archive, a.quiet)
+        path = install(
+            Path(a.dest),
+            a.url,
+            None if a.sha256 == "none" else a.sha256,
+            a.maps_url,
+            None if a.maps_sha256 == "none" else a.maps_sha256,
+            accept,
+            Path(a.cache) if a.cache else None,
+            not a.no_keep_archive,
+            a.quiet,
+        )
     except InstallError as e:
         print(f"eqmarl install-sc2: {e}", file=sys.stderr)
         return e.code

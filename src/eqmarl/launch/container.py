@@ -165,20 +165,26 @@ def check_pickle_compatible(cfg: ContainerConfig) -> None:
         return
     code = "import cloudpickle, submitit; print(cloudpickle.__version__, submitit.__version__)"
     env = dict(os.environ, USER=os.environ.get("USER") or "eqmarl")
-    p = subprocess.run([*prefix, cfg.python, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    p = subprocess.run(
+        [*prefix, cfg.python, "-c", code], capture_output=True, text=True, timeout=600, env=env, check=False
+    )
     if p.returncode != 0:
-        raise ConfigError("container.image", cfg.image, f"an image whose {cfg.python} imports cloudpickle and "
-                          f"submitit (container.python; it said: {p.stderr.strip()[-300:]})")
+        raise ConfigError(
+            "container.image",
+            cfg.image,
+            f"an image whose {cfg.python} imports cloudpickle and "
+            f"submitit (container.python; it said: {p.stderr.strip()[-300:]})",
+        )
     there = dict(zip(PICKLE_PACKAGES, p.stdout.split(), strict=False))
     here = _versions_here()
     if there != here:
         pins = " ".join(f"{k}=={v}" for k, v in here.items())
         raise ConfigError(
-            "container.image", cfg.image,
+            "container.image",
+            cfg.image,
             f"an image with the submitting Python's {', '.join(f'{k} {v}' for k, v in here.items())} (the image has "
             f"{', '.join(f'{k} {v}' for k, v in there.items())}; job pickles cross between them): rebuild with "
-            f"--build-arg PIP_PINS='{pins}', or here: pip install "
-            + " ".join(f"{k}=={v}" for k, v in there.items()),
+            f"--build-arg PIP_PINS='{pins}', or here: pip install " + " ".join(f"{k}=={v}" for k, v in there.items()),
         )
 
 
@@ -197,37 +203,52 @@ def check_container(cfg: ContainerConfig, run: bool = True) -> None:
         return
     exe = EXECUTABLES[cfg.runtime]
     if shutil.which(exe) is None:
-        raise ConfigError("container.runtime", cfg.runtime,
-                          f"a runtime whose command is on PATH ({exe} not found), or none")
+        raise ConfigError(
+            "container.runtime", cfg.runtime, f"a runtime whose command is on PATH ({exe} not found), or none"
+        )
     image = str(cfg.image)
     if cfg.runtime == "apptainer":
         bad = [o for o in cfg.options if o.split("=")[0] in APPTAINER_REFUSED]
         if bad:
-            raise ConfigError("container.options", bad,
-                              "options that keep the host environment (not --cleanenv/--containall: "
-                              "submitit needs SUBMITIT_EXECUTOR and SLURM_* inside)")
+            raise ConfigError(
+                "container.options",
+                bad,
+                "options that keep the host environment (not --cleanenv/--containall: "
+                "submitit needs SUBMITIT_EXECUTOR and SLURM_* inside)",
+            )
     if cfg.runtime == "docker":
         if not run:
             return
-        p = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, text=True, timeout=120, check=False
+        )
         if p.returncode != 0 and not cfg.pull:
-            raise ConfigError("container.image", image, "an image present in the docker engine (docker images), "
-                              "or container.pull=true to pull it")
+            raise ConfigError(
+                "container.image",
+                image,
+                "an image present in the docker engine (docker images), or container.pull=true to pull it",
+            )
         if p.returncode != 0:
-            q = subprocess.run(["docker", "pull", image], capture_output=True, text=True, timeout=3600)
+            q = subprocess.run(["docker", "pull", image], capture_output=True, text=True, timeout=3600, check=False)
             if q.returncode != 0:
-                raise ConfigError("container.image", image,
-                                  f"an image docker can pull (docker pull: {q.stderr.strip()[-300:]})")
+                raise ConfigError(
+                    "container.image", image, f"an image docker can pull (docker pull: {q.stderr.strip()[-300:]})"
+                )
         check_pickle_compatible(cfg)
         return
     if "://" in image:  # apptainer pulls docker://, oras://, library:// itself (into its cache) when the job starts
         if cfg.runtime == "charliecloud":
-            raise ConfigError("container.image", image, "a Charliecloud image directory or SquashFS file "
-                              "(make one with: ch-convert IMAGE:TAG /var/tmp/eqmarl.sqfs)")
+            raise ConfigError(
+                "container.image",
+                image,
+                "a Charliecloud image directory or SquashFS file "
+                "(make one with: ch-convert IMAGE:TAG /var/tmp/eqmarl.sqfs)",
+            )
         return
     if not os.path.exists(image):
         what = "a .sif file" if cfg.runtime == "apptainer" else "an image directory or .sqfs file"
-        raise ConfigError("container.image", image,
-                          f"{what} that exists (absolute path; the compute nodes must see it)")
+        raise ConfigError(
+            "container.image", image, f"{what} that exists (absolute path; the compute nodes must see it)"
+        )
     if run:
         check_pickle_compatible(cfg)

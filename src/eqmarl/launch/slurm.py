@@ -58,15 +58,22 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         try:
             for c in cfgs[1:]:
                 if c.container != first:
-                    raise ConfigError("container", c.container.image, f"the same container for every point of a sweep "
-                                      f"(first point: {first.runtime} {first.image})")
+                    raise ConfigError(
+                        "container",
+                        c.container.image,
+                        f"the same container for every point of a sweep (first point: {first.runtime} {first.image})",
+                    )
             check_container(first)
         except ConfigError as e:
             print(f"eqmarl: {e}\neqmarl: nothing was submitted ({n_jobs} job(s) in this sweep)", file=sys.stderr)
             sys.exit(2)
         folder = str(self.params["submitit_folder"]).split("%", 1)[0]
-        binds = [str(self.config.hydra.sweep.dir), folder if folder.endswith("/") else str(Path(folder).parent),
-                 str(Path.cwd()), str(Path(sys.argv[0]).resolve().parent)]
+        binds = [
+            str(self.config.hydra.sweep.dir),
+            folder if folder.endswith("/") else str(Path(folder).parent),
+            str(Path.cwd()),
+            str(Path(sys.argv[0]).resolve().parent),
+        ]
         return python_command(first, binds, max(c.cluster.gpus_per_node for c in cfgs))
 
     def validate_sweep(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> list[Config]:
