@@ -14,8 +14,8 @@
 
 ARG BASE=debian:bookworm-slim
 
-# ---------------------------------------------------------------- builder: the venv
-FROM ${BASE} AS builder
+# ---------------------------------------------------------------- toolchain
+FROM ${BASE} AS toolchain
 ARG DEBIAN_FRONTEND=noninteractive
 # apt versions are pinned by the Debian release (bookworm), not per package (DL3008)
 # hadolint ignore=DL3008
@@ -23,6 +23,20 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv python3-dev g++ make cmake git \
        ca-certificates unzip \
     && rm -rf /var/lib/apt/lists/*
+
+# ---------------------------------------------------------------- the dependency list
+# only the list of eqmarl's dependencies (and the chosen extras) reaches the builder, so
+# editing other parts of pyproject.toml reuses the dependency layer
+FROM toolchain AS requirements
+# extras of eqmarl to install (mpe, cluster, smax, hanabi, deepspeed)
+ARG EXTRAS=mpe,cluster,smax,hanabi,deepspeed
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python3 -c "import sys, tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') if e for d in p['optional-dependencies'][e]]))" \
+      "$EXTRAS" > /tmp/requirements.txt
+
+# ---------------------------------------------------------------- builder: the venv
+FROM toolchain AS builder
 # pip sources: PyPI by default; an offline build passes local indexes/wheel folders
 ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG PIP_EXTRA_INDEX_URL=
@@ -32,8 +46,6 @@ ARG PIP_TRUSTED_HOST=
 ARG CA_BUNDLE_URL=
 # torch: the CPU wheel index (empty: PyPI's default CUDA build)
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# extras of eqmarl to install (mpe, cluster, smax, hanabi, deepspeed)
-ARG EXTRAS=mpe,cluster,smax,hanabi,deepspeed
 # extra pins, space-separated (e.g. "cloudpickle==2.1.0 submitit==1.5.4"): submitit's pickles
 # cross between the submitting Python and the image, so both need the same cloudpickle
 ARG PIP_PINS=
@@ -50,14 +62,12 @@ RUN python3 -m venv /opt/venv \
 COPY constraints.txt /tmp/constraints.txt
 RUN for pin in $PIP_PINS; do echo "$pin" >> /tmp/constraints.txt; done \
     && pip install -c /tmp/constraints.txt ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} torch
-# dependencies first (from pyproject.toml), so a change of eqmarl's source reuses this layer
-COPY pyproject.toml README.md /tmp/eqmarl/
-RUN python3 -c "import sys, tomllib; p = tomllib.load(open('/tmp/eqmarl/pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') if e for d in p['optional-dependencies'][e]]))" \
-      "$EXTRAS" > /tmp/requirements.txt \
-    && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
+# dependencies first, so a change of eqmarl's source reuses this layer
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
+RUN pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
     && if [ -n "$SMACV2_SPEC" ]; then \
          pip install -c /tmp/constraints.txt "$PYSC2_SPEC" "$SMACV2_SPEC" "protobuf<3.21"; fi
+COPY pyproject.toml README.md /tmp/eqmarl/
 COPY src /tmp/eqmarl/src
 RUN pip install --no-deps /tmp/eqmarl \
     && rm -f /opt/venv/pip.conf /opt/pip-ca.crt \
@@ -65,7 +75,7 @@ RUN pip install --no-deps /tmp/eqmarl \
     && find /opt/venv -name 'tests' -path '*site-packages/*/tests' -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------- StarCraft II (optional)
-FROM builder AS sc2
+FROM toolchain AS sc2
 ARG SC2_ACCEPT_LICENSE=no
 ARG SC2_URL=https://blzdistsc2-a.akamaihd.net/Linux/SC2.4.10.zip
 ARG SC2_SHA256=1052f249f30a242bf5e17cc3315324919f9689307ca6dbcdb30bb41ea3004884
