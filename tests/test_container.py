@@ -189,3 +189,22 @@ def test_image_with_other_cloudpickle_is_refused_before_sbatch(tmp_path, monkeyp
     assert f"PIP_PINS='cloudpickle=={cloudpickle.__version__} submitit=={submitit.__version__}'" in str(e.value)
     exe.write_text(f"#!/bin/sh\necho {cloudpickle.__version__} {submitit.__version__}\n")
     check_container(cfg)
+
+
+def test_charliecloud_mount_points_are_made_in_a_directory_image(tmp_path):
+    """ch-run cannot create a bind's destination in the read-only image: eqmarl makes it before sbatch."""
+    from eqmarl.launch.container import prepare_mount_points
+
+    image = tmp_path / "img"
+    (image / "etc" / "slurm").mkdir(parents=True)
+    cfg = ContainerConfig(runtime="charliecloud", image=str(image), binds=["/data:/mnt/data"])
+    made = prepare_mount_points(cfg, ["/work/project", "/etc/slurm"])
+    assert made == ["/work/project", "/mnt/data"]
+    assert (image / "work" / "project").is_dir() and (image / "mnt" / "data").is_dir()
+    assert prepare_mount_points(cfg, ["/work/project"]) == []  # idempotent
+    squash = tmp_path / "img.sqfs"
+    squash.write_bytes(b"hsqs")
+    with pytest.raises(ConfigError) as e:
+        prepare_mount_points(ContainerConfig(runtime="charliecloud", image=str(squash)), ["/work/project"])
+    assert e.value.key == "container.image" and "/work/project" in str(e.value)
+    assert prepare_mount_points(ContainerConfig(runtime="docker", image="x"), ["/work"]) == []

@@ -131,6 +131,34 @@ def python_command(cfg: ContainerConfig, binds: Sequence[str | Path], gpus_per_n
     raise ConfigError("container.runtime", cfg.runtime, ", ".join(RUNTIMES))
 
 
+def prepare_mount_points(cfg: ContainerConfig, binds: Sequence[str | Path]) -> list[str]:
+    """Charliecloud binds need their destination to exist in the image: create the missing ones.
+
+    ``ch-run`` mounts the image read-only and cannot create a bind's destination (docker
+    and apptainer can).  For a directory image (``ch-convert IMAGE DIR``) the missing
+    directories are made inside it; a SquashFS image cannot be changed, so its missing
+    mount points are an error.  Returns the directories created.
+
+    Raises:
+        ConfigError: naming ``container.image`` (a SquashFS image without the mount points).
+    """
+    if cfg.runtime != "charliecloud":
+        return []
+    root = Path(str(cfg.image))
+    wanted = [b.split(":", 1)[1] if ":" in b else b for b in _binds(cfg, binds)]
+    missing = [d for d in wanted if not (root / d.lstrip("/")).exists()]
+    if missing and not root.is_dir():
+        raise ConfigError(
+            "container.image",
+            cfg.image,
+            "a Charliecloud directory image (ch-convert IMAGE DIR), or a SquashFS image that has these mount points: "
+            + ", ".join(missing),
+        )
+    for d in missing:
+        (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    return missing
+
+
 # packages whose versions must agree between the submitting Python and the image: submitit
 # pickles the job there and unpickles its result here (cloudpickle is not compatible across versions)
 PICKLE_PACKAGES = ("cloudpickle", "submitit")

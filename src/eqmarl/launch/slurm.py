@@ -51,10 +51,20 @@ class SlurmLauncher(_SubmititSlurmLauncher):
     def container_python(self, cfgs: Sequence[Config], n_jobs: int) -> str | None:
         """The in-image ``python`` command for the sweep's jobs (None: container=none); exits 2 when unusable."""
         from eqmarl.config import ConfigError
-        from eqmarl.launch.container import check_container, python_command
+        from eqmarl.launch.container import check_container, prepare_mount_points, python_command
 
         assert self.config is not None
         first = cfgs[0].container
+        if first.runtime == "none" and all(c.container.runtime == "none" for c in cfgs):
+            return None
+        # the job's directories, bound at the same paths: sweep/run dirs, submitit folder, project
+        folder = str(self.params["submitit_folder"]).split("%", 1)[0]
+        binds = [
+            str(self.config.hydra.sweep.dir),
+            folder if folder.endswith("/") else str(Path(folder).parent),
+            str(Path.cwd()),
+            str(Path(sys.argv[0]).resolve().parent),
+        ]
         try:
             for c in cfgs[1:]:
                 if c.container != first:
@@ -64,16 +74,10 @@ class SlurmLauncher(_SubmititSlurmLauncher):
                         f"the same container for every point of a sweep (first point: {first.runtime} {first.image})",
                     )
             check_container(first)
+            prepare_mount_points(first, binds)
         except ConfigError as e:
             print(f"eqmarl: {e}\neqmarl: nothing was submitted ({n_jobs} job(s) in this sweep)", file=sys.stderr)
             sys.exit(2)
-        folder = str(self.params["submitit_folder"]).split("%", 1)[0]
-        binds = [
-            str(self.config.hydra.sweep.dir),
-            folder if folder.endswith("/") else str(Path(folder).parent),
-            str(Path.cwd()),
-            str(Path(sys.argv[0]).resolve().parent),
-        ]
         return python_command(first, binds, max(c.cluster.gpus_per_node for c in cfgs))
 
     def validate_sweep(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> list[Config]:
