@@ -137,7 +137,8 @@ def test_charliecloud_command_sets_user_and_image_env(tmp_path):
     got = json.loads(out.read_text())
     assert got["user"]  # ch-run refuses to start without $USER
     argv = got["argv"]
-    assert argv[0] == "--set-env" and argv[argv.index("--bind") + 1] == "/sweep dir:/sweep dir"
+    assert argv[:2] == ["--set-env", "--no-passwd"] and argv[argv.index("--bind") + 1] == "/sweep dir:/sweep dir"
+    assert "/etc/passwd:/etc/passwd" in argv and "/etc/group:/etc/group" in argv
     assert argv[argv.index("/var/tmp/eqmarl") + 1 :] == ["--", "python", *SUBMIT]
 
 

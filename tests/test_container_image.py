@@ -239,7 +239,7 @@ def test_sweep_runs_inside_the_image_through_slurm(runtime, request, tmp_path, c
     p = subprocess.run(cmd, capture_output=True, text=True, env=clean_env, timeout=600, check=False)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:] + job_logs(sweep)[-3000:]
     script = submission_scripts(sweep)
-    assert ("exec docker run" if runtime == "docker" else "exec ch-run --set-env") in script
+    assert ("exec docker run" if runtime == "docker" else "exec ch-run --set-env --no-passwd") in script
     assert IN_IMAGE_PYTHON in script
     finals = []
     for name in ("0_mpe_mlp_s0", "1_mpe_mlp_s1"):

@@ -10,8 +10,9 @@ submitit runs every task as ``<python> -u -m submitit.core._submit <folder>`` un
 - ``apptainer``: ``apptainer exec [--nv] --bind ...`` (the host environment passes
   through; ``--cleanenv``/``--containall`` would drop ``SUBMITIT_EXECUTOR`` and
   ``SLURM_*``, which submitit needs, so they are refused).
-- ``charliecloud``: ``ch-run --set-env --bind ... IMAGE --`` (unprivileged; the image's
-  own environment from ``/ch/environment``, the host's for everything else).
+- ``charliecloud``: ``ch-run --set-env --no-passwd --bind ... IMAGE --`` (unprivileged;
+  the image's own environment from ``/ch/environment``, the host's for everything else;
+  the node's ``/etc/passwd`` and ``/etc/group``, so SLURM's user resolves for scontrol).
 
 Inside the image, submitit calls ``scontrol`` (requeue after preemption, node names of
 multi-node jobs), so the SLURM client configuration and munge socket
@@ -121,11 +122,13 @@ def python_command(cfg: ContainerConfig, binds: Sequence[str | Path], gpus_per_n
         return _wrap(script)
     if cfg.runtime == "charliecloud":
         bind = " ".join(f"--bind {shlex.quote(b)}" for b in pairs)
-        # ch-run needs $USER, which some batch environments lack
+        # ch-run needs $USER, which some batch environments lack.  Its own /etc/passwd knows
+        # only the caller, but scontrol must resolve SlurmUser: the node's passwd/group instead
         script = (
             'args=(); export USER="${USER:-$(id -un)}"; '
+            + 'for p in /etc/passwd /etc/group; do [ -e "$p" ] && args+=(--bind "$p:$p"); done; '
             + _slurm_bind_loop("--bind", cfg)
-            + f'exec ch-run --set-env {bind} "${{args[@]}}" {opts} {image} -- {py} "$@"'
+            + f'exec ch-run --set-env --no-passwd {bind} "${{args[@]}}" {opts} {image} -- {py} "$@"'
         )
         return _wrap(script)
     raise ConfigError("container.runtime", cfg.runtime, ", ".join(RUNTIMES))
