@@ -188,7 +188,8 @@ def ch_image(image) -> str:
     )
     dest = Path(f"/var/tmp/eqmarl-ch-{image_id}")
     if not (dest / "ch" / "environment").exists():
-        shutil.rmtree(dest, ignore_errors=True)
+        for stale in Path("/var/tmp").glob("eqmarl-ch-*"):  # conversions of earlier builds (~1 GB each)
+            shutil.rmtree(stale, ignore_errors=True)
         env = dict(os.environ, USER=os.environ.get("USER", "root"))
         p = subprocess.run(
             ["ch-convert", "-i", "docker", image, str(dest)],
