@@ -155,6 +155,36 @@ def test_image_with_standin_starcraft(image, standin_server):
     assert bad.returncode != 0 and "checksum mismatch" in bad.stdout + bad.stderr
 
 
+@pytest.mark.docker
+@pytest.mark.slow
+def test_apptainer_def_builds_from_the_local_image_and_passes_its_test(request, tmp_path):
+    """apptainer.def with docker-daemon: built, then %test (the doctor). Apptainer is not packaged for Debian 12."""
+    if shutil.which("apptainer") is None:
+        pytest.skip(
+            "apptainer not installed (not packaged for Debian 12); its command lines are tested in test_container.py"
+        )
+    sif = tmp_path / "eqmarl.sif"
+    p = subprocess.run(
+        [
+            "apptainer",
+            "build",
+            "--build-arg",
+            "BOOTSTRAP=docker-daemon",
+            "--build-arg",
+            f"IMAGE={image}",
+            str(sif),
+            str(ROOT / "apptainer.def"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    t = subprocess.run(["apptainer", "test", str(sif)], capture_output=True, text=True, timeout=600, check=False)
+    assert t.returncode == 0, t.stdout[-2000:] + t.stderr[-2000:]
+
+
 # ------------------------------------------------------------------ through SLURM
 def _skip_without_cluster() -> None:
     if shutil.which("sinfo") is None:
@@ -276,6 +306,7 @@ def test_sweep_runs_inside_the_image_through_slurm(runtime, request, tmp_path, c
 
 @pytest.mark.docker
 @pytest.mark.slurm
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["docker", "charliecloud"])
 def test_preempted_job_in_the_image_requeues_and_resumes_exactly(runtime, request, tmp_path, clean_env):
     """USR2 reaches the trainer inside the container; scontrol (in the image) requeues; the resumed run is exact."""
