@@ -71,8 +71,9 @@ COPY pyproject.toml README.md /tmp/eqmarl/
 COPY src /tmp/eqmarl/src
 RUN pip install --no-deps /tmp/eqmarl \
     && rm -f /opt/venv/pip.conf /opt/pip-ca.crt \
-    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
     && find /opt/venv -name 'tests' -path '*site-packages/*/tests' -prune -exec rm -rf {} +
+# (the bytecode pip compiled stays: the image is read-only at run time, and without it every
+# start recompiles torch and friends: 16.6 s instead of ~8 s to the first iteration)
 
 # ---------------------------------------------------------------- StarCraft II (optional)
 FROM toolchain AS sc2
