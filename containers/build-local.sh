@@ -42,3 +42,6 @@ fi
 # shellcheck disable=SC2086  # BUILD_ARGS is a list of words
 docker build --network host "${args[@]}" ${BUILD_ARGS:-} -t "eqmarl:src-$hash" -t "$tag" .
 echo "built eqmarl:src-$hash -> $tag"
+# earlier builds' tags (their layers stay while another image uses them)
+docker images --format '{{.Repository}}:{{.Tag}}' eqmarl | grep '^eqmarl:src-' | grep -v "^eqmarl:src-$hash\$" |
+    xargs -r docker rmi >/dev/null 2>&1 || true
