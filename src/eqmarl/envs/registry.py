@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from eqmarl.config import ConfigError, EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig
+from eqmarl.config import ConfigError, EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig, Smacv2EnvConfig
 from eqmarl.envs.base import MultiAgentEnv
 
-ENV_NAMES = ("mpe", "lever", "hanabi")
+ENV_NAMES = ("mpe", "lever", "hanabi", "smacv2")
 
 
 def _make_mpe(cfg: MpeEnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
@@ -69,6 +69,21 @@ def _make_hanabi(cfg: HanabiEnvConfig, num_envs: int, seed: int, device: str) ->
         raise ConfigError(key, value, allowed or str(e)) from None
 
 
+def _make_smacv2(cfg: Smacv2EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
+    from eqmarl.envs.smacv2 import make_smacv2
+
+    try:
+        return make_smacv2(
+            cfg.backend, num_envs, seed, device, race=cfg.race, n_units=cfg.n_units, n_enemies=cfg.n_enemies,
+            start_positions=cfg.start_positions, p=cfg.p, surround_sides=cfg.surround_sides,
+            movement=cfg.movement, episode_limit=cfg.episode_limit,
+        )
+    except ValueError as e:  # "env.<key>=<value>; allowed: ..."
+        key, _, rest = str(e).partition("=")
+        value, _, allowed = rest.partition("; allowed: ")
+        raise ConfigError(key, value, allowed or str(e)) from None
+
+
 def make(cfg: EnvConfig, num_envs: int, seed: int, device: str = "cpu") -> MultiAgentEnv:
     """Build the env named by ``cfg.name``.
 
@@ -90,4 +105,6 @@ def make(cfg: EnvConfig, num_envs: int, seed: int, device: str = "cpu") -> Multi
         return _make_lever(cfg, num_envs, seed, device)
     if name == "hanabi" and isinstance(cfg, HanabiEnvConfig):
         return _make_hanabi(cfg, num_envs, seed, device)
+    if name == "smacv2" and isinstance(cfg, Smacv2EnvConfig):
+        return _make_smacv2(cfg, num_envs, seed, device)
     raise ConfigError("env.name", name, ", ".join(ENV_NAMES))
