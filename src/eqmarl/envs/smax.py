@@ -73,7 +73,9 @@ FLAT_NODE = NODE_FEATURES + 4
 
 
 def import_jax() -> Any:
-    """Import jax (GPU memory not preallocated); a clear message if the smax extra is missing."""
+    """Import jax (GPU memory not preallocated; compiled steps cached on disk, in
+    ``$JAX_COMPILATION_CACHE_DIR`` or ``~/.cache/eqmarl/jax``: compiling SMAX's step takes
+    tens of seconds on a CPU); a clear message if the smax extra is missing."""
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         import jax
@@ -83,6 +85,8 @@ def import_jax() -> Any:
             f"env.backend=smax needs jax and jaxmarl ({e.name} is missing): pip install 'eqmarl[smax]' "
             "(see .ci/setup-smax.sh for the exact lines)"
         ) from e
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/eqmarl/jax"))
     return jax
 
 
@@ -152,7 +156,9 @@ class SmaxSMACv2:
             scenario=scenario,
             map_width=int(MAP_SIZE),
             map_height=int(MAP_SIZE),
-            max_steps=episode_limit,
+            # SMAX ends an episode when its step count *before* the step reaches max_steps,
+            # i.e. after max_steps + 1 steps; eqmarl's limit counts steps taken
+            max_steps=episode_limit - 1,
             walls_cause_death=True,
             see_enemy_actions=True,
         )
@@ -167,6 +173,7 @@ class SmaxSMACv2:
         self._step_dist = np.asarray(inner.unit_type_velocities) * inner.time_per_step * inner.world_steps_per_env_step
         self._reset_fn = jax.jit(jax.vmap(self._reset_one))
         self._step_fn = jax.jit(jax.vmap(self._step_one))
+        self._features_fn = jax.jit(jax.vmap(self._features))
         self._jax = jax
         self._state: Any = None
         self._keys: Any = None
@@ -408,6 +415,15 @@ class SmaxSMACv2:
         """The batched SMAX ``State`` (jax arrays ``[E, ...]``)."""
         return self._state.state
 
+    def set_smax_state(self, smax_state: Any) -> Observation:
+        """Start every env from the batched SMAX ``State`` ``smax_state`` (e.g. a hand-built
+        battle; episode counters restart); returns its observation."""
+        self._state = self._state.replace(state=smax_state)
+        self._t.zero_()
+        self._ret.zero_()
+        self._feats = self._features_fn(self._state)
+        return self.observe()
+
     def unit_types(self) -> Tensor:
         """``[E, N]`` SMAX unit type ids of the current episodes."""
         return torch.from_numpy(np.asarray(self._state.state.unit_types).astype(np.int64)).to(self.device)
@@ -430,7 +446,7 @@ class SmaxSMACv2:
         self._keys = jax.numpy.asarray(st["keys"])
         self._t.copy_(st["t"])
         self._ret.copy_(st["ret"])
-        self._feats = jax.jit(jax.vmap(self._features))(self._state)
+        self._feats = self._features_fn(self._state)
         return self.observe()
 
     def close(self) -> None:
