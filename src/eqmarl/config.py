@@ -475,6 +475,13 @@ def _validate_smacv2(env: Smacv2EnvConfig, cluster: str) -> None:
         raise ConfigError("env.backend", "sc2", "smax here: " + starcraft2_missing_message())
 
 
+def validate_env_overrides(env: EnvConfig) -> None:
+    """Check an env config on its own (``eqmarl eval``'s ``env.*`` overrides of a trained run)."""
+    _positive("env.episode_limit", env.episode_limit, allow_zero=isinstance(env, HanabiEnvConfig))
+    if isinstance(env, Smacv2EnvConfig):
+        _validate_smacv2(env, "local")
+
+
 # encoders that read Observation.graph (only MPE provides one so far)
 GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 
