@@ -68,19 +68,19 @@ def plain_smax_sps(num_envs: int, steps: int) -> float:
             a: jax.random.choice(keys[i], avail[a].shape[0], p=avail[a] / avail[a].sum())
             for i, a in enumerate(env.agents)
         }
-        obs, state, rew, done, info = env.step(k_step, state, actions)
+        _, state, rew, _, _ = env.step(k_step, state, actions)
         return state, rew["ally_0"]
 
     step = jax.jit(jax.vmap(one))
     reset = jax.jit(jax.vmap(env.reset))
     keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
     _, state = reset(keys)
-    for i in range(3):
+    for _ in range(3):
         keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
         state, r = step(keys, state)
     jax.block_until_ready(r)
     t0 = time.perf_counter()
-    for i in range(steps):
+    for _ in range(steps):
         keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
         state, r = step(keys, state)
         jax.block_until_ready(r)

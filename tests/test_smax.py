@@ -15,22 +15,22 @@ import torch
 pytest.importorskip("jax")
 pytest.importorskip("jaxmarl")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from eqmarl.config import ConfigError, ModelConfig  # noqa: E402
-from eqmarl.envs.base import Observation  # noqa: E402
-from eqmarl.envs.smacv2_scenarios import (  # noqa: E402
+from eqmarl.config import ConfigError, ModelConfig
+from eqmarl.envs.base import Observation
+from eqmarl.envs.smacv2_scenarios import (
     COMPASS,
     SURROUND_SIDES,
     diagonal_points,
     make_race_unit_types,
     make_start_positions,
 )
-from eqmarl.envs.smax import POS_SCALE, SmaxSMACv2  # noqa: E402
-from eqmarl.models.policy import make_policy  # noqa: E402
-from eqmarl.symmetry.testing import EquivarianceError, assert_equivariant, rotate_observation  # noqa: E402
-from tests.conftest import compose  # noqa: E402
+from eqmarl.envs.smax import POS_SCALE, SmaxSMACv2
+from eqmarl.models.policy import make_policy
+from eqmarl.symmetry.testing import EquivarianceError, assert_equivariant, rotate_observation
+from tests.conftest import compose
 
 W = 32.0
 
@@ -65,7 +65,9 @@ def battle(env: SmaxSMACv2, pos: list[tuple[float, float]], health: list[float],
     )
 
 
-def act(choice: list[int], vec: list[tuple[float, float]] | None = None, target: list[int] | None = None) -> torch.Tensor:
+def act(
+    choice: list[int], vec: list[tuple[float, float]] | None = None, target: list[int] | None = None
+) -> torch.Tensor:
     n = len(choice)
     vec = vec or [(0.0, 0.0)] * n
     target = target or [0] * n
@@ -293,7 +295,8 @@ def test_e2gn2_discrete_move_probabilities_permute_under_compass_symmetries(env5
     torch.testing.assert_close(probs.sum(-1), torch.ones_like(probs[..., 0]), atol=1e-12, rtol=0)
     r = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
     f = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
-    group = [torch.linalg.matrix_power(r, k) @ (f if refl else torch.eye(2, dtype=torch.float64)) for k in range(4) for refl in (0, 1)]
+    eye = torch.eye(2, dtype=torch.float64)
+    group = [torch.linalg.matrix_power(r, k) @ (f if refl else eye) for k in range(4) for refl in (0, 1)]
     for g in group:
         perm = [int(((dirs @ g.T)[k] - dirs).norm(dim=-1).argmin()) for k in range(4)]  # g d_k = d_perm[k]
         with torch.no_grad():
@@ -346,9 +349,9 @@ def test_env_smax_composes_and_sc2_without_starcraft_stops(monkeypatch, tmp_path
         compose(["env=smacv2"])
     msg = str(e.value)
     assert "env.backend" in msg and str(tmp_path / "nowhere") in msg and "image" in msg and "env.backend=smax" in msg
-    with pytest.raises(ConfigError, match="env.surround_sides"):
+    with pytest.raises(ConfigError, match=r"env\.surround_sides"):
         compose(["env=smax", "env.surround_sides=top"])
     from eqmarl.envs.smacv2 import StarCraftIINotFound, make_smacv2
 
-    with pytest.raises(StarCraftIINotFound, match="env.backend=smax"):
+    with pytest.raises(StarCraftIINotFound, match=r"env\.backend=smax"):
         make_smacv2("sc2", 2, 0)

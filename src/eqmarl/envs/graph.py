@@ -39,7 +39,7 @@ class EntityGraph:
     def num_nodes(self) -> int:
         return int(self.h.shape[-2])
 
-    def map(self, fn) -> "EntityGraph":
+    def map(self, fn) -> EntityGraph:
         """Apply ``fn`` to every batched tensor field (not to ``agent_node``)."""
         return replace(
             self,

@@ -17,8 +17,9 @@ mixed action space and masks documented in :mod:`eqmarl.envs.smax`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from eqmarl.envs.base import MultiAgentEnv
 from eqmarl.envs.smacv2_scenarios import BACKENDS, check_scenario

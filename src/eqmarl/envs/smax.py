@@ -85,7 +85,8 @@ def import_jax() -> Any:
             f"env.backend=smax needs jax and jaxmarl ({e.name} is missing): pip install 'eqmarl[smax]' "
             "(see .ci/setup-smax.sh for the exact lines)"
         ) from e
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and jax.config.jax_compilation_cache_dir is None:
+    cache = getattr(jax.config, "jax_compilation_cache_dir", None)
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and cache is None:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/eqmarl/jax"))
     return jax
 
@@ -177,6 +178,7 @@ class SmaxSMACv2:
         self._jax = jax
         self._state: Any = None
         self._keys: Any = None
+        self._feats: Any = None
         self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._ret = torch.zeros(num_envs, device=self.device)
         self._agent_node = torch.arange(n_units, device=self.device)
@@ -299,8 +301,8 @@ class SmaxSMACv2:
         valid = self._valid(state, action)
         ally_move, ally_attack = self._ally_actions(state, action)
         # the heuristic enemy, through HeuristicEnemySMAX's own policy
-        enemy_obs = inner.get_obs_unit_list(s)
-        enemy_obs = jnp.stack([enemy_obs[a] for a in smax.enemy_agents])
+        unit_obs = inner.get_obs_unit_list(s)
+        enemy_obs = jnp.stack([unit_obs[a] for a in smax.enemy_agents])
         enemy_actions, enemy_policy_state = smax.get_enemy_actions(k_enemy, state.enemy_policy_state, enemy_obs)
         enemy_move, enemy_attack = inner._decode_discrete_actions(
             jnp.stack([enemy_actions[a] for a in smax.enemy_agents])

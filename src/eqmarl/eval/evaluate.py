@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from eqmarl.build import make_env
 from eqmarl.config import ConfigError, EnvConfig, validate_env_overrides
-from eqmarl.envs import make_env
 from eqmarl.eval.crossplay import Checkpoint, load_run
 from eqmarl.models import make_policy
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from eqmarl.envs import make_env
+from eqmarl.build import make_env
 from eqmarl.eval.crossplay import load_run
 from eqmarl.eval.evaluate import override_env
 from eqmarl.models import make_policy
@@ -74,18 +74,21 @@ def render_run(run: str, out: str | Path, overrides: list[str] | None = None, se
             colors = ["tab:blue" if int(c) == 0 else "tab:red" for c in g.node_group[0]]
         else:
             colors = ["tab:blue" if k < n_agents else "grey" for k in range(g.num_nodes)]
-        lim = float(max(1.0, g.x.abs().max()) * 1.1)
+        lim = max(1.0, float(g.x.abs().max())) * 1.1
         frames = []
         info: dict[str, Any] = {}
         for t in range(max(1, env.spec.episode_limit)):
             action = policy.distribution(obs).mode()
             lines: list[tuple[int, int]] = []
-            if env.spec.action_type == "mixed":
-                for a in range(n_agents):
-                    if int(action[0, a, 0]) == ATTACK and bool(obs.graph.node_mask[0, a]):  # type: ignore[union-attr]
-                        lines.append((a, n_agents + int(action[0, a, 3])))
             og = obs.graph
             assert og is not None
+            if env.spec.action_type == "mixed":
+                alive = og.node_mask[0]
+                lines = [
+                    (a, n_agents + int(action[0, a, 3]))
+                    for a in range(n_agents)
+                    if int(action[0, a, 0]) == ATTACK and bool(alive[a])
+                ]
             frames.append(_frame(og.x[0], og.node_mask[0], colors, lines, f"{run}  t={t}", lim))
             res = env.step(action)
             if bool(res.done[0]):

@@ -91,7 +91,8 @@ class MixedDistribution:
 
     def entropy(self) -> Tensor:
         p = self.choice.logits.exp()
-        return self.choice.entropy() + p[..., CHOICE_MOVE] * self.move.entropy() + p[..., CHOICE_ATTACK] * self.target.entropy()
+        h_move = p[..., CHOICE_MOVE] * self.move.entropy()
+        return self.choice.entropy() + h_move + p[..., CHOICE_ATTACK] * self.target.entropy()
 
     def choice_probs(self) -> Tensor:
         return self.choice.logits.exp()
