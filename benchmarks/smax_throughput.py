@@ -105,7 +105,7 @@ def train_fps(model: str, num_envs: int, iterations: int) -> float:
                 "experiment=smacv2_generalization",
                 f"model={model}",
                 f"train.num_envs={num_envs}",
-                "train.eval_episodes=4",
+                "train.eval_episodes=64",  # the presets' batch: its compiled step is cached
                 "train.eval_every=0",
                 "train.checkpoint_every=0",
                 "logger.wandb_mode=disabled",

@@ -7,6 +7,8 @@ once per module (each compiles its jitted step, ~10 s on a loaded 2-core machine
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -355,3 +357,43 @@ def test_env_smax_composes_and_sc2_without_starcraft_stops(monkeypatch, tmp_path
 
     with pytest.raises(StarCraftIINotFound, match=r"env\.backend=smax"):
         make_smacv2("sc2", 2, 0)
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_train_eval_render_end_to_end(tmp_path, clean_env) -> None:  # type: ignore[no-untyped-def]
+    """``launch.py env=smax`` trains E2GN2 and logs win rates; ``eqmarl eval`` runs the
+    checkpoint on the unseen right side; ``eqmarl render`` writes a GIF.
+    (16 envs, discrete moves: the step compiled for ``env5d`` is reused from the cache.)"""
+    import csv
+    import json
+
+    from tests.conftest import launch_cmd, run_ok
+
+    run = tmp_path / "run"
+    run_ok(
+        launch_cmd(
+            "env=smax", "env.movement=discrete", "model=e2gn2", "model.hidden=16", "train.num_envs=16",
+            "train.eval_episodes=16", "train.total_env_steps=320", "train.eval_every=1", "algo.rollout_steps=10",
+            "algo.epochs=1", "algo.num_minibatches=2", "logger.wandb_mode=disabled", "logger.progress=false",
+            f"hydra.run.dir={run}",
+        ),
+        clean_env,
+        timeout=900,
+    )
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and rows[-1]["eval_win_rate"] != "" and 0.0 <= float(rows[-1]["eval_win_rate"]) <= 1.0
+    out = tmp_path / "right.json"
+    cli = [sys.executable, "-m", "eqmarl.cli"]
+    run_ok([*cli, "eval", str(run), "env.surround_sides=right", "--episodes", "16", "--out", str(out)], clean_env, 900)
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 16 and 0.0 <= result["win_rate"] <= 1.0 and result["env"]["surround_sides"] == "right"
+    p = subprocess.run([*cli, "eval", str(run), "model.hidden=8"], capture_output=True, text=True, env=clean_env, check=False)
+    assert p.returncode == 2 and "env.<key>=<value>" in p.stderr
+    gif = tmp_path / "episode.gif"
+    run_ok([*cli, "render", str(run), "--out", str(gif)], clean_env, 900)
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames >= 2
