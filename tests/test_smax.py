@@ -389,7 +389,8 @@ def test_train_eval_render_end_to_end(tmp_path, clean_env) -> None:  # type: ign
     run_ok([*cli, "eval", str(run), "env.surround_sides=right", "--episodes", "16", "--out", str(out)], clean_env, 900)
     result = json.loads(out.read_text())
     assert result["episodes"] == 16 and 0.0 <= result["win_rate"] <= 1.0 and result["env"]["surround_sides"] == "right"
-    p = subprocess.run([*cli, "eval", str(run), "model.hidden=8"], capture_output=True, text=True, env=clean_env, check=False)
+    bad = [*cli, "eval", str(run), "model.hidden=8"]
+    p = subprocess.run(bad, capture_output=True, text=True, env=clean_env, check=False)
     assert p.returncode == 2 and "env.<key>=<value>" in p.stderr
     gif = tmp_path / "episode.gif"
     run_ok([*cli, "render", str(run), "--out", str(gif)], clean_env, 900)
