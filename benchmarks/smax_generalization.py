@@ -39,12 +39,15 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=500)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--cells", nargs="*", default=None, help="subset of: left right all 4v4 6v6 7v7 8v8")
     args = ap.parse_args()
     per_run = []
     for run in args.runs:
         cfg = json.loads((Path(run) / "config.json").read_text())
         model = cfg["model"]["name"]
         cells = dict(SIDES) | ({} if model == "mlp" else SIZES)
+        if args.cells:
+            cells = {k: v for k, v in cells.items() if k in args.cells}
         row = {"run": str(run), "model": model, "seed": cfg["seed"], "cells": {}}
         for cell, overrides in cells.items():
             r = evaluate_run(run, overrides, args.episodes, seed=args.seed)
