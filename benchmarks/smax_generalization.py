@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -33,6 +35,7 @@ PAPER_TERRAN = {
 
 def main() -> None:
     from eqmarl.eval.evaluate import evaluate_run
+    from eqmarl.train.checkpoint import resolve_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
@@ -48,11 +51,15 @@ def main() -> None:
         cells = dict(SIDES) | ({} if model == "mlp" else SIZES)
         if args.cells:
             cells = {k: v for k, v in cells.items() if k in args.cells}
-        row = {"run": str(run), "model": model, "seed": cfg["seed"], "cells": {}}
+        # one checkpoint for every cell (a copy: a run that goes on replaces its old checkpoints)
+        src = resolve_checkpoint(run)
+        ckpt = Path(tempfile.mkdtemp()) / Path(run).name / "checkpoints" / src.name
+        ckpt.parent.mkdir(parents=True)
+        shutil.copy(src, ckpt)
+        row = {"run": str(run), "model": model, "seed": cfg["seed"], "checkpoint": str(src), "cells": {}}
         for cell, overrides in cells.items():
-            r = evaluate_run(run, overrides, args.episodes, seed=args.seed)
+            r = evaluate_run(str(ckpt), overrides, args.episodes, seed=args.seed)
             row["cells"][cell] = {k: r[k] for k in ("win_rate", "win_rate_se", "return_mean", "episodes")}
-            row["checkpoint"] = r["checkpoint"]
             print(json.dumps({"run": run, "cell": cell, **row["cells"][cell]}), file=sys.stderr)
         per_run.append(row)
     table: dict[str, dict] = {}
