@@ -393,7 +393,7 @@ def test_train_eval_render_end_to_end(tmp_path, clean_env) -> None:  # type: ign
     p = subprocess.run(bad, capture_output=True, text=True, env=clean_env, check=False)
     assert p.returncode == 2 and "env.<key>=<value>" in p.stderr
     gif = tmp_path / "episode.gif"
-    run_ok([*cli, "render", str(run), "--out", str(gif)], clean_env, 900)
+    run_ok([*cli, "render", str(run), "--out", str(gif), "--steps", "4"], clean_env, 900)
     from PIL import Image
 
     with Image.open(gif) as im:

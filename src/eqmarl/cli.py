@@ -130,7 +130,7 @@ def render_cmd(args: argparse.Namespace) -> int:
     from eqmarl.eval.render import render_run
 
     try:
-        result = render_run(args.run, args.out, args.overrides, args.seed, args.fps)
+        result = render_run(args.run, args.out, args.overrides, args.seed, args.fps, args.steps)
     except (FileNotFoundError, ValueError, ConfigError) as e:
         print(f"eqmarl render: {e}", file=sys.stderr)
         return 2
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", default="episode.gif")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--fps", type=int, default=8)
+    r.add_argument("--steps", type=int, default=None, help="only the episode's first N steps")
     args, extra = ap.parse_known_args(argv)
     if args.cmd == "eval":
         return eval_cmd(args)

@@ -52,8 +52,9 @@ def _frame(x: torch.Tensor, mask: torch.Tensor, colors: list[str], lines: list[t
 
 @torch.no_grad()
 def render_run(run: str, out: str | Path, overrides: list[str] | None = None, seed: int = 0,
-               fps: int = 8) -> dict[str, Any]:
-    """Write one deterministic episode of ``run`` (newest checkpoint) as a GIF at ``out``.
+               fps: int = 8, max_steps: int | None = None) -> dict[str, Any]:
+    """Write one deterministic episode of ``run`` (newest checkpoint) as a GIF at ``out``
+    (its first ``max_steps`` steps when given).
 
     Returns:
         ``{"gif": path, "frames": n, "return": r, "win": w (SMACv2) }``.
@@ -77,7 +78,8 @@ def render_run(run: str, out: str | Path, overrides: list[str] | None = None, se
         lim = max(1.0, float(g.x.abs().max())) * 1.1
         frames = []
         info: dict[str, Any] = {}
-        for t in range(max(1, env.spec.episode_limit)):
+        steps = max(1, env.spec.episode_limit)
+        for t in range(steps if max_steps is None else min(steps, max_steps)):
             action = policy.distribution(obs).mode()
             lines: list[tuple[int, int]] = []
             og = obs.graph
