@@ -152,8 +152,12 @@ def main() -> None:
     for n in args.envs:
         ours = eqmarl_env_sps(n, args.steps)
         plain = plain_smax_sps(n, args.steps)
-        row = {"num_envs": n, "eqmarl_steps_per_s": round(ours, 1), "plain_steps_per_s": round(plain, 1),
-               "ratio": round(ours / plain, 3)}
+        row = {
+            "num_envs": n,
+            "eqmarl_steps_per_s": round(ours, 1),
+            "plain_steps_per_s": round(plain, 1),
+            "ratio": round(ours / plain, 3),
+        }
         result["env"].append(row)
         print(json.dumps(row), file=sys.stderr)
     result["machine"]["jax_backend"] = jax.default_backend()

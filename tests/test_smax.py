@@ -373,9 +373,19 @@ def test_train_eval_render_end_to_end(tmp_path, clean_env) -> None:  # type: ign
     run = tmp_path / "run"
     run_ok(
         launch_cmd(
-            "env=smax", "env.movement=discrete", "model=e2gn2", "model.hidden=16", "train.num_envs=16",
-            "train.eval_episodes=16", "train.total_env_steps=320", "train.eval_every=1", "algo.rollout_steps=10",
-            "algo.epochs=1", "algo.num_minibatches=2", "logger.wandb_mode=disabled", "logger.progress=false",
+            "env=smax",
+            "env.movement=discrete",
+            "model=e2gn2",
+            "model.hidden=16",
+            "train.num_envs=16",
+            "train.eval_episodes=16",
+            "train.total_env_steps=320",
+            "train.eval_every=1",
+            "algo.rollout_steps=10",
+            "algo.epochs=1",
+            "algo.num_minibatches=2",
+            "logger.wandb_mode=disabled",
+            "logger.progress=false",
             f"hydra.run.dir={run}",
         ),
         clean_env,

@@ -23,8 +23,9 @@ from eqmarl.models import make_policy
 ATTACK = 2  # the mixed action's attack choice (eqmarl.envs.smacv2_scenarios.CHOICE_ATTACK)
 
 
-def _frame(x: torch.Tensor, mask: torch.Tensor, colors: list[str], lines: list[tuple[int, int]], title: str,
-           lim: float) -> Any:
+def _frame(
+    x: torch.Tensor, mask: torch.Tensor, colors: list[str], lines: list[tuple[int, int]], title: str, lim: float
+) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,8 +52,14 @@ def _frame(x: torch.Tensor, mask: torch.Tensor, colors: list[str], lines: list[t
 
 
 @torch.no_grad()
-def render_run(run: str, out: str | Path, overrides: list[str] | None = None, seed: int = 0,
-               fps: int = 8, max_steps: int | None = None) -> dict[str, Any]:
+def render_run(
+    run: str,
+    out: str | Path,
+    overrides: list[str] | None = None,
+    seed: int = 0,
+    fps: int = 8,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
     """Write one deterministic episode of ``run`` (newest checkpoint) as a GIF at ``out``
     (its first ``max_steps`` steps when given).
 
