@@ -1,6 +1,7 @@
 """``eqmarl`` console entry: helpers around runs (training itself is ``python launch.py``).
 
-eqmarl doctor                 what is installed (optional parts, devices)
+eqmarl doctor [--json] [--require sc2,gpu,...]   what is installed (the image's self-check)
+eqmarl install-sc2 --accept-license [--dest DIR]   StarCraft II 4.10 + SMACv2 maps
 eqmarl plot RUN_DIR...        learning curve PNG of each run (metrics.csv)
 eqmarl sync RUN_DIR...        upload offline W&B runs (wraps ``wandb sync``)
 eqmarl plot-curves DIR... --out fig.png --threshold X   mean +- s.e. over seeds per model
@@ -12,35 +13,9 @@ eqmarl render RUN             one deterministic episode as a GIF
 from __future__ import annotations
 
 import argparse
-import importlib
 import subprocess
 import sys
 from pathlib import Path
-
-OPTIONAL = {
-    "vmas": "pip install 'eqmarl[mpe]'",
-    "mpe2": "pip install 'eqmarl[mpe]'",
-    "torch_geometric": "pip install torch-geometric",
-    "wandb": "pip install wandb",
-    "submitit": "pip install 'eqmarl[cluster]'",
-    "hanabi_learning_environment": "CMAKE_POLICY_VERSION_MINIMUM=3.5 pip install 'eqmarl[hanabi]'",
-    "jax": "pip install 'eqmarl[smax]'",
-    "jaxmarl": "pip install 'eqmarl[smax]' && pip install --no-deps jaxmarl==0.2.0",
-    "deepspeed": "DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]'",
-}
-
-
-def doctor() -> int:
-    import torch
-
-    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}")
-    for mod, how in OPTIONAL.items():
-        try:
-            m = importlib.import_module(mod)
-            print(f"  ok       {mod} {getattr(m, '__version__', '')}")
-        except Exception:
-            print(f"  missing  {mod}: {how}")
-    return 0
 
 
 def plot(run_dirs: list[str]) -> int:
@@ -141,7 +116,12 @@ def render_cmd(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="eqmarl", description="eqmarl helpers (train with: python launch.py)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("doctor", help="show what is installed")
+    d = sub.add_parser("doctor", help="show what is installed (the image's self-check)")
+    d.add_argument("--json", action="store_true", help="one JSON object")
+    d.add_argument("--require", default="", help="comma-separated checks that must pass (exit 1 naming the missing)")
+    sub.add_parser(
+        "install-sc2", help="install StarCraft II 4.10 and the SMACv2 maps (--help: options)", add_help=False
+    )
     p = sub.add_parser("plot", help="learning curve PNG for run directories")
     p.add_argument("run_dirs", nargs="+")
     s = sub.add_parser("sync", help="upload offline W&B runs found under run directories")
@@ -178,13 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--fps", type=int, default=8)
     r.add_argument("--steps", type=int, default=None, help="only the episode's first N steps")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["install-sc2"]:
+        from eqmarl.install_sc2 import main as install_sc2
+
+        return install_sc2(argv[1:])
     args, extra = ap.parse_known_args(argv)
     if args.cmd == "eval":
         return eval_cmd(args)
     if args.cmd == "render":
         return render_cmd(args)
     if args.cmd == "doctor":
-        return doctor()
+        from eqmarl.doctor import main as doctor_main
+
+        return doctor_main(args.json, args.require)
     if args.cmd == "plot":
         return plot(args.run_dirs)
     if args.cmd == "plot-curves":

@@ -294,6 +294,53 @@ class ClusterConfig:
     array_parallelism: int = 256
 
 
+# ------------------------------------------------------------------------ container
+@dataclass
+class ContainerConfig:
+    """The image each SLURM task runs in (``container=`` group; see :mod:`eqmarl.launch.container`).
+
+    Only ``cluster=slurm`` uses it: every task's Python starts inside the image, with the
+    sweep/run directories, the submitit folder and the project directory bound at the same
+    paths and the SLURM/submitit variables kept.  Checked before ``sbatch``.
+    """
+
+    # none | docker | apptainer | charliecloud
+    runtime: str = "none"
+    # docker: an image reference (eqmarl:cpu, ghcr.io/<owner>/eqmarl:cpu); apptainer: a .sif
+    # path or docker://, oras:// URI; charliecloud: an image directory or .sqfs file
+    image: Optional[str] = None
+    # the Python inside the image
+    python: str = "python"
+    # extra binds SRC[:DST] (scratch, datasets); the job's own directories are bound already
+    binds: list[str] = field(default_factory=list)
+    # bound at the same path when present on the node, so submitit's scontrol (requeue after
+    # preemption, node names) works inside the image: SLURM client config and munge socket
+    slurm_binds: list[str] = field(default_factory=lambda: ["/etc/slurm", "/run/munge"])
+    # docker: variables (name prefixes) passed into the container from each task's environment;
+    # apptainer and charliecloud keep the whole host environment
+    env: list[str] = field(
+        default_factory=lambda: [
+            "SLURM_",
+            "SUBMITIT_",
+            "WANDB_",
+            "EQMARL_",
+            "CUDA_VISIBLE_DEVICES",
+            "NCCL_",
+            "OMP_NUM_THREADS",
+            "MASTER_",
+            "SC2PATH",
+            "TMPDIR",
+        ]
+    )
+    # GPUs into the container (docker --gpus all, apptainer --nv): auto (when
+    # cluster.gpus_per_node > 0) | always | never
+    gpus: str = "auto"
+    # docker: pull the image before submitting when the engine does not have it
+    pull: bool = False
+    # extra options for the runtime's run command (e.g. [--shm-size=8g])
+    options: list[str] = field(default_factory=list)
+
+
 # -------------------------------------------------------------------------- learner
 @dataclass
 class LearnerConfig:
@@ -325,6 +372,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    container: ContainerConfig = field(default_factory=ContainerConfig)
     # global seed (envs, parameters, sampling)
     seed: int = 0
     # continue from a run directory or a checkpoint file (None: fresh run)
@@ -354,6 +402,7 @@ def register_configs() -> None:
     cs.store(group="logger", name="schema", node=LoggerConfig)
     cs.store(group="cluster", name="schema", node=ClusterConfig)
     cs.store(group="learner", name="schema", node=LearnerConfig)
+    cs.store(group="container", name="schema", node=ContainerConfig)
 
 
 def unknown_keys(node: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
@@ -595,3 +644,21 @@ def validate(cfg: Config) -> None:
     _choice("learner.name", cfg.learner.name, ["single", "ddp", "deepspeed"])
     _choice("learner.backend", cfg.learner.backend, ["auto", "nccl", "gloo"])
     _positive("learner.timeout_s", cfg.learner.timeout_s)
+    box = cfg.container
+    _choice("container.runtime", box.runtime, ["none", "docker", "apptainer", "charliecloud"])
+    _choice("container.gpus", box.gpus, ["auto", "always", "never"])
+    if box.runtime != "none":
+        if not box.image:
+            raise ConfigError(
+                "container.image",
+                box.image,
+                f"an image for container.runtime={box.runtime} "
+                "(docker: a tag such as eqmarl:cpu; apptainer: a .sif or docker:// URI; "
+                "charliecloud: an image directory or .sqfs)",
+            )
+        if c.name != "slurm":
+            raise ConfigError(
+                "container.runtime",
+                box.runtime,
+                "none with cluster=local (the image runs SLURM jobs; locally: docker run IMAGE python launch.py ...)",
+            )
