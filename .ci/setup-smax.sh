@@ -6,6 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-pip install -q -c constraints.txt 'jax>=0.6' flax chex 'jaxtyping>=0.2.28' pillow
+pip install -q -c constraints.txt 'jax==0.10.2' 'flax==0.12.8' 'chex==0.1.92' 'jaxtyping==0.3.11' pillow
 pip install -q -c constraints.txt --no-deps 'jaxmarl==0.2.0'
 python -c "import jax, jaxmarl.environments.smax; print('smax ok: jax', jax.__version__)"
