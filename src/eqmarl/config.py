@@ -128,6 +128,17 @@ class ModelConfig:
     # instead of uniform over actions: each class of equivalent actions gets the same
     # initial mass (logit bias -log(orbit size)); None: off
     orbit_init: Optional[str] = None
+    # graph models: sparse graphs: every node receives messages from its k nearest nodes
+    # (among those the env's edge rule allows); 0: the complete graph.  Edges N(N-1) ->
+    # N k per graph: use it from a few tens of agents on (see README, "Large agent counts")
+    knn: int = 0
+    # graph models: recompute each message-passing layer's edge activations in backward
+    # instead of keeping them (about one extra forward; memory per layer -> its inputs)
+    activation_checkpointing: bool = False
+    # one set of weights for all agents (True) or per-agent actor and critic weights
+    # (False: stacked, applied in one batched op; parameter memory grows with the agent
+    # count, which ZeRO shards with learner=deepspeed; the agent count is then fixed)
+    share_params: bool = True
 
 
 # ---------------------------------------------------------------------------- algo
@@ -468,6 +479,9 @@ def validate(cfg: Config) -> None:
         )
     _positive("model.hidden", cfg.model.hidden)
     _positive("model.layers", cfg.model.layers)
+    _positive("model.knn", cfg.model.knn, allow_zero=True)
+    if cfg.model.knn and cfg.model.name not in GRAPH_MODELS:
+        raise ConfigError("model.knn", cfg.model.knn, f"0 with model.name={cfg.model.name} (kNN graphs are for {', '.join(GRAPH_MODELS)})")
     _choice("model.activation", cfg.model.activation, list(ACTIVATIONS))
     _choice("model.eqc_average", cfg.model.eqc_average, ["probs", "logits"])
     for key, group in (

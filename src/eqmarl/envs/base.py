@@ -67,6 +67,8 @@ class Observation:
                 v=st(lambda o: o.graph.v),
                 node_mask=st(lambda o: o.graph.node_mask),
                 node_group=None if g.node_group is None else st(lambda o: o.graph.node_group),
+                neighbors=None if g.neighbors is None else st(lambda o: o.graph.neighbors),
+                neighbor_valid=None if g.neighbor_valid is None else st(lambda o: o.graph.neighbor_valid),
             )
         return Observation(
             obs=st(lambda o: o.obs),
@@ -93,6 +95,8 @@ class Observation:
                 node_group=None
                 if self.graph.node_group is None
                 else sel(self.graph.node_group, other.graph.node_group),
+                neighbors=None,  # positions changed: a stored kNN graph no longer applies
+                neighbor_valid=None,
             )
         return Observation(
             obs=sel(self.obs, other.obs),

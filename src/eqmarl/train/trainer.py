@@ -100,6 +100,7 @@ class Trainer:
         seed_everything(cfg.seed)  # same initial parameters on every rank
         self.policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
         self._keep_graph = self.policy.uses_graph
+        self._knn = cfg.model.knn if self._keep_graph else 0
         if cfg.model.orbit_init is not None:
             with torch.no_grad():
                 self.policy.head.logits.bias.add_(
@@ -141,6 +142,8 @@ class Trainer:
         for t in range(a.rollout_steps):
             if op is not None:  # act (and store) in each agent's relabelled world
                 obs = op.observation(obs)
+            if self._knn and obs.graph is not None:  # the update reuses this exact graph
+                obs = dataclasses.replace(obs, graph=obs.graph.with_knn(self._knn))
             out = policy.act(obs)
             res = env.step(out.action if op is None else op.env_action(out.action))
             obs_l.append(obs if self._keep_graph else dataclasses.replace(obs, graph=None))
