@@ -41,7 +41,8 @@ class MpeEnvConfig(EnvConfig):
     """MPE tasks (``env=mpe``)."""
 
     name: str = "mpe"
-    # simple_spread | simple_tag
+    # simple_spread | simple_tag | simple_spread_large (simple_spread vectorized for
+    # hundreds to thousands of agents on VMAS: see eqmarl.envs.spread_large)
     scenario: str = "simple_spread"
     # vmas (batched torch, default) | mpe2 (PettingZoo reference, worker processes)
     backend: str = "vmas"
@@ -461,6 +462,8 @@ def validate(cfg: Config) -> None:
 
         _choice("env.scenario", cfg.env.scenario, SCENARIOS)
         _choice("env.backend", cfg.env.backend, BACKENDS)
+        if cfg.env.scenario == "simple_spread_large":
+            _choice("env.backend", cfg.env.backend, ["vmas"])
         _choice("env.prey_policy", cfg.env.prey_policy, PREY_POLICIES)
         _positive("env.n_agents", cfg.env.n_agents)
         _positive("env.n_prey", cfg.env.n_prey)

@@ -26,7 +26,7 @@ from torch import Tensor
 from eqmarl.envs.base import EnvSpec, Observation, StepResult
 from eqmarl.envs.graph import EntityGraph
 
-SCENARIOS = ("simple_spread", "simple_tag")
+SCENARIOS = ("simple_spread", "simple_tag", "simple_spread_large")
 BACKENDS = ("vmas", "mpe2")
 PREY_POLICIES = ("flee", "random", "still")
 
@@ -106,7 +106,12 @@ class VmasMPE:
         self.continuous = continuous_actions
         self.prey_policy = prey_policy
         kwargs: dict = {}
-        if scenario == "simple_spread":
+        vmas_scenario: Any = scenario
+        if scenario == "simple_spread_large":  # vectorized for 100s-1000s of agents (see spread_large)
+            from eqmarl.envs.spread_large import make_scenario
+
+            vmas_scenario = make_scenario()
+        if scenario in ("simple_spread", "simple_spread_large"):
             kwargs["n_agents"] = n_agents
             n_land = n_agents
             self.n_learners, self.n_prey = n_agents, 0
@@ -123,7 +128,7 @@ class VmasMPE:
         self._rng_depth = 0
         outside = list(self._rng_holder)
         self._env = vmas.make_env(
-            scenario,
+            vmas_scenario,
             num_envs=num_envs,
             device=self.device,
             continuous_actions=continuous_actions,
@@ -138,7 +143,7 @@ class VmasMPE:
         self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._ret = torch.zeros(num_envs, device=self.device)
         n_nodes = self.n_learners + self.n_prey + n_land
-        n_types = 2 if scenario == "simple_spread" else 3
+        n_types = 3 if scenario == "simple_tag" else 2
         self._node_type = torch.cat(
             [
                 torch.zeros(self.n_learners, dtype=torch.long),
@@ -238,7 +243,7 @@ class VmasMPE:
         obs = self._observation(raw_obs)
         self._t += 1
         self._ret += reward[:, 0]
-        terminated = dones.clone() if self.scenario != "simple_spread" else torch.zeros_like(dones)
+        terminated = dones.clone() if self.scenario == "simple_tag" else torch.zeros_like(dones)
         truncated = (self._t >= self.episode_limit) & ~terminated
         done = terminated | truncated
         ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
@@ -489,6 +494,8 @@ class Mpe2MPE:
         from eqmarl.envs.vector import ProcessVectorEnv
 
         check_mpe_args(scenario, prey_policy)
+        if scenario == "simple_spread_large":
+            raise ValueError("env.scenario=simple_spread_large needs env.backend=vmas (it is a VMAS scenario)")
         self.scenario = scenario
         self.num_envs = num_envs
         self.device = torch.device(device)
