@@ -297,6 +297,18 @@ class LearnerConfig:
     backend: str = "auto"
     # ddp: seconds a collective may wait for the other ranks before failing
     timeout_s: int = 600
+    # equal micro-batches per PPO minibatch, their gradients accumulated into one
+    # optimizer step (memory of the update ~ minibatch / micro_batches); every learner
+    micro_batches: int = 1
+    # deepspeed: ZeRO stage: 0 (plain data parallel), 1 (shard optimizer state),
+    # 2 (+ gradients), 3 (+ parameters); sharding only pays for per-agent parameters
+    # (model.share_params=false), see README "Large agent counts"
+    zero_stage: int = 0
+    # deepspeed: keep the optimizer state (and step) on the CPU (ZeRO-Offload; stage >= 1)
+    offload_optimizer: bool = False
+    # deepspeed: fp32 | bf16 (autocast of the matrix products to bfloat16; parameters,
+    # optimizer state, positions and relative vectors stay float32)
+    precision: str = "fp32"
 
 
 # --------------------------------------------------------------------------- top
@@ -541,4 +553,21 @@ def validate(cfg: Config) -> None:
     _choice("learner.name", cfg.learner.name, ["single", "ddp", "deepspeed"])
     _choice("learner.backend", cfg.learner.backend, ["auto", "nccl", "gloo"])
     _positive("learner.timeout_s", cfg.learner.timeout_s)
+    ln = cfg.learner
+    _positive("learner.micro_batches", ln.micro_batches)
+    mb = batch // a.num_minibatches
+    if mb % ln.micro_batches:
+        raise ConfigError(
+            "learner.micro_batches", ln.micro_batches,
+            f"a divisor of the minibatch algo.rollout_steps*train.num_envs/algo.num_minibatches={mb}",
+        )
+    _choice("learner.zero_stage", ln.zero_stage, [0, 1, 2, 3])
+    _choice("learner.precision", ln.precision, ["fp32", "bf16"])
+    if ln.name != "deepspeed":
+        for key, val, default in (("zero_stage", ln.zero_stage, 0), ("offload_optimizer", ln.offload_optimizer, False),
+                                  ("precision", ln.precision, "fp32")):
+            if val != default:
+                raise ConfigError(f"learner.{key}", val, f"{default!r} with learner.name={ln.name} (a learner=deepspeed setting)")
+    if ln.offload_optimizer and ln.zero_stage == 0:
+        raise ConfigError("learner.offload_optimizer", True, "false with learner.zero_stage=0 (ZeRO-Offload needs stage >= 1)")
 

@@ -75,7 +75,7 @@ def run_training(
         on_trainer(trainer)
     resume_iteration = None
     if checkpoint is not None:
-        trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device))
+        trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device), checkpoint=Path(checkpoint))
         resume_iteration = trainer.iteration
         if main:
             print(f"[eqmarl] resumed {run_dir} at iteration {trainer.iteration} ({trainer.env_steps} env steps)", flush=True)
@@ -174,8 +174,8 @@ def setup_ranks(cfg: Config) -> tuple[Config, int, int]:
         return cfg, 0, 1
     if cfg.learner.name == "single":
         cfg = dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="ddp"))
-    if cfg.learner.name != "ddp":
-        raise NotImplementedError(f"learner.name={cfg.learner.name!r} with {world} ranks; allowed here: ddp")
+    if cfg.learner.name not in ("ddp", "deepspeed"):
+        raise ValueError(f"learner.name={cfg.learner.name!r} with {world} ranks; allowed: ddp, deepspeed")
     if in_submitit_job():
         import submitit
 

@@ -56,6 +56,10 @@ class ActorCritic:
         dist = self.distribution(obs)  # type: ignore[attr-defined]
         return dist.log_prob(action), dist.entropy(), self.value(obs)  # type: ignore[attr-defined]
 
+    def forward(self, obs: Observation, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`evaluate` (what a wrapping engine, e.g. DeepSpeed's, calls)."""
+        return self.evaluate(obs, action)
+
 
 class Policy(ActorCritic, nn.Module):
     """Actor-critic over a batch of envs; one set of parameters shared by all agents.
