@@ -495,6 +495,12 @@ def validate(cfg: Config) -> None:
     _positive("model.hidden", cfg.model.hidden)
     _positive("model.layers", cfg.model.layers)
     _positive("model.knn", cfg.model.knn, allow_zero=True)
+    if not cfg.model.share_params and cfg.model.name != "mlp":
+        raise ConfigError(
+            "model.share_params", False,
+            f"true with model.name={cfg.model.name} (graph models share their message functions across nodes; "
+            f"per-agent weights: model.name=mlp)",
+        )
     if cfg.model.knn and cfg.model.name not in GRAPH_MODELS:
         raise ConfigError("model.knn", cfg.model.knn, f"0 with model.name={cfg.model.name} (kNN graphs are for {', '.join(GRAPH_MODELS)})")
     _choice("model.activation", cfg.model.activation, list(ACTIVATIONS))

@@ -267,7 +267,7 @@ class TrainJob:
             if submitit_handler is not None:
                 signal.signal(sig, submitit_handler)
         if world > 1:  # ranks must end in sync; the digest makes that checkable from the job logs
-            print(f"[eqmarl] rank {rank}/{world}: parameter digest {parameter_digest(trainer.policy.state_dict())}", flush=True)
+            print(f"[eqmarl] rank {rank}/{world}: parameter digest {parameter_digest(trainer.strategy.plain_state_dict())}", flush=True)
         if self.preempted and callable(submitit_handler):
             if rank == 0:
                 print("[eqmarl] checkpoint saved; handing over to submitit to requeue", flush=True)

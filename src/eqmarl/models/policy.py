@@ -111,6 +111,10 @@ def make_policy(model_cfg, spec: EnvSpec, centralized_critic: bool) -> Policy:
         spec: the env's spec.
         centralized_critic: MAPPO (critic on the global state / whole graph) vs IPPO.
     """
+    if not getattr(model_cfg, "share_params", True):  # per-agent weights (models/per_agent.py)
+        from eqmarl.models.per_agent import make_per_agent_policy
+
+        return make_per_agent_policy(model_cfg, spec, centralized_critic)  # type: ignore[return-value]
     _load_graph_models()
     if model_cfg.name not in ENCODERS:
         raise ValueError(f"model.name={model_cfg.name!r}; allowed: {', '.join(sorted(ENCODERS))}")
