@@ -128,7 +128,7 @@ def measure(overrides: list[str]) -> dict:
     t2 = time.perf_counter()
     frames = tr.batch_frames
     # saved activations of one forward (actor + critic) of the minibatch
-    flat = ro.obs.map(lambda t: t.reshape((frames,) + t.shape[2:]))
+    flat = ro.obs.map(lambda t: t.reshape((frames, *t.shape[2:])))
     saved = [0]
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -136,7 +136,7 @@ def measure(overrides: list[str]) -> dict:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        tr.policy.evaluate(flat, ro.action.reshape((frames,) + ro.action.shape[2:]))
+        tr.policy.evaluate(flat, ro.action.reshape((frames, *ro.action.shape[2:])))
     g = graph_batch(flat.graph, True, torch.float32, cfg.model.knn)
     n_nodes = g.num_nodes
     edges = n_nodes * (g.nbr.shape[-1] if g.nbr is not None else n_nodes - 1)
@@ -183,7 +183,7 @@ def main() -> None:
                     ov = point_overrides(n, knn, ckpt, learner, overrides)
                     cap = int(args.mem_cap_gb * 2**30)
 
-                    def limit() -> None:
+                    def limit(cap: int = cap) -> None:
                         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
                         os.nice(5)
 
@@ -191,7 +191,11 @@ def main() -> None:
                     try:
                         p = subprocess.run(
                             [sys.executable, __file__, "--point", *ov],
-                            capture_output=True, text=True, timeout=args.timeout_s, preexec_fn=limit,
+                            capture_output=True,
+                            text=True,
+                            timeout=args.timeout_s,
+                            preexec_fn=limit,
+                            check=False,
                         )
                         line = [ln for ln in p.stdout.splitlines() if ln.startswith("POINT ")]
                         if line:
@@ -199,11 +203,22 @@ def main() -> None:
                         else:
                             err = p.stderr.strip().splitlines()[-1:] or ["?"]
                             oom = "memory" in p.stderr.lower() or "alloc" in p.stderr.lower() or p.returncode < 0
-                            res = {"agents": n, "knn": knn, "activation_checkpointing": bool(ckpt), "learner": learner,
-                                   "status": "oom" if oom else "error", "error": err[0][:300]}
+                            res = {
+                                "agents": n,
+                                "knn": knn,
+                                "activation_checkpointing": bool(ckpt),
+                                "learner": learner,
+                                "status": "oom" if oom else "error",
+                                "error": err[0][:300],
+                            }
                     except subprocess.TimeoutExpired:
-                        res = {"agents": n, "knn": knn, "activation_checkpointing": bool(ckpt), "learner": learner,
-                               "status": "timeout"}
+                        res = {
+                            "agents": n,
+                            "knn": knn,
+                            "activation_checkpointing": bool(ckpt),
+                            "learner": learner,
+                            "status": "timeout",
+                        }
                     res["wall_s"] = round(time.perf_counter() - t, 1)
                     print(json.dumps(res), flush=True)
                     results.append(res)

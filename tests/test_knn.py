@@ -71,20 +71,34 @@ def test_knn_float32_is_exact_and_translation_invariant_on_ties() -> None:
 
 def _spec(n_agents: int, n_landmarks: int) -> EnvSpec:
     return EnvSpec(
-        n_agents=n_agents, obs_dim=4, state_dim=4 * n_agents, action_type="continuous", action_dim=2,
-        episode_limit=25, n_nodes=n_agents + n_landmarks, node_feat_dim=2,
+        n_agents=n_agents,
+        obs_dim=4,
+        state_dim=4 * n_agents,
+        action_type="continuous",
+        action_dim=2,
+        episode_limit=25,
+        n_nodes=n_agents + n_landmarks,
+        node_feat_dim=2,
     )
 
 
-def _obs(n_envs: int, n_agents: int, n_landmarks: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> Observation:
+def _obs(
+    n_envs: int, n_agents: int, n_landmarks: int, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> Observation:
     g = torch.Generator().manual_seed(seed)
     n = n_agents + n_landmarks
     types = torch.tensor([0] * n_agents + [1] * n_landmarks)
     h = torch.nn.functional.one_hot(types, 2).to(dtype).expand(n_envs, n, 2).clone()
     x = (torch.rand(n_envs, n, 2, generator=g, dtype=dtype) * 2 - 1) * 3
     v = torch.rand(n_envs, n, 2, generator=g, dtype=dtype) - 0.5
-    graph = EntityGraph(h=h, x=x, v=v, node_mask=torch.ones(n_envs, n, dtype=torch.bool), agent_node=torch.arange(n_agents))
-    return Observation(obs=torch.zeros(n_envs, n_agents, 4, dtype=dtype), state=torch.zeros(n_envs, 4 * n_agents, dtype=dtype), graph=graph)
+    graph = EntityGraph(
+        h=h, x=x, v=v, node_mask=torch.ones(n_envs, n, dtype=torch.bool), agent_node=torch.arange(n_agents)
+    )
+    return Observation(
+        obs=torch.zeros(n_envs, n_agents, 4, dtype=dtype),
+        state=torch.zeros(n_envs, 4 * n_agents, dtype=dtype),
+        graph=graph,
+    )
 
 
 def _outputs(policy):  # type: ignore[no-untyped-def]
@@ -99,12 +113,21 @@ def test_e2gn2_knn_is_o2_and_permutation_equivariant_at_200_nodes(backend: str) 
     """N = 200 nodes (100 agents, 100 landmarks), k = 8: random float64 positions have no
     ties, so the kNN sets are O(2)-invariant and relabel with the nodes."""
     torch.manual_seed(0)
-    policy = make_policy(ModelConfig(name="e2gn2", hidden=16, layers=2, knn=8, graph_backend=backend), _spec(100, 100), False).double()
+    policy = make_policy(
+        ModelConfig(name="e2gn2", hidden=16, layers=2, knn=8, graph_backend=backend), _spec(100, 100), False
+    ).double()
     obs = _obs(2, 100, 100)
     fn = _outputs(policy)
-    errs = assert_equivariant(fn, obs, {"mean": "equivariant", "value": "invariant", "h": "invariant"}, generator=torch.Generator().manual_seed(3))
+    errs = assert_equivariant(
+        fn,
+        obs,
+        {"mean": "equivariant", "value": "invariant", "h": "invariant"},
+        generator=torch.Generator().manual_seed(3),
+    )
     assert max(errs.values()) < 1e-9
-    assert_permutation_equivariant(fn, obs, {"mean": "agent", "value": "agent", "h": "agent"}, generator=torch.Generator().manual_seed(4))
+    assert_permutation_equivariant(
+        fn, obs, {"mean": "agent", "value": "agent", "h": "agent"}, generator=torch.Generator().manual_seed(4)
+    )
     # the graph really is sparse: 8 senders per node, not 199
     g = graph_batch(obs.graph, True, torch.float64, knn=8)
     assert g.nbr is not None and g.nbr.shape == (2, 200, 8) and g.adj is None
@@ -116,7 +139,9 @@ def test_knn_dense_and_pyg_agree_and_large_k_is_the_complete_graph() -> None:
     for backend in ("dense", "pyg"):
         for knn in (0, 4, 14, 50):
             torch.manual_seed(0)
-            p = make_policy(ModelConfig(name="e2gn2", hidden=16, layers=2, knn=knn, graph_backend=backend), _spec(6, 9), False).double()
+            p = make_policy(
+                ModelConfig(name="e2gn2", hidden=16, layers=2, knn=knn, graph_backend=backend), _spec(6, 9), False
+            ).double()
             outs[backend, knn] = (p.distribution(obs).mean, p.value(obs))
     for knn in (0, 4, 14, 50):
         for a, b in zip(outs["dense", knn], outs["pyg", knn]):
@@ -133,19 +158,19 @@ def test_update_uses_exactly_the_rollout_graph() -> None:
     actions at epoch 0 gives the rollout's log-probs exactly."""
     from eqmarl.train.trainer import Trainer
 
-    cfg = compose(TINY + ["env.n_agents=12", "model.knn=3", "train.num_envs=4"])
+    cfg = compose([*TINY, "env.n_agents=12", "model.knn=3", "train.num_envs=4"])
     tr = Trainer(cfg, run_dir=__import__("pathlib").Path("/tmp/unused"))
     ro = tr.rollout()
     g = ro.obs.graph
     assert g is not None and g.neighbors is not None and g.neighbors.shape[-1] == 3
     n = g.node_mask.shape[-1]
-    flat = ro.obs.map(lambda t: t.reshape((-1,) + t.shape[2:]))
+    flat = ro.obs.map(lambda t: t.reshape((-1, *t.shape[2:])))
     idx = torch.randperm(flat.obs.shape[0])[:37]
     mb = flat.map(lambda t: t[idx])
     rebuilt, valid = knn_neighbors(mb.graph.x, mb.graph.node_mask, 3, chunk_elems=5 * n)
     assert torch.equal(rebuilt, mb.graph.neighbors) and bool(valid.all())
-    logp, _, _ = tr.policy.evaluate(mb, ro.action.reshape((-1,) + ro.action.shape[2:])[idx])
+    logp, _, _ = tr.policy.evaluate(mb, ro.action.reshape((-1, *ro.action.shape[2:]))[idx])
     assert torch.equal(logp, ro.logprob.reshape(-1, 12)[idx])
     stripped = dataclasses.replace(mb, graph=dataclasses.replace(mb.graph, neighbors=None, neighbor_valid=None))
-    logp2, _, _ = tr.policy.evaluate(stripped, ro.action.reshape((-1,) + ro.action.shape[2:])[idx])
+    logp2, _, _ = tr.policy.evaluate(stripped, ro.action.reshape((-1, *ro.action.shape[2:]))[idx])
     assert torch.equal(logp, logp2)

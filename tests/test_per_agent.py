@@ -20,8 +20,14 @@ def _threads(one_thread):  # type: ignore[no-untyped-def]
 
 
 def _spec(n: int, action_type: str = "continuous") -> EnvSpec:
-    return EnvSpec(n_agents=n, obs_dim=6, state_dim=6 * n, action_type=action_type,
-                   action_dim=2 if action_type == "continuous" else 5, episode_limit=25)
+    return EnvSpec(
+        n_agents=n,
+        obs_dim=6,
+        state_dim=6 * n,
+        action_type=action_type,
+        action_dim=2 if action_type == "continuous" else 5,
+        episode_limit=25,
+    )
 
 
 def _obs(e: int, n: int, same: bool) -> Observation:
@@ -70,8 +76,13 @@ def test_per_agent_linear_gradients_are_each_agents_own() -> None:
 
 
 def test_parameters_grow_with_agents_and_other_counts_are_refused() -> None:
-    sizes = [sum(p.numel() for p in make_policy(ModelConfig(name="mlp", hidden=16, share_params=False), _spec(n), False).parameters())
-             for n in (2, 4)]
+    sizes = [
+        sum(
+            p.numel()
+            for p in make_policy(ModelConfig(name="mlp", hidden=16, share_params=False), _spec(n), False).parameters()
+        )
+        for n in (2, 4)
+    ]
     assert sizes[1] == 2 * sizes[0]
     p = make_policy(ModelConfig(name="mlp", hidden=16, share_params=False), _spec(4), False)
     with pytest.raises(ValueError, match="weights for 4 agents; the input has 3"):
@@ -80,7 +91,7 @@ def test_parameters_grow_with_agents_and_other_counts_are_refused() -> None:
 
 def test_graph_models_refuse_per_agent_weights() -> None:
     with pytest.raises(ConfigError) as e:
-        compose(TINY + ["model=e2gn2", "model.share_params=false"])
+        compose([*TINY, "model=e2gn2", "model.share_params=false"])
     assert e.value.key == "model.share_params"
 
 
@@ -88,7 +99,16 @@ def test_trains_checkpoints_and_resumes(tmp_path: Path) -> None:
     from eqmarl.launch.job import run_training
     from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint
 
-    cfg = compose(TINY + ["model=mlp", "model.share_params=false", "env.n_agents=4", "train.total_env_steps=400", "logger.csv=false"])
+    cfg = compose(
+        [
+            *TINY,
+            "model=mlp",
+            "model.share_params=false",
+            "env.n_agents=4",
+            "train.total_env_steps=400",
+            "logger.csv=false",
+        ]
+    )
     run_training(cfg, tmp_path / "a")
     st = load_checkpoint(resolve_checkpoint(tmp_path / "a"))
     assert st["policy"]["actor_encoder.net.0.weight"].shape[0] == 4

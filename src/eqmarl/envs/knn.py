@@ -28,9 +28,7 @@ from torch import Tensor
 DEFAULT_CHUNK_ELEMS = 1 << 24
 
 
-def allowed_pairs(
-    node_mask: Tensor, rows: Tensor, edge_rule: str = "full", node_group: Tensor | None = None
-) -> Tensor:
+def allowed_pairs(node_mask: Tensor, rows: Tensor, edge_rule: str = "full", node_group: Tensor | None = None) -> Tensor:
     """``[B, R, N]`` bool: may node ``j`` send to receiver ``rows[r]``?
 
     The rule of :meth:`eqmarl.envs.graph.EntityGraph.adjacency` for a block of receivers:

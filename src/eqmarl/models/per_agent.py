@@ -70,7 +70,9 @@ class PerAgentMLPEncoder(nn.Module):
     equivariant = False
     uses_graph = False
 
-    def __init__(self, n_agents: int, in_dim: int, hidden: int, layers: int, activation: str, source: str = "obs") -> None:
+    def __init__(
+        self, n_agents: int, in_dim: int, hidden: int, layers: int, activation: str, source: str = "obs"
+    ) -> None:
         super().__init__()
         sizes = [in_dim] + [hidden] * layers
         mods: list[nn.Module] = []
@@ -102,7 +104,9 @@ def make_per_agent_policy(model_cfg: Any, spec: EnvSpec, centralized_critic: boo
     a = spec.n_agents
     actor = PerAgentMLPEncoder(a, spec.obs_dim, model_cfg.hidden, model_cfg.layers, model_cfg.activation)
     if centralized_critic:
-        critic = PerAgentMLPEncoder(a, spec.state_dim, model_cfg.hidden, model_cfg.layers, model_cfg.activation, "state")
+        critic = PerAgentMLPEncoder(
+            a, spec.state_dim, model_cfg.hidden, model_cfg.layers, model_cfg.activation, "state"
+        )
     else:
         critic = PerAgentMLPEncoder(a, spec.obs_dim, model_cfg.hidden, model_cfg.layers, model_cfg.activation)
     policy = Policy(actor, critic, spec, init_log_std=model_cfg.init_log_std)

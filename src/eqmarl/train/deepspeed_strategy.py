@@ -80,7 +80,13 @@ def ensure_process_group(device: torch.device, timeout_s: float) -> None:
 def deepspeed_config(learner: Any, max_grad_norm: float, world_size: int) -> dict[str, Any]:
     """The DeepSpeed config dict for ``learner.*`` (see the module docstring)."""
     micro = int(learner.micro_batches)
-    zero: dict[str, Any] = {"stage": int(learner.zero_stage)}
+    # buckets of 2e7 elements (80 MB fp32) instead of DeepSpeed's 5e8: on these models a
+    # bucket as large as the default would outweigh the sharded state
+    zero: dict[str, Any] = {
+        "stage": int(learner.zero_stage),
+        "reduce_bucket_size": int(2e7),
+        "allgather_bucket_size": int(2e7),
+    }
     if learner.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
     if learner.zero_stage == 3:
