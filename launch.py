@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
-from eqmarl.config import ConfigError, register_configs, to_config  # noqa: E402
+from eqmarl.config import ConfigError, register_configs, to_config
 
 register_configs()
 

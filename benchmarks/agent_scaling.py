@@ -77,7 +77,7 @@ def measure(overrides: list[str]) -> dict:
 
     import torch
 
-    from eqmarl.models.gnn import graph_batch
+    from eqmarl.models.message_passing import graph_batch
     from eqmarl.train.trainer import Trainer
 
     cfg = compose(overrides)

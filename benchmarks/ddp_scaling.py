@@ -68,8 +68,17 @@ def run(ranks: int, overrides: list[str], iterations: int, warmup: int, workdir:
     )
     c = cfg.cluster
     ex = submitit.AutoExecutor(folder=str(workdir / f"ranks{ranks}" / ".submitit" / "%j"), cluster="slurm")
-    params = {k: v for k, v in {"slurm_partition": c.partition, "slurm_account": c.account, "slurm_qos": c.qos}.items() if v}
-    ex.update_parameters(nodes=c.nodes, tasks_per_node=c.tasks_per_node, cpus_per_task=1, timeout_min=c.timeout_min, name=f"eqmarl-ddp-bench-{ranks}", **params)
+    params = {
+        k: v for k, v in {"slurm_partition": c.partition, "slurm_account": c.account, "slurm_qos": c.qos}.items() if v
+    }
+    ex.update_parameters(
+        nodes=c.nodes,
+        tasks_per_node=c.tasks_per_node,
+        cpus_per_task=1,
+        timeout_min=c.timeout_min,
+        name=f"eqmarl-ddp-bench-{ranks}",
+        **params,
+    )
     run_dir = workdir / f"ranks{ranks}" / "run"
     job = ex.submit(TrainJob(cfg, run_dir))
     job.results()  # every rank's return; raises if a rank failed

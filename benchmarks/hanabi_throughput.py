@@ -55,7 +55,12 @@ def main() -> None:
     ap.add_argument("--engine-envs", type=int, default=64, help="envs of the engine backend")
     ap.add_argument("--steps", type=int, default=100, help="timed batched steps (fast backend)")
     ap.add_argument("--engine-steps", type=int, default=30, help="timed batched steps (engine backend)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the machine is shared; more threads only help on idle cores)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: the machine is shared; more threads only help on idle cores)",
+    )
     ap.add_argument("--preset", default="full")
     ap.add_argument("--colors", type=int, default=None)
     ap.add_argument("--hand-size", type=int, default=None)

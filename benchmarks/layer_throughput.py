@@ -27,16 +27,17 @@ import os
 import platform
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from eqmarl.envs.graph import EntityGraph
 from eqmarl.models.e2gn2 import E2GN2Layer
 from eqmarl.models.egnn import EGNNLayer
-from eqmarl.models.gnn import GNNLayer, GraphBatch, graph_batch
+from eqmarl.models.gnn import GNNLayer
+from eqmarl.models.message_passing import GraphBatch, MessagePassingLayer, graph_batch
 
-LAYERS: dict[str, tuple[Callable[..., GNNLayer], int]] = {
+LAYERS: dict[str, tuple[Callable[..., MessagePassingLayer], int]] = {
     "gnn": (GNNLayer, 0),
     "egnn": (EGNNLayer, 2),
     "e2gn2": (E2GN2Layer, 2),
@@ -65,7 +66,13 @@ def make_inputs(
 
 
 def time_once(
-    layer: GNNLayer, n_graphs: int, n_nodes: int, width: int, backend: str, backward: bool, device: torch.device,
+    layer: MessagePassingLayer,
+    n_graphs: int,
+    n_nodes: int,
+    width: int,
+    backend: str,
+    backward: bool,
+    device: torch.device,
     dtype: torch.dtype,
 ) -> float:
     """Seconds for one forward (or forward + backward) on ``n_graphs`` complete graphs."""
@@ -90,8 +97,15 @@ def time_once(
 
 
 def measure(
-    layer: GNNLayer, n_nodes: int, width: int, backend: str, backward: bool, device: torch.device,
-    dtype: torch.dtype, target_s: float, max_edges: int,
+    layer: MessagePassingLayer,
+    n_nodes: int,
+    width: int,
+    backend: str,
+    backward: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    target_s: float,
+    max_edges: int,
 ) -> dict[str, float]:
     """Calibrate the batch size to ~``target_s`` per call, then time it (edges/s)."""
     edges = n_nodes * (n_nodes - 1)

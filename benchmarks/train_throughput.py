@@ -67,12 +67,22 @@ def adam_step_flops(trainer) -> float:
     ro = trainer.rollout()
     n = trainer.batch_frames
     mb = n // a.num_minibatches
-    flat = lambda x: x.reshape((n,) + x.shape[2:])[:mb]  # noqa: E731
+    flat = lambda x: x.reshape((n, *x.shape[2:]))[:mb]  # noqa: E731
     obs = ro.obs.map(flat)
     with FlopCounterMode(display=False) as fc:
         logp, ent, v = trainer.policy.evaluate(obs, flat(ro.action))
-        t = ppo_loss(logp, flat(ro.logprob), flat(ro.advantages), v, flat(ro.value), flat(ro.returns), ent,
-                     a.clip_coef, a.vf_coef, a.ent_coef)
+        t = ppo_loss(
+            logp,
+            flat(ro.logprob),
+            flat(ro.advantages),
+            v,
+            flat(ro.value),
+            flat(ro.returns),
+            ent,
+            a.clip_coef,
+            a.vf_coef,
+            a.ent_coef,
+        )
         t["loss"].backward()
     trainer.optimizer.zero_grad(set_to_none=True)
     return float(fc.get_total_flops())
@@ -91,12 +101,17 @@ def main() -> None:
 
     import torch
 
-    from eqmarl.envs import make_env
+    from eqmarl.build import make_env
     from eqmarl.logging import Logger
     from eqmarl.train.trainer import Trainer
 
-    base = ["logger.wandb_mode=disabled", "logger.progress=false", "train.eval_every=0", "train.eval_episodes=8",
-            "train.checkpoint_every=0"]
+    base = [
+        "logger.wandb_mode=disabled",
+        "logger.progress=false",
+        "train.eval_every=0",
+        "train.eval_episodes=8",
+        "train.checkpoint_every=0",
+    ]
     cfg = compose(base + overrides)
     tmp = Path(tempfile.mkdtemp(prefix="eqmarl-bench-"))
     cfg.train.total_env_steps = 10**12  # no LR schedule end within the benchmark
@@ -203,9 +218,16 @@ def compare_models(args, overrides: list[str]) -> None:
     rest = [o for o in overrides if not o.startswith("model=")]
     results = {}
     for name in names:
-        cmd = [sys.executable, __file__, f"--iterations={args.iterations}", f"--warmup={args.warmup}",
-               f"--env-steps={args.env_steps}", f"model={name}", *rest]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        cmd = [
+            sys.executable,
+            __file__,
+            f"--iterations={args.iterations}",
+            f"--warmup={args.warmup}",
+            f"--env-steps={args.env_steps}",
+            f"model={name}",
+            *rest,
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
             sys.exit(f"model={name} failed:\n{out.stderr[-2000:]}")
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,6 +52,13 @@ def compose(overrides: list[str] | None = None):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         dict_cfg = hcompose("config", overrides=list(overrides or []))
     return to_config(dict_cfg)
+
+
+def run_ok(cmd: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``cmd``; fail the test with the end of its output unless it exits 0."""
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
 
 
 def launch_cmd(*overrides: str) -> list[str]:

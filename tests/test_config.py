@@ -58,7 +58,12 @@ def test_unknown_key_and_group_option_fail_at_compose():
 def test_cli_bad_value_exits_nonzero_before_running(tmp_path, clean_env):
     out = tmp_path / "run"
     p = subprocess.run(
-        launch_cmd("algo.num_minibatches=7", f"hydra.run.dir={out}"), capture_output=True, text=True, env=clean_env, timeout=120
+        launch_cmd("algo.num_minibatches=7", f"hydra.run.dir={out}"),
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=120,
+        check=False,
     )
     assert p.returncode == 2, p.stderr
     assert "algo.num_minibatches" in p.stderr and "allowed" in p.stderr

@@ -125,11 +125,11 @@ def test_deepspeed_resume_is_exact_and_checkpoint_needs_no_deepspeed(tmp_path: P
         assert torch.equal(a["policy"][k], b["policy"][k]), k
     code = f"""
 import sys, torch
-from eqmarl.envs import make_env
+from eqmarl.build import make_env
 from eqmarl.models import make_policy
-from eqmarl.config import ModelConfig
+from eqmarl.config import ModelConfig, MpeEnvConfig
 st = torch.load({str(tmp_path / "split" / "checkpoints" / "ckpt_000004.pt")!r}, weights_only=False)
-env = make_env(__import__('eqmarl.config', fromlist=['x']).MpeEnvConfig(n_agents=5), 2, 0, 'cpu')
+env = make_env(MpeEnvConfig(n_agents=5), 2, 0, 'cpu')
 m = st['config']['model']
 p = make_policy(ModelConfig(**m), env.spec, False)
 p.load_state_dict(st['policy'])

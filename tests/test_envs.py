@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from eqmarl.build import make_env
 from eqmarl.config import ConfigError, MpeEnvConfig
-from eqmarl.envs import make_env
 from eqmarl.envs.base import Observation, StepResult
 from eqmarl.envs.mpe import MPE_MOVES, Mpe2MPE, VmasMPE, _mpe2_action
 from eqmarl.envs.vector import ProcessVectorEnv
@@ -21,12 +21,7 @@ from eqmarl.envs.vector import ProcessVectorEnv
 E = 4
 LIMIT = 5
 BACKENDS = {"vmas": VmasMPE, "mpe2": Mpe2MPE}
-CASES = [
-    (b, s, c)
-    for b in ("vmas", "mpe2")
-    for s in ("simple_spread", "simple_tag")
-    for c in (True, False)
-]
+CASES = [(b, s, c) for b in ("vmas", "mpe2") for s in ("simple_spread", "simple_tag") for c in (True, False)]
 IDS = [f"{b}-{s}-{'cont' if c else 'disc'}" for b, s, c in CASES]
 
 # Where the agent's own position sits in its flat observation.  Not the same everywhere:
@@ -106,7 +101,7 @@ def check_step(r: StepResult, env) -> None:
 # ----------------------------------------------------------------------------- spec/shapes
 @pytest.mark.parametrize("env_case", CASES, ids=IDS, indirect=True)
 def test_spec_and_shapes(env_case):
-    env, backend, scenario, continuous = env_case
+    env, _backend, scenario, continuous = env_case
     s = env.spec
     n_prey, n_land = (0, 3) if scenario == "simple_spread" else (1, 2)
     assert s.n_agents == 3 and s.episode_limit == LIMIT
@@ -196,8 +191,7 @@ def test_vmas_truncation_counts_per_env():
 def _rollout(env, seed: int, steps: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(11)
     out = [env.reset(seed=seed).obs]
-    for _ in range(steps):
-        out.append(env.step(random_actions(env, gen)).obs.obs)
+    out += [env.step(random_actions(env, gen)).obs.obs for _ in range(steps)]
     return torch.stack(out)
 
 
@@ -403,6 +397,5 @@ def test_registry_rejects_unknown(field, value):
 def test_registry_rejects_unknown_env_name():
     cfg = MpeEnvConfig()
     cfg.name = "starcraft"
-    with pytest.raises(ConfigError, match="env.name"):
+    with pytest.raises(ConfigError, match=r"env\.name"):
         make_env(cfg, num_envs=1, seed=0)
-

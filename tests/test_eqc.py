@@ -16,10 +16,9 @@ from eqmarl.envs.base import EnvSpec, Observation
 from eqmarl.models.distributions import MaskedCategorical
 from eqmarl.models.mlp import MLPEncoder
 from eqmarl.models.policy import Policy
-from eqmarl.symmetry.eqc import EQC, GroupAction, section_permutation
+from eqmarl.symmetry.actions import GroupAction, section_permutation
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
-
-
+from eqmarl.wrappers.eqc import EQC
 
 # small tensors: one torch thread (see tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,14 +49,21 @@ def toy_action(group: str | PermutationGroup) -> GroupAction:
 
 
 SPEC = EnvSpec(
-    n_agents=N_AGENTS, obs_dim=OBS_DIM, state_dim=N_AGENTS * OBS_DIM, action_type="discrete", action_dim=N_ACT, episode_limit=10
+    n_agents=N_AGENTS,
+    obs_dim=OBS_DIM,
+    state_dim=N_AGENTS * OBS_DIM,
+    action_type="discrete",
+    action_dim=N_ACT,
+    episode_limit=10,
 )
 
 
 def random_policy(seed: int, centralized: bool = False) -> Policy:
     torch.manual_seed(seed)
     actor = MLPEncoder(OBS_DIM, 32, 2, "tanh", "obs", N_AGENTS)
-    critic = MLPEncoder(SPEC.state_dim if centralized else OBS_DIM, 32, 2, "tanh", "state" if centralized else "obs", N_AGENTS)
+    critic = MLPEncoder(
+        SPEC.state_dim if centralized else OBS_DIM, 32, 2, "tanh", "state" if centralized else "obs", N_AGENTS
+    )
     pol = Policy(actor, critic, SPEC).double()
     with torch.no_grad():  # logits of order 1 (the default head init is almost uniform)
         pol.head.logits.weight.normal_(0.0, 1.0)

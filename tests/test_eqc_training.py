@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from eqmarl.algos.other_play import OtherPlay
 from eqmarl.config import ConfigError
 from eqmarl.envs.base import Observation
 from eqmarl.envs.lever import LeverGame
 from eqmarl.models.policy import Policy
-from eqmarl.symmetry.eqc import EQC
 from eqmarl.train.checkpoint import load_checkpoint
 from eqmarl.train.trainer import Trainer
+from eqmarl.wrappers.eqc import EQC
+from eqmarl.wrappers.other_play import OtherPlay
 from tests.conftest import TINY, compose
 
 HANABI_TINY = [o for o in TINY if not o.startswith("train.total_env_steps")] + [
@@ -87,7 +87,7 @@ def test_other_play_relabels_each_agent_and_maps_actions_back() -> None:
 
 
 def test_trainer_eqc_and_other_play_on_hanabi(tmp_path: Path) -> None:
-    cfg = compose(HANABI_TINY + ["model.eqc=C3", "algo.other_play=S3"])
+    cfg = compose([*HANABI_TINY, "model.eqc=C3", "algo.other_play=S3"])
     tr = Trainer(cfg, tmp_path)
     assert isinstance(tr.policy, EQC) and tr.other_play is not None
     before = [p.detach().clone() for p in tr.policy.parameters()]
@@ -111,7 +111,7 @@ def test_trainer_eqc_and_other_play_on_hanabi(tmp_path: Path) -> None:
 def test_cli_trains_lever_with_eqc(tmp_path: Path) -> None:
     from eqmarl.launch.job import run_training
 
-    cfg = compose(TINY + ["model=mlp", "env=lever", "model.eqc=C9", "train.total_env_steps=400"])
+    cfg = compose([*TINY, "model=mlp", "env=lever", "model.eqc=C9", "train.total_env_steps=400"])
     metrics = run_training(cfg, tmp_path)
     assert 0.0 <= metrics["eval_return"] <= 1.0
     assert (tmp_path / "checkpoints").is_dir()

@@ -32,7 +32,10 @@ def test_gae_matches_naive_loop_with_truncation_and_termination():
     term = torch.rand(T, E, generator=g) < 0.15
     trunc = (torch.rand(T, E, generator=g) < 0.15) & ~term
     adv, ret = gae(r, v, v_next, term, term | trunc, 0.97, 0.9)
-    want = torch.tensor(naive_gae(r.tolist(), v.tolist(), v_next.tolist(), term.tolist(), trunc.tolist(), 0.97, 0.9), dtype=torch.float64)
+    want = torch.tensor(
+        naive_gae(r.tolist(), v.tolist(), v_next.tolist(), term.tolist(), trunc.tolist(), 0.97, 0.9),
+        dtype=torch.float64,
+    )
     assert term.any() and trunc.any()
     torch.testing.assert_close(adv, want, rtol=0, atol=1e-12)
     torch.testing.assert_close(ret, want + v, rtol=0, atol=1e-12)

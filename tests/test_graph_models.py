@@ -20,8 +20,8 @@ from eqmarl.envs.mpe import MPE_MOVES, VmasMPE
 from eqmarl.models import Policy, make_policy
 from eqmarl.models.e2gn2 import E2GN2Layer
 from eqmarl.models.egnn import EGNNLayer
-from eqmarl.models.gnn import graph_batch
 from eqmarl.models.heads import MoveDirectionMap, TargetLogitsHead
+from eqmarl.models.message_passing import graph_batch
 from eqmarl.models.policy import ENCODERS, _load_graph_models
 from eqmarl.symmetry.testing import (
     EquivarianceError,
@@ -36,8 +36,6 @@ _load_graph_models()  # register gnn/egnn/e2gn2 in ENCODERS (make_policy does th
 GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 EQUIVARIANT_MODELS = ("egnn", "e2gn2")
 DTYPES = (torch.float64, torch.float32)
-
-
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -153,9 +151,7 @@ def vmas_obs() -> Observation:
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("name", EQUIVARIANT_MODELS)
 @pytest.mark.parametrize("centralized", [False, True], ids=["ippo", "mappo"])
-def test_equivariant_actor_and_invariant_critic_random_graphs(
-    name: str, dtype: torch.dtype, centralized: bool
-) -> None:
+def test_equivariant_actor_and_invariant_critic_random_graphs(name: str, dtype: torch.dtype, centralized: bool) -> None:
     policy = build_policy(name, make_spec(), dtype, centralized=centralized)
     obs = random_obs(16, dtype=dtype, n_pad=2, drop_landmarks=True)
     gen = torch.Generator().manual_seed(1)
@@ -382,7 +378,7 @@ def test_batch_of_different_node_counts_matches_one_by_one(name: str) -> None:
     obs = random_obs(4, n_pad=1, drop_landmarks=True, seed=9)
     batched = policy_outputs(policy)(obs)
     for e in range(4):
-        single = policy_outputs(policy)(obs.map(lambda t: t[e : e + 1]))
+        single = policy_outputs(policy)(obs.map(lambda t, e=e: t[e : e + 1]))
         for k in batched:
             torch.testing.assert_close(batched[k][e : e + 1], single[k], rtol=0, atol=1e-12)
 
@@ -486,8 +482,10 @@ def test_target_logits_head() -> None:
 
 def _move_symmetries() -> list[Tensor]:
     """The 8 symmetries of the four compass moves (dihedral group D4) as 2x2 matrices."""
-    rots = [torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]).round() for a in
-            (0, math.pi / 2, math.pi, 3 * math.pi / 2)]
+    rots = [
+        torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]).round()
+        for a in (0, math.pi / 2, math.pi, 3 * math.pi / 2)
+    ]
     flip = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
     return rots + [r @ flip for r in rots]
 
@@ -573,7 +571,7 @@ def test_layer_receivers_subset_equals_the_full_layer_rows(layer_cls: type, back
 @pytest.mark.parametrize("name", GRAPH_MODELS)
 def test_complete_graph_fast_path_equals_the_masked_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Complete graphs skip the adjacency masks; forcing the masked path changes nothing."""
-    import eqmarl.models.gnn as gnn_mod
+    import eqmarl.models.message_passing as gnn_mod
 
     policy = build_policy(name, make_spec())
     obs = random_obs(6, seed=18)

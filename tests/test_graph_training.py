@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from eqmarl.cli import main as eqmarl_main
 from eqmarl.eval.plots import find_runs, group_runs, mean_se_curve, steps_to_threshold, threshold_summary, value_at
-from tests.conftest import TINY, compose, launch_cmd
+from tests.conftest import TINY, compose, launch_cmd, run_ok
 
 GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 
@@ -21,28 +20,29 @@ GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 # ------------------------------------------------------------------------ training
 def run_cli(tmp_path: Path, env: dict, *extra: str, name: str = "run") -> Path:
     out = tmp_path / name
-    p = subprocess.run(
-        launch_cmd(*TINY, f"hydra.run.dir={out}", *extra), capture_output=True, text=True, env=env, timeout=300
-    )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run_ok(launch_cmd(*TINY, f"hydra.run.dir={out}", *extra), env=env, timeout=300)
     return out
 
 
 def test_graph_models_train_through_the_cli(tmp_path: Path, clean_env: dict) -> None:
     """gnn, egnn and e2gn2 (continuous actions) as one local sweep: one process, three runs."""
     sweep = tmp_path / "sweep"
-    p = subprocess.run(
-        launch_cmd("-m", *TINY, "model=" + ",".join(GRAPH_MODELS), "train.total_env_steps=400",
-                   f"hydra.sweep.dir={sweep}"),
-        capture_output=True, text=True, env=clean_env, timeout=300,
+    run_ok(
+        launch_cmd(
+            "-m", *TINY, "model=" + ",".join(GRAPH_MODELS), "train.total_env_steps=400", f"hydra.sweep.dir={sweep}"
+        ),
+        env=clean_env,
+        timeout=300,
     )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    runs = {json.loads((d / "config.json").read_text())["model"]["name"]: d for d in sweep.iterdir() if d.is_dir()
-            and (d / "config.json").exists()}
+    runs = {
+        json.loads((d / "config.json").read_text())["model"]["name"]: d
+        for d in sweep.iterdir()
+        if d.is_dir() and (d / "config.json").exists()
+    }
     assert set(runs) == set(GRAPH_MODELS)
     for model, out in runs.items():
         assert json.loads((out / "config.json").read_text())["model"]["hidden"] == 16
-        rows = list(csv.DictReader(open(out / "metrics.csv")))
+        rows = list(csv.DictReader(out / "metrics.csv".open()))
         assert [int(r["env_steps"]) for r in rows] == [200, 400], model
         assert all(math.isfinite(float(r["loss"])) for r in rows), model
         assert rows[-1]["eval_return"] != "" and math.isfinite(float(rows[-1]["eval_return"])), model
@@ -51,10 +51,16 @@ def test_graph_models_train_through_the_cli(tmp_path: Path, clean_env: dict) -> 
 
 def test_e2gn2_discrete_actions_and_mappo_through_the_cli(tmp_path: Path, clean_env: dict) -> None:
     out = run_cli(
-        tmp_path, clean_env, "model=e2gn2", "env.continuous_actions=false", "env.scenario=simple_tag", "algo=mappo",
-        "train.total_env_steps=200", name="tag",
+        tmp_path,
+        clean_env,
+        "model=e2gn2",
+        "env.continuous_actions=false",
+        "env.scenario=simple_tag",
+        "algo=mappo",
+        "train.total_env_steps=200",
+        name="tag",
     )
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    rows = list(csv.DictReader(out / "metrics.csv".open()))
     assert len(rows) == 1 and math.isfinite(float(rows[0]["loss"]))
 
 
@@ -89,22 +95,28 @@ def test_sample_efficiency_preset_composes() -> None:
 def test_sample_efficiency_sweep_then_plot_curves(tmp_path: Path, clean_env: dict) -> None:
     """A real (tiny) multirun of the preset, then ``eqmarl plot-curves`` on its directory."""
     sweep = tmp_path / "sweep"
-    p = subprocess.run(
+    run_ok(
         launch_cmd(
-            "-m", "experiment=mpe_sample_efficiency", *TINY, "train.total_env_steps=200", "model=mlp,e2gn2",
-            "seed=3", "env.scenario=simple_spread", f"hydra.sweep.dir={sweep}",
+            "-m",
+            "experiment=mpe_sample_efficiency",
+            *TINY,
+            "train.total_env_steps=200",
+            "model=mlp,e2gn2",
+            "seed=3",
+            "env.scenario=simple_spread",
+            f"hydra.sweep.dir={sweep}",
         ),
-        capture_output=True, text=True, env=clean_env, timeout=300,
+        env=clean_env,
+        timeout=300,
     )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     runs = sorted(d.name for d in sweep.iterdir() if (d / "metrics.csv").exists())
     assert len(runs) == 2 and all("simple_spread" in r for r in runs)
     assert json.loads((sweep / runs[0] / "config.json").read_text())["experiment"] == "mpe_sample_efficiency"
-    q = subprocess.run(
+    q = run_ok(
         ["eqmarl", "plot-curves", str(sweep), "--out", str(tmp_path / "c.png"), "--threshold=-1000"],
-        capture_output=True, text=True, env=clean_env, timeout=120,
+        env=clean_env,
+        timeout=120,
     )
-    assert q.returncode == 0, q.stderr[-3000:]
     summary = json.loads(q.stdout.strip().splitlines()[-1])
     models = summary["mpe/simple_spread"]["models"]
     assert set(models) == {"mlp", "e2gn2"}
@@ -177,8 +189,9 @@ def test_plot_curves_groups_by_model_and_counts_steps_to_threshold(tmp_path: Pat
 
     # the command: figure + JSON (stdout and file)
     out = tmp_path / "fig" / "curves.png"
-    rc = eqmarl_main(["plot-curves", str(sweep), "--out", str(out), "--threshold", "simple_spread=-100",
-                      "--threshold=10"])
+    rc = eqmarl_main(
+        ["plot-curves", str(sweep), "--out", str(out), "--threshold", "simple_spread=-100", "--threshold=10"]
+    )
     assert rc == 0
     assert out.stat().st_size > 5000
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 pytest.importorskip("hanabi_learning_environment")
-from hanabi_learning_environment import pyhanabi as ph  # noqa: E402
+from hanabi_learning_environment import pyhanabi as ph
 
-from eqmarl.envs.hanabi import (  # noqa: E402
+from eqmarl.envs.hanabi import (
     HanabiEnv,
     HanabiLayout,
     HanabiParams,
@@ -25,11 +25,10 @@ from eqmarl.envs.hanabi import (  # noqa: E402
     hanabi_colour_symmetry,
     last_move,
 )
-from eqmarl.models.mlp import MLPEncoder  # noqa: E402
-from eqmarl.models.policy import Policy  # noqa: E402
-from eqmarl.symmetry.eqc import EQC  # noqa: E402
-from eqmarl.symmetry.groups import make_group  # noqa: E402
-
+from eqmarl.models.mlp import MLPEncoder
+from eqmarl.models.policy import Policy
+from eqmarl.symmetry.groups import make_group
+from eqmarl.wrappers.eqc import EQC
 
 # small tensors: one torch thread (see tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,7 +66,12 @@ def deal_all(state) -> None:  # type: ignore[no-untyped-def]
         ({"preset": "very_small"}, 106, 11, 2),
         ({"colors": 3}, 426, 19, 2),
         ({"players": 3}, 956, 31, 3),
-        ({"players": 4, "preset": "small", "hand_size": 3, "max_information_tokens": 5, "max_life_tokens": 2}, None, None, 4),
+        (
+            {"players": 4, "preset": "small", "hand_size": 3, "max_information_tokens": 5, "max_life_tokens": 2},
+            None,
+            None,
+            4,
+        ),
     ],
 )
 def test_shapes_and_masks(kwargs: dict, obs_dim: int | None, n_actions: int | None, agents: int) -> None:
@@ -155,7 +159,7 @@ def test_reproducible_truncation_and_errors() -> None:
     env = HanabiEnv(2, preset="small", episode_limit=3, seed=0)
     obs = env.reset()
     gen = torch.Generator().manual_seed(0)
-    for t in range(3):
+    for _t in range(3):
         res = env.step(random_legal(obs.action_mask, gen))
         obs = res.obs
     assert bool((res.truncated | res.terminated).all())
@@ -175,10 +179,18 @@ def test_reproducible_truncation_and_errors() -> None:
 
 
 @pytest.mark.parametrize("players", [2, 3, 4, 5])
-@pytest.mark.parametrize("colors, ranks, hand, info, life, obs_type", [
-    (5, 5, None, 8, 3, "card_knowledge"), (3, 5, 4, 5, 2, "card_knowledge"), (2, 3, 2, 3, 1, "minimal"), (2, 1, 1, 1, 1, "card_knowledge"),
-])
-def test_layout_matches_engine(players: int, colors: int, ranks: int, hand: int | None, info: int, life: int, obs_type: str) -> None:
+@pytest.mark.parametrize(
+    "colors, ranks, hand, info, life, obs_type",
+    [
+        (5, 5, None, 8, 3, "card_knowledge"),
+        (3, 5, 4, 5, 2, "card_knowledge"),
+        (2, 3, 2, 3, 1, "minimal"),
+        (2, 1, 1, 1, 1, "card_knowledge"),
+    ],
+)
+def test_layout_matches_engine(
+    players: int, colors: int, ranks: int, hand: int | None, info: int, life: int, obs_type: str
+) -> None:
     params = HanabiParams.from_preset("full", players, colors, ranks, hand, info, life, obs_type)
     layout = HanabiLayout(params)
     game = ph.HanabiGame(params.engine_config(0))
@@ -279,7 +291,7 @@ def test_wrong_colour_action_is_caught() -> None:
     # leaving one colour-indexed part out (the discard pile) is caught as well
     layout = HanabiLayout(params)
     partial = torch.arange(layout.obs_dim)
-    from eqmarl.symmetry.eqc import section_permutation
+    from eqmarl.symmetry.actions import section_permutation
 
     for off, n, block in layout.colour_blocks:
         if off != layout.section("discards").offset:

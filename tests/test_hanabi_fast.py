@@ -16,11 +16,10 @@ import pytest
 import torch
 
 pytest.importorskip("hanabi_learning_environment")
-from hanabi_learning_environment import pyhanabi as ph  # noqa: E402
+from hanabi_learning_environment import pyhanabi as ph
 
-from eqmarl.envs.hanabi import HanabiEnv, HanabiLayout, HanabiParams, card_count, last_move  # noqa: E402
-from eqmarl.envs.hanabi_fast import FastHanabiEnv  # noqa: E402
-
+from eqmarl.envs.hanabi import HanabiEnv, HanabiLayout, HanabiParams, card_count, last_move
+from eqmarl.envs.hanabi_fast import FastHanabiEnv
 
 # small tensors: one torch thread (see tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,14 +36,16 @@ def play_engine_games(params: HanabiParams, n_games: int, seed: int) -> list[dic
         state = game.new_initial_state()
         dealt: list[int] = []
 
-        def deal() -> None:
+        def deal(state=state, dealt=dealt) -> None:
             while state.cur_player() == ph.CHANCE_PLAYER_ID:
                 state.deal_random_card()
                 mv = last_move(state)
                 dealt.append(mv.color() * params.ranks + mv.rank())
 
-        def snapshot() -> tuple[np.ndarray, np.ndarray]:
-            obs = np.stack([np.array(enc.encode(state.observation(a)), dtype=np.float32) for a in range(params.players)])
+        def snapshot(state=state) -> tuple[np.ndarray, np.ndarray]:
+            obs = np.stack(
+                [np.array(enc.encode(state.observation(a)), dtype=np.float32) for a in range(params.players)]
+            )
             legal = np.zeros(layout.n_moves, dtype=bool)
             if not state.is_terminal():
                 for mv in state.legal_moves():
@@ -63,12 +64,25 @@ def play_engine_games(params: HanabiParams, n_games: int, seed: int) -> list[dic
             deal()
             rewards.append(state.score() - before)
             steps.append(snapshot())
-        remaining = [c * params.ranks + r for c in range(params.colors) for r in range(params.ranks)
-                     for _ in range(card_count(r, params.ranks))]
+        remaining = [
+            c * params.ranks + r
+            for c in range(params.colors)
+            for r in range(params.ranks)
+            for _ in range(card_count(r, params.ranks))
+        ]
         for c in dealt:
             remaining.remove(c)
-        games.append({"deck": dealt + remaining, "moves": moves, "rewards": rewards, "steps": steps,
-                      "score": state.score(), "cur": [], "players": params.players})
+        games.append(
+            {
+                "deck": dealt + remaining,
+                "moves": moves,
+                "rewards": rewards,
+                "steps": steps,
+                "score": state.score(),
+                "cur": [],
+                "players": params.players,
+            }
+        )
     return games
 
 

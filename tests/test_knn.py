@@ -14,7 +14,7 @@ from eqmarl.envs.base import EnvSpec, Observation
 from eqmarl.envs.graph import EntityGraph
 from eqmarl.envs.knn import brute_force_knn, knn_neighbors
 from eqmarl.models import make_policy
-from eqmarl.models.gnn import graph_batch
+from eqmarl.models.message_passing import graph_batch
 from eqmarl.symmetry.testing import assert_equivariant, assert_permutation_equivariant
 
 from .conftest import TINY, compose

@@ -9,9 +9,8 @@ from eqmarl.envs.base import EnvSpec
 from eqmarl.envs.lever import DEFAULT_PAYOFFS, LeverGame, lever_symmetry
 from eqmarl.models.mlp import MLPEncoder
 from eqmarl.models.policy import Policy
-from eqmarl.symmetry.eqc import EQC
 from eqmarl.symmetry.groups import GroupError, make_group
-
+from eqmarl.wrappers.eqc import EQC
 
 # small tensors: one torch thread (see tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,7 +47,7 @@ def test_payoffs_and_autoreset() -> None:
     assert torch.allclose(r3.episode_return, torch.tensor([1.0, 0.0]))
     with pytest.raises(ValueError, match="actions"):
         env.step(torch.zeros(4, 3, dtype=torch.long))
-    with pytest.raises(ValueError, match="0..9"):
+    with pytest.raises(ValueError, match=r"0\.\.9"):
         env.step(torch.full((4, 2), 10))
 
 

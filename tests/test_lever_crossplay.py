@@ -24,8 +24,9 @@ from eqmarl.cli import main as cli_main
 from eqmarl.envs.lever import LeverGame
 from eqmarl.eval.crossplay import build_policy, crossplay_returns, evaluate_crossplay, load_run, summarize
 from eqmarl.models.policy import Policy, make_policy
-from eqmarl.symmetry.eqc import EQC, orbit_sizes
+from eqmarl.symmetry.actions import orbit_sizes
 from eqmarl.train.trainer import Trainer
+from eqmarl.wrappers.eqc import EQC
 from tests.conftest import compose
 
 # 50 iterations of 64 one-step games; converges in about a second
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def train(run_dir: Path, seed: int, extra: list[str]) -> Trainer:
     torch.set_num_threads(1)
-    cfg = compose(FAST + [f"seed={seed}"] + extra)
+    cfg = compose([*FAST, f"seed={seed}", *extra])
     tr = Trainer(cfg, run_dir)
     while not tr._done():
         tr.update(tr.rollout())
@@ -121,7 +122,9 @@ def test_test_time_eqc_wraps_a_plain_checkpoint(runs: dict[str, list[Path]]) -> 
     assert orbit_sizes(env.symmetry("C9")).tolist() == [9] * 9 + [1]
 
 
-def test_xplay_cli_writes_table_json_csv_png(runs: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_xplay_cli_writes_table_json_csv_png(
+    runs: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "xp"
     rc = cli_main(["xplay", *map(str, runs["plain"]), "--games", "200", "--eqc", "C9", "--out", str(out)])
     assert rc == 0
@@ -130,7 +133,7 @@ def test_xplay_cli_writes_table_json_csv_png(runs: dict[str, list[Path]], tmp_pa
     result = json.loads((out / "crossplay.json").read_text())
     assert set(result["variants"]) == {"raw", "eqc"} and result["games"] == 200
     assert result["variants"]["raw"]["sp"]["mean"] > 0.95
-    rows = list(csv.DictReader(open(out / "crossplay.csv")))
+    rows = list(csv.DictReader(out / "crossplay.csv".open()))
     assert len(rows) == 2 * 4 and {r["kind"] for r in rows} == {"sp", "xp"}
     assert (out / "crossplay.png").stat().st_size > 2000
     # the same through the library entry point, from the sweep's parent directory

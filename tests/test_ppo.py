@@ -13,7 +13,9 @@ def test_ppo_loss_terms_by_hand():
     old_value = torch.tensor([0.0, 1.5])
     ret = torch.tensor([1.0, 0.0])
     ent = torch.tensor([0.3, 0.5])
-    out = ppo_loss(logp, old, adv, value, old_value, ret, ent, clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=False)
+    out = ppo_loss(
+        logp, old, adv, value, old_value, ret, ent, clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=False
+    )
     # sample 1: ratio 2, A=1 -> max(-2, -1.2) = -1.2 ; sample 2: ratio .5, A=-2 -> max(1, 1.6) = 1.6
     assert math.isclose(out["pg_loss"].item(), (-1.2 + 1.6) / 2, rel_tol=1e-6)
     # 0.5 * mean((0.5-1)^2, (1-0)^2) = 0.5 * 0.625

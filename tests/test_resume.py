@@ -8,7 +8,7 @@ import torch
 
 from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from eqmarl.train.trainer import Trainer
-from tests.conftest import TINY, compose, launch_cmd
+from tests.conftest import TINY, compose, launch_cmd, run_ok
 
 
 def final_params(run_dir):
@@ -22,10 +22,10 @@ def assert_same(a, b):
 
 
 def test_trainer_state_roundtrip_is_exact(tmp_path):
-    cfg = compose(TINY + ["train.total_env_steps=1000"])
+    cfg = compose([*TINY, "train.total_env_steps=1000"])
     full = Trainer(cfg, tmp_path / "full")
     full.run()
-    part = Trainer(compose(TINY + ["train.total_env_steps=1000", "train.max_iterations=2"]), tmp_path / "part")
+    part = Trainer(compose([*TINY, "train.total_env_steps=1000", "train.max_iterations=2"]), tmp_path / "part")
     part.run()
     state = load_checkpoint(resolve_checkpoint(tmp_path / "part"))
     resumed = Trainer(cfg, tmp_path / "part")
@@ -36,9 +36,11 @@ def test_trainer_state_roundtrip_is_exact(tmp_path):
     assert_same(resumed.policy.state_dict(), full.policy.state_dict())
     assert resumed.last_eval == full.last_eval
     # and the checkpoint differs from a run with another seed (the comparison can fail)
-    other = Trainer(compose(TINY + ["train.total_env_steps=1000", "seed=1"]), tmp_path / "other")
+    other = Trainer(compose([*TINY, "train.total_env_steps=1000", "seed=1"]), tmp_path / "other")
     other.run()
-    assert not torch.equal(other.policy.state_dict()["head.log_std"], full.policy.state_dict()["head.log_std"]) or not all(
+    assert not torch.equal(
+        other.policy.state_dict()["head.log_std"], full.policy.state_dict()["head.log_std"]
+    ) or not all(
         torch.equal(other.policy.state_dict()[k], full.policy.state_dict()[k]) for k in full.policy.state_dict()
     )
 
@@ -47,10 +49,15 @@ def test_fast_hanabi_resume_is_exact(tmp_path):
     """The batched Hanabi backend saves its games and deal generator: with Other-Play
     (its own random stream) a resumed run ends where an uninterrupted one does."""
     base = [o for o in TINY if not o.startswith("train.total_env_steps")] + [
-        "env=hanabi_3c", "model=mlp", "algo.other_play=S3", "train.total_env_steps=1000", "train.eval_every=0"]
+        "env=hanabi_3c",
+        "model=mlp",
+        "algo.other_play=S3",
+        "train.total_env_steps=1000",
+        "train.eval_every=0",
+    ]
     full = Trainer(compose(base), tmp_path / "full")
     full.run()
-    part = Trainer(compose(base + ["train.max_iterations=2"]), tmp_path / "part")
+    part = Trainer(compose([*base, "train.max_iterations=2"]), tmp_path / "part")
     part.run()
     state = load_checkpoint(resolve_checkpoint(tmp_path / "part"))
     assert state["env"] is not None and "generator" in state["env"]
@@ -66,18 +73,22 @@ def test_fast_hanabi_resume_is_exact(tmp_path):
     fresh = Trainer(compose(base), tmp_path / "fresh")
     fresh.load_state_dict(state)
     fresh.run()
-    assert not all(torch.equal(fresh.policy.state_dict()[k], full.policy.state_dict()[k]) for k in full.policy.state_dict())
+    assert not all(
+        torch.equal(fresh.policy.state_dict()[k], full.policy.state_dict()[k]) for k in full.policy.state_dict()
+    )
 
 
 def test_cli_resume_matches_uninterrupted(tmp_path, clean_env):
     def run(*extra):
-        p = subprocess.run(launch_cmd(*TINY, *extra), capture_output=True, text=True, env=clean_env, timeout=300)
+        p = subprocess.run(
+            launch_cmd(*TINY, *extra), capture_output=True, text=True, env=clean_env, timeout=300, check=False
+        )
         assert p.returncode == 0, p.stderr[-3000:]
 
-    run(f"hydra.run.dir={tmp_path/'full'}")
-    run(f"hydra.run.dir={tmp_path/'part'}", "train.max_iterations=1")
+    run(f"hydra.run.dir={tmp_path / 'full'}")
+    run(f"hydra.run.dir={tmp_path / 'part'}", "train.max_iterations=1")
     assert resolve_checkpoint(tmp_path / "part").name == "ckpt_000001.pt"
-    run(f"hydra.run.dir={tmp_path/'ignored'}", f"resume={tmp_path/'part'}", "train.max_iterations=null")
+    run(f"hydra.run.dir={tmp_path / 'ignored'}", f"resume={tmp_path / 'part'}", "train.max_iterations=null")
     assert resolve_checkpoint(tmp_path / "part").name == "ckpt_000004.pt"
     assert_same(final_params(tmp_path / "part"), final_params(tmp_path / "full"))
     rows = (tmp_path / "part" / "metrics.csv").read_text().strip().splitlines()
@@ -86,9 +97,14 @@ def test_cli_resume_matches_uninterrupted(tmp_path, clean_env):
 
 def test_ctrl_c_checkpoints_and_resume_is_exact(tmp_path, clean_env):
     many = [o for o in TINY if not o.startswith("train.total_env_steps")] + ["train.total_env_steps=20000"]
-    full = subprocess.run(launch_cmd(*many, f"hydra.run.dir={tmp_path/'full'}"), capture_output=True, text=True, env=clean_env, timeout=600)
-    assert full.returncode == 0, full.stderr[-3000:]
-    proc = subprocess.Popen(launch_cmd(*many, f"hydra.run.dir={tmp_path/'part'}"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env)
+    run_ok(launch_cmd(*many, f"hydra.run.dir={tmp_path / 'full'}"), env=clean_env, timeout=600)
+    proc = subprocess.Popen(
+        launch_cmd(*many, f"hydra.run.dir={tmp_path / 'part'}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env,
+    )
     metrics = tmp_path / "part" / "metrics.csv"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
@@ -99,8 +115,9 @@ def test_ctrl_c_checkpoints_and_resume_is_exact(tmp_path, clean_env):
     assert "stop requested" in out
     stopped_at = int(resolve_checkpoint(tmp_path / "part").stem.split("_")[1])
     assert 3 <= stopped_at < 100
-    res = subprocess.run(launch_cmd(*many, f"resume={tmp_path/'part'}", f"hydra.run.dir={tmp_path/'x'}"), capture_output=True, text=True, env=clean_env, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_ok(
+        launch_cmd(*many, f"resume={tmp_path / 'part'}", f"hydra.run.dir={tmp_path / 'x'}"), env=clean_env, timeout=600
+    )
     assert_same(final_params(tmp_path / "part"), final_params(tmp_path / "full"))
 
 

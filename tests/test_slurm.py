@@ -28,8 +28,10 @@ def _skip_without_cluster() -> None:
     """Skip when SLURM is not installed here; a cluster that is installed but down fails the test."""
     if shutil.which("sinfo") is None:
         pytest.skip("SLURM client tools (sinfo) not installed; bring up the local cluster with: sudo slurm/local/up.sh")
-    p = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
-    assert p.returncode == 0 and p.stdout.strip(), f"SLURM does not answer (sinfo: {p.stderr.strip()[:300]}); run: sudo slurm/local/up.sh"
+    p = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30, check=False)
+    assert p.returncode == 0 and p.stdout.strip(), (
+        f"SLURM does not answer (sinfo: {p.stderr.strip()[:300]}); run: sudo slurm/local/up.sh"
+    )
 
 
 # Short wall-clock limit: with timeout_min < ~50 submitit counts a USR2 as a timeout.
@@ -39,7 +41,7 @@ FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # 40 characters, like a W
 
 def submit(sweep_dir: Path, *overrides: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     cmd = launch_cmd("-m", *SLURM, *TINY, f"hydra.sweep.dir={sweep_dir}", *overrides)
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
 
 def job_logs(sweep_dir: Path) -> str:
@@ -54,11 +56,17 @@ def assert_same(a: dict, b: dict) -> None:
 
 # ------------------------------------------------------------------ no cluster needed
 def test_slurm_config_composes_and_is_typed():
-    cfg = compose(["cluster=slurm", "cluster.nodes=2", "cluster.gpus_per_node=4", "+cluster.additional_parameters.reservation=x"])
+    cfg = compose(
+        ["cluster=slurm", "cluster.nodes=2", "cluster.gpus_per_node=4", "+cluster.additional_parameters.reservation=x"]
+    )
     assert cfg.cluster.name == "slurm" and cfg.cluster.nodes == 2 and cfg.cluster.gpus_per_node == 4
     assert cfg.cluster.additional_parameters == {"reservation": "x"}
-    for bad, key in (("cluster.nodes=0", "cluster.nodes"), ("cluster.timeout_min=-5", "cluster.timeout_min"),
-                     ("cluster.max_requeues=-1", "cluster.max_requeues"), ("learner.backend=mpi", "learner.backend")):
+    for bad, key in (
+        ("cluster.nodes=0", "cluster.nodes"),
+        ("cluster.timeout_min=-5", "cluster.timeout_min"),
+        ("cluster.max_requeues=-1", "cluster.max_requeues"),
+        ("learner.backend=mpi", "learner.backend"),
+    ):
         with pytest.raises(ConfigError) as e:
             compose(["cluster=slurm", bad])
         assert e.value.key == key
@@ -72,7 +80,9 @@ def test_site_profile_composes():
 
 
 def test_cluster_slurm_without_multirun_says_use_m(clean_env):
-    p = subprocess.run(launch_cmd("cluster=slurm", *TINY), capture_output=True, text=True, env=clean_env, timeout=120)
+    p = subprocess.run(
+        launch_cmd("cluster=slurm", *TINY), capture_output=True, text=True, env=clean_env, timeout=120, check=False
+    )
     assert p.returncode == 2
     assert "add -m" in p.stderr
 
@@ -123,12 +133,29 @@ def first_job_id(sweep: Path) -> str:
 def test_ddp_two_nodes_gloo_identical_parameters_and_exact_resume(tmp_path, clean_env):
     """2 nodes x 1 task: DDP over gloo; a second, preempted copy of the job resumes every rank exactly."""
     _skip_without_cluster()
-    ddp = ["cluster.nodes=2", "cluster.tasks_per_node=1", "seed=0", "train.total_env_steps=24000", "train.eval_every=50", "train.checkpoint_every=50"]
+    ddp = [
+        "cluster.nodes=2",
+        "cluster.tasks_per_node=1",
+        "seed=0",
+        "train.total_env_steps=24000",
+        "train.eval_every=50",
+        "train.checkpoint_every=50",
+    ]
     ref_sweep, pre_sweep = tmp_path / "ref", tmp_path / "preempted"
-    ref = subprocess.Popen(launch_cmd("-m", *SLURM, *TINY, *ddp, f"hydra.sweep.dir={ref_sweep}"),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env)
-    pre = subprocess.Popen(launch_cmd("-m", *SLURM, *TINY, *ddp, f"hydra.sweep.dir={pre_sweep}"),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env)
+    ref = subprocess.Popen(
+        launch_cmd("-m", *SLURM, *TINY, *ddp, f"hydra.sweep.dir={ref_sweep}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env,
+    )
+    pre = subprocess.Popen(
+        launch_cmd("-m", *SLURM, *TINY, *ddp, f"hydra.sweep.dir={pre_sweep}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env,
+    )
     wait_for_rows(pre, pre_sweep / "0_mpe_mlp_s0" / "metrics.csv", 3)
     pre_id = first_job_id(pre_sweep)
     subprocess.run(["scancel", "--signal=USR2", pre_id], check=True, timeout=30)
@@ -145,7 +172,9 @@ def test_ddp_two_nodes_gloo_identical_parameters_and_exact_resume(tmp_path, clea
     state = load_checkpoint(resolve_checkpoint(run))
     assert parameter_digest(state["policy"]) == digests["0"]
     assert state["config"]["learner"]["name"] == "ddp"  # chosen automatically for 2 ranks
-    assert len(state["ranks"]) == 2 and not torch.equal(state["ranks"][0]["rng"]["torch"], state["ranks"][1]["rng"]["torch"])
+    assert len(state["ranks"]) == 2 and not torch.equal(
+        state["ranks"][0]["rng"]["torch"], state["ranks"][1]["rng"]["torch"]
+    )
     # per-rank batch 8 envs x 25 steps = 200 frames; env_steps count both ranks
     rows = (run / "metrics.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[1]) for r in rows] == [400 * i for i in range(1, 61)]
@@ -168,7 +197,10 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(tmp_path, clean_
     longer = ["train.total_env_steps=30000", "train.eval_every=50", "train.checkpoint_every=50"]
     ref = subprocess.Popen(
         launch_cmd("model=mlp", *TINY, *longer, "train.threads=1", f"hydra.run.dir={tmp_path / 'ref'}"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env,
     )
     sweep = tmp_path / "sweep"
     cmd = launch_cmd("-m", *SLURM, *TINY, *longer, "seed=0", "logger.wandb_mode=offline", f"hydra.sweep.dir={sweep}")
@@ -188,7 +220,9 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(tmp_path, clean_
     assert 3 <= stopped < 150
     # slurmdbd records the final state asynchronously: poll it for a while
     for _ in range(60):
-        sacct = subprocess.run(["sacct", "-n", "-X", "-j", job_id, "-D", "-o", "State"], capture_output=True, text=True).stdout
+        sacct = subprocess.run(
+            ["sacct", "-n", "-X", "-j", job_id, "-D", "-o", "State"], capture_output=True, text=True, check=False
+        ).stdout
         if "COMPLETED" in sacct:
             break
         time.sleep(1)
@@ -203,15 +237,27 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(tmp_path, clean_
     offline = sorted((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and len({d.name.rsplit("-", 1)[1] for d in offline}) == 1
     assert offline[0].name.endswith(final["wandb_run_id"])
-    sync = subprocess.run(["eqmarl", "sync", str(sweep), "--dry-run"], capture_output=True, text=True, env=clean_env, timeout=120)
+    sync = subprocess.run(
+        ["eqmarl", "sync", str(sweep), "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=120,
+        check=False,
+    )
     assert sync.returncode == 0 and "Would sync 2 run(s)" in sync.stdout + sync.stderr, sync.stdout + sync.stderr
 
 
 @pytest.mark.slurm
 @pytest.mark.parametrize(
     "override, key",
-    [("cluster.nodes=0", "cluster.nodes"), ("cluster.nodez=2", "cluster.nodez"), ("+cluster.nodez=2", "cluster.nodez"),
-     ("cluster.timeout_min=-5", "cluster.timeout_min"), ("cluster.nodes=1,0", "cluster.nodes")],
+    [
+        ("cluster.nodes=0", "cluster.nodes"),
+        ("cluster.nodez=2", "cluster.nodez"),
+        ("+cluster.nodez=2", "cluster.nodez"),
+        ("cluster.timeout_min=-5", "cluster.timeout_min"),
+        ("cluster.nodes=1,0", "cluster.nodes"),
+    ],
 )
 def test_bad_cluster_config_fails_before_sbatch(tmp_path, clean_env, override, key):
     _skip_without_cluster()
@@ -220,6 +266,16 @@ def test_bad_cluster_config_fails_before_sbatch(tmp_path, clean_env, override, k
     assert p.returncode != 0
     assert key in p.stderr + p.stdout
     assert not (tmp_path / "sweep" / ".submitit").exists()
-    assert subprocess.run(["squeue", "-h", "-n", name], capture_output=True, text=True).stdout.strip() == ""
-    hist = subprocess.run(["sacct", "-n", "-X", "--name", name, "-S", "now-1hours", "-o", "JobID"], capture_output=True, text=True)
+    assert (
+        subprocess.run(["squeue", "-h", "-n", name], capture_output=True, text=True, check=False).stdout.strip(
+            check=False
+        )
+        == ""
+    )
+    hist = subprocess.run(
+        ["sacct", "-n", "-X", "--name", name, "-S", "now-1hours", "-o", "JobID"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert hist.stdout.strip() == ""

@@ -36,7 +36,16 @@ def _brute_closed(elements: torch.Tensor) -> bool:
 
 @pytest.mark.parametrize(
     "name, order, degree",
-    [("C5", 5, 5), ("D10", 10, 5), ("S5", 120, 5), ("C3", 3, 3), ("D6", 6, 3), ("S3", 6, 3), ("C9", 9, 9), ("S4", 24, 4)],
+    [
+        ("C5", 5, 5),
+        ("D10", 10, 5),
+        ("S5", 120, 5),
+        ("C3", 3, 3),
+        ("D6", 6, 3),
+        ("S3", 6, 3),
+        ("C9", 9, 9),
+        ("S4", 24, 4),
+    ],
 )
 def test_orders_and_closure(name: str, order: int, degree: int) -> None:
     g = make_group(name)

@@ -1,10 +1,10 @@
 """``eqmarl`` console entry: helpers around runs (training itself is ``python launch.py``).
 
-    eqmarl doctor                 what is installed (optional parts, devices)
-    eqmarl plot RUN_DIR...        learning curve PNG of each run (metrics.csv)
-    eqmarl sync RUN_DIR...        upload offline W&B runs (wraps ``wandb sync``)
-    eqmarl plot-curves DIR... --out fig.png --threshold X   mean +- s.e. over seeds per model
-    eqmarl xplay RUN_DIR...       self-play/cross-play matrix of checkpoints (+ test-time EQC)
+eqmarl doctor                 what is installed (optional parts, devices)
+eqmarl plot RUN_DIR...        learning curve PNG of each run (metrics.csv)
+eqmarl sync RUN_DIR...        upload offline W&B runs (wraps ``wandb sync``)
+eqmarl plot-curves DIR... --out fig.png --threshold X   mean +- s.e. over seeds per model
+eqmarl xplay RUN_DIR...       self-play/cross-play matrix of checkpoints (+ test-time EQC)
 """
 
 from __future__ import annotations
@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--seed", type=int, default=0, help="env and sampling seed")
     x.add_argument("--device", default="cpu")
     x.add_argument("--out", default="xplay", help="directory for crossplay.json/.csv/.png")
-    c = sub.add_parser("plot-curves", help="return vs env steps per model (mean, s.e. over seeds); steps to a threshold")
+    c = sub.add_parser(
+        "plot-curves", help="return vs env steps per model (mean, s.e. over seeds); steps to a threshold"
+    )
     c.add_argument("dirs", nargs="+", help="sweep or run directories (searched for metrics.csv + config.json)")
     c.add_argument("--out", default="curves.png", help="figure path (the JSON summary goes beside it)")
     c.add_argument("--threshold", action="append", help="return threshold: X, or TASK=X per task (repeatable)")

@@ -364,9 +364,13 @@ def unknown_keys(node: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
     if not isinstance(node, DictConfig):
         return out
     schema = OmegaConf.get_type(node)
-    fields = [f.name for f in dataclasses.fields(schema)] if schema is not None and dataclasses.is_dataclass(schema) else None
-    for key in node.keys():
-        full = f"{prefix}{key}"
+    fields = (
+        [f.name for f in dataclasses.fields(schema)]
+        if schema is not None and dataclasses.is_dataclass(schema)
+        else None
+    )
+    for key in node:
+        full = prefix + str(key)
         if fields is not None and key not in fields:
             out.append((full, fields))
             continue
@@ -412,8 +416,14 @@ def _validate_hanabi(env: HanabiEnvConfig) -> None:
         raise ConfigError("env.random_start_player", True, "false with env.backend=fast (seat 0 starts)")
     try:
         HanabiParams.from_preset(
-            env.preset, env.players, env.colors, env.ranks, env.hand_size,
-            env.max_information_tokens, env.max_life_tokens, env.observation_type,
+            env.preset,
+            env.players,
+            env.colors,
+            env.ranks,
+            env.hand_size,
+            env.max_information_tokens,
+            env.max_life_tokens,
+            env.observation_type,
         )
     except ValueError as e:  # message: "env.<key>=<value>; allowed: ..."
         key, _, rest = str(e).partition("=")
@@ -456,8 +466,8 @@ GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 
 def validate(cfg: Config) -> None:
     """Check every value and derived size; raise :class:`ConfigError` naming the key."""
-    from eqmarl.models.policy import ENCODERS, _load_graph_models
     from eqmarl.models.mlp import ACTIVATIONS
+    from eqmarl.models.policy import ENCODERS, _load_graph_models
 
     _choice("env.name", cfg.env.name, list(ENV_SCHEMAS))
     _positive("env.episode_limit", cfg.env.episode_limit, allow_zero=isinstance(cfg.env, HanabiEnvConfig))
@@ -488,7 +498,8 @@ def validate(cfg: Config) -> None:
     if cfg.model.name in GRAPH_MODELS and not isinstance(cfg.env, MpeEnvConfig):
         # the graph encoders read the env's entity graph; Hanabi and the lever game have none
         raise ConfigError(
-            "model.name", cfg.model.name,
+            "model.name",
+            cfg.model.name,
             f"mlp with env.name={cfg.env.name} (no entity graph; the default model is e2gn2, so add model=mlp "
             f"or use an experiment= preset)",
         )
@@ -497,12 +508,17 @@ def validate(cfg: Config) -> None:
     _positive("model.knn", cfg.model.knn, allow_zero=True)
     if not cfg.model.share_params and cfg.model.name != "mlp":
         raise ConfigError(
-            "model.share_params", False,
+            "model.share_params",
+            False,
             f"true with model.name={cfg.model.name} (graph models share their message functions across nodes; "
             f"per-agent weights: model.name=mlp)",
         )
     if cfg.model.knn and cfg.model.name not in GRAPH_MODELS:
-        raise ConfigError("model.knn", cfg.model.knn, f"0 with model.name={cfg.model.name} (kNN graphs are for {', '.join(GRAPH_MODELS)})")
+        raise ConfigError(
+            "model.knn",
+            cfg.model.knn,
+            f"0 with model.name={cfg.model.name} (kNN graphs are for {', '.join(GRAPH_MODELS)})",
+        )
     _choice("model.activation", cfg.model.activation, list(ACTIVATIONS))
     _choice("model.eqc_average", cfg.model.eqc_average, ["probs", "logits"])
     for key, group in (
@@ -537,8 +553,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             "algo.num_minibatches",
             a.num_minibatches,
-            f"a divisor of the batch algo.rollout_steps*train.num_envs={batch} "
-            f"(e.g. {', '.join(map(str, divisors))})",
+            f"a divisor of the batch algo.rollout_steps*train.num_envs={batch} (e.g. {', '.join(map(str, divisors))})",
         )
     _choice("logger.wandb_mode", cfg.logger.wandb_mode, ["auto", "online", "offline", "disabled"])
     _positive("logger.log_every", cfg.logger.log_every)
@@ -552,7 +567,9 @@ def validate(cfg: Config) -> None:
         if getattr(c, k) is not None:
             _positive(f"cluster.{k}", getattr(c, k))
     if c.signal_delay_s >= c.timeout_min * 60:
-        raise ConfigError("cluster.signal_delay_s", c.signal_delay_s, f"less than cluster.timeout_min*60={c.timeout_min * 60}")
+        raise ConfigError(
+            "cluster.signal_delay_s", c.signal_delay_s, f"less than cluster.timeout_min*60={c.timeout_min * 60}"
+        )
     for k, v in c.additional_parameters.items():
         if not k or str(k).startswith("-"):
             raise ConfigError(f"cluster.additional_parameters.{k}", v, "sbatch option names without leading dashes")
@@ -564,16 +581,23 @@ def validate(cfg: Config) -> None:
     mb = batch // a.num_minibatches
     if mb % ln.micro_batches:
         raise ConfigError(
-            "learner.micro_batches", ln.micro_batches,
+            "learner.micro_batches",
+            ln.micro_batches,
             f"a divisor of the minibatch algo.rollout_steps*train.num_envs/algo.num_minibatches={mb}",
         )
     _choice("learner.zero_stage", ln.zero_stage, [0, 1, 2, 3])
     _choice("learner.precision", ln.precision, ["fp32", "bf16"])
     if ln.name != "deepspeed":
-        for key, val, default in (("zero_stage", ln.zero_stage, 0), ("offload_optimizer", ln.offload_optimizer, False),
-                                  ("precision", ln.precision, "fp32")):
+        for key, val, default in (
+            ("zero_stage", ln.zero_stage, 0),
+            ("offload_optimizer", ln.offload_optimizer, False),
+            ("precision", ln.precision, "fp32"),
+        ):
             if val != default:
-                raise ConfigError(f"learner.{key}", val, f"{default!r} with learner.name={ln.name} (a learner=deepspeed setting)")
+                raise ConfigError(
+                    f"learner.{key}", val, f"{default!r} with learner.name={ln.name} (a learner=deepspeed setting)"
+                )
     if ln.offload_optimizer and ln.zero_stage == 0:
-        raise ConfigError("learner.offload_optimizer", True, "false with learner.zero_stage=0 (ZeRO-Offload needs stage >= 1)")
-
+        raise ConfigError(
+            "learner.offload_optimizer", True, "false with learner.zero_stage=0 (ZeRO-Offload needs stage >= 1)"
+        )

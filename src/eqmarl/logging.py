@@ -12,7 +12,7 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 # Columns of metrics.csv, in order; a metric not in this list is appended after them.
 CSV_COLUMNS = [
@@ -85,6 +85,9 @@ def wandb_key_configured() -> bool:
         return False
 
 
+WandbMode = Literal["online", "offline", "disabled"]
+
+
 def resolve_wandb_mode(mode: str) -> str:
     """``auto`` -> ``online`` with a key, else ``offline``; ``WANDB_MODE`` wins over the config."""
     env = os.environ.get("WANDB_MODE")
@@ -120,7 +123,7 @@ class WandbLogger:
             tags=list(cfg.tags) or None,
             config=config_dict,
             dir=str(run_dir),
-            mode=mode,
+            mode=cast(WandbMode, mode),
             id=run_id,
             resume="allow",
             name=name,
@@ -264,7 +267,7 @@ def read_wandb_history(run_file: Path) -> list[dict[str, Any]]:
         run_file = files[-1]
     rows = []
     for payload in _wandb_records(run_file):
-        rec = wandb_internal_pb2.Record()
+        rec = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf, no stubs
         rec.ParseFromString(payload)
         if rec.WhichOneof("record_type") == "history":
             row = {}

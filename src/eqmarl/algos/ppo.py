@@ -37,9 +37,7 @@ def ppo_loss(
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     logratio = logprob - old_logprob
     ratio = logratio.exp()
-    pg_loss = torch.max(
-        -advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
-    ).mean()
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
     if clip_vloss:
         v_clipped = old_value + (value - old_value).clamp(-clip_coef, clip_coef)
         v_loss = 0.5 * torch.max((value - returns) ** 2, (v_clipped - returns) ** 2).mean()
@@ -66,6 +64,10 @@ class ValueNorm(nn.Module):
     The critic predicts ``(return - mean) / std``; :meth:`denormalize` maps back.
     State lives in buffers, so it is saved with ``state_dict``.
     """
+
+    mean: Tensor
+    var: Tensor
+    count: Tensor
 
     def __init__(self, enabled: bool = True, eps: float = 1e-5) -> None:
         super().__init__()

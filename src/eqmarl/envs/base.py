@@ -15,8 +15,9 @@ stream derived from ``(s, i)`` where the backend allows it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ class Observation:
     graph: EntityGraph | None = None
     action_mask: Tensor | None = None
 
-    def map(self, fn: Callable[[Tensor], Tensor]) -> "Observation":
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Observation:
         """Apply ``fn`` to every tensor (leading batch dims), keeping the structure."""
         return Observation(
             obs=fn(self.obs),
@@ -50,7 +51,7 @@ class Observation:
         )
 
     @staticmethod
-    def stack(items: list["Observation"]) -> "Observation":
+    def stack(items: list[Observation]) -> Observation:
         """Stack a list of observations along a new leading dim (time)."""
         first = items[0]
 
@@ -77,12 +78,15 @@ class Observation:
             action_mask=None if first.action_mask is None else st(lambda o: o.action_mask),
         )
 
-    def where(self, cond: Tensor, other: "Observation") -> "Observation":
+    def where(self, cond: Tensor, other: Observation) -> Observation:
         """Per-env select: ``cond[E]`` True takes ``self``, False takes ``other``."""
 
         def sel(a: Tensor, b: Tensor) -> Tensor:
             c = cond.view(cond.shape + (1,) * (a.dim() - cond.dim()))
             return torch.where(c, a, b)
+
+        def sel_optional(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+            return None if a is None or b is None else sel(a, b)
 
         graph = None
         if self.graph is not None and other.graph is not None:
@@ -92,9 +96,7 @@ class Observation:
                 x=sel(self.graph.x, other.graph.x),
                 v=sel(self.graph.v, other.graph.v),
                 node_mask=sel(self.graph.node_mask, other.graph.node_mask),
-                node_group=None
-                if self.graph.node_group is None
-                else sel(self.graph.node_group, other.graph.node_group),
+                node_group=sel_optional(self.graph.node_group, other.graph.node_group),
                 neighbors=None,  # positions changed: a stored kNN graph no longer applies
                 neighbor_valid=None,
             )
@@ -102,9 +104,7 @@ class Observation:
             obs=sel(self.obs, other.obs),
             state=sel(self.state, other.state),
             graph=graph,
-            action_mask=None
-            if self.action_mask is None
-            else sel(self.action_mask, other.action_mask),
+            action_mask=sel_optional(self.action_mask, other.action_mask),
         )
 
 
@@ -183,7 +183,4 @@ class MultiAgentEnv(Protocol):
         """Step all envs. ``actions``: ``[E, A, action_dim]`` float or ``[E, A]`` long."""
         ...
 
-    def close(self) -> None:
-        ...
-
-
+    def close(self) -> None: ...

@@ -47,7 +47,7 @@ class EntityGraph:
     def num_nodes(self) -> int:
         return int(self.h.shape[-2])
 
-    def map(self, fn) -> "EntityGraph":
+    def map(self, fn) -> EntityGraph:
         """Apply ``fn`` to every batched tensor field (not to ``agent_node``)."""
         return replace(
             self,
@@ -60,7 +60,7 @@ class EntityGraph:
             neighbor_valid=None if self.neighbor_valid is None else fn(self.neighbor_valid),
         )
 
-    def with_knn(self, k: int) -> "EntityGraph":
+    def with_knn(self, k: int) -> EntityGraph:
         """This graph with its ``k``-nearest-neighbour lists attached (computed from ``x``
         under the edge rule and node mask; kept if already attached with the same ``k``)."""
         from eqmarl.envs.knn import knn_neighbors

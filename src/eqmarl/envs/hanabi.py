@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.envs.base import EnvSpec, Observation, StepResult
-from eqmarl.symmetry.eqc import GroupAction, section_permutation
+from eqmarl.symmetry.actions import GroupAction, section_permutation
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -116,7 +116,7 @@ class HanabiParams:
         max_information_tokens: int | None = None,
         max_life_tokens: int | None = None,
         observation_type: str = "card_knowledge",
-    ) -> "HanabiParams":
+    ) -> HanabiParams:
         """A preset (``full``, ``small``, ``very_small``) with the given values overridden, validated."""
         if preset not in PRESETS:
             raise ValueError(f"env.preset={preset!r}; allowed: {', '.join(PRESETS)}")
@@ -233,9 +233,9 @@ class HanabiLayout:
         self.noop = self.n_moves
         # (offset, number of colour blocks, block size) of every colour-indexed part
         s = {sec.name: sec.offset for sec in self.sections}
-        blocks: list[tuple[int, int, int]] = []
-        for k in range((p - 1) * h):
-            blocks.append((s["hands"] + k * card, c, r))  # a visible card
+        blocks: list[tuple[int, int, int]] = [
+            (s["hands"] + k * card, c, r) for k in range((p - 1) * h)
+        ]  # visible cards
         fireworks = s["board"] + params.max_deck_size - p * h
         blocks.append((fireworks, c, r))
         blocks.append((s["discards"], c, params.max_deck_size // c))
@@ -359,53 +359,55 @@ def last_move(state: Any) -> Any:
     return ph.HanabiHistoryItem(item).move()
 
 
-class HanabiEnv:
-    """Batched Hanabi over engine instances (see module docstring).
+class HanabiBackend:
+    """What both Hanabi backends share: their arguments, the variant's parameters and
+    observation layout, and the episode limit.
 
     Args:
         num_envs: parallel games ``E``.
-        players: seats = agents ``A`` (2..5).
-        preset: ``full`` | ``small`` | ``very_small``.
-        colors, ranks, hand_size, max_information_tokens, max_life_tokens: override the
-            preset (None: keep it).
-        observation_type: ``card_knowledge`` (default; the canonical encoding) | ``minimal``.
-        random_start_player: the engine picks the first player at random.
+        random_start_player: the first player is drawn at random.
         episode_limit: truncate after this many turns (None: ``2 * deck + information
             tokens``, an upper bound on a game's length, so games are never cut).
-        seed: base seed; env ``i``'s engine is seeded from ``(seed, i)``.
+        seed: base seed.
         device: torch device of the returned tensors.
+        **variant: the game (:meth:`HanabiParams.from_preset`'s arguments: ``preset``,
+            ``players``, ``colors``, ``ranks``, ``hand_size``, ``max_information_tokens``,
+            ``max_life_tokens``, ``observation_type``).
     """
 
     def __init__(
         self,
         num_envs: int,
-        players: int = 2,
-        preset: str = "full",
-        colors: int | None = None,
-        ranks: int | None = None,
-        hand_size: int | None = None,
-        max_information_tokens: int | None = None,
-        max_life_tokens: int | None = None,
-        observation_type: str = "card_knowledge",
         random_start_player: bool = False,
         episode_limit: int | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        **variant: Any,
     ) -> None:
-        self._ph = _import_engine()
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}; allowed: >= 1")
-        self.params = HanabiParams.from_preset(
-            preset, players, colors, ranks, hand_size, max_information_tokens, max_life_tokens, observation_type
-        )
+        self.params = HanabiParams.from_preset(**variant)
         self.layout = HanabiLayout(self.params)
         self.num_envs = num_envs
+        self.seed = seed
         self.device = torch.device(device)
         self.random_start_player = random_start_player
         limit = 2 * self.params.max_deck_size + self.params.max_information_tokens
         self.episode_limit = limit if episode_limit is None else int(episode_limit)
         if self.episode_limit < 1:
             raise ValueError(f"env.episode_limit={episode_limit}; allowed: >= 1 (or None)")
+
+
+class HanabiEnv(HanabiBackend):
+    """Batched Hanabi over engine instances (see module docstring).
+
+    Args: as :class:`HanabiBackend`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._ph = _import_engine()
+        super().__init__(*args, **kwargs)
+        players, num_envs, seed = self.params.players, self.num_envs, self.seed
         ph = self._ph
         probe = ph.HanabiGame(self.params.engine_config(seed=0))
         self._encoder = ph.ObservationEncoder(probe)
@@ -546,7 +548,7 @@ class HanabiEnv:
         done = terminated | truncated
         final_obs = self._observation()
         length = np.where(done, self._t, 0)
-        for e in np.flatnonzero(done):
+        for e in np.flatnonzero(done).tolist():
             s = self._states[e]._state
             score[e] = lib.StateScore(s)
             bombed[e] = float(lib.StateLifeTokens(s) == 0)

@@ -32,12 +32,14 @@ restored (:meth:`FastHanabiEnv.state_dict`), so ``resume=`` continues a run exac
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from eqmarl.envs.base import EnvSpec, Observation, StepResult
-from eqmarl.envs.hanabi import HanabiLayout, HanabiParams, card_count, hanabi_colour_symmetry
-from eqmarl.symmetry.eqc import GroupAction
+from eqmarl.envs.hanabi import HanabiBackend, card_count, hanabi_colour_symmetry
+from eqmarl.symmetry.actions import GroupAction
 from eqmarl.symmetry.groups import PermutationGroup
 
 PLAY, DISCARD, HINT_COLOR, HINT_RANK = 0, 1, 2, 3
@@ -52,16 +54,11 @@ STATE_FIELDS = (
 )  # fmt: skip
 
 
-class FastHanabiEnv:
+class FastHanabiEnv(HanabiBackend):
     """Batched Hanabi on torch tensors (see module docstring); same interface as ``HanabiEnv``.
 
-    Args:
-        num_envs: parallel games ``E``.
-        players, preset, colors, ranks, hand_size, max_information_tokens,
-            max_life_tokens, observation_type: the variant (as :class:`HanabiEnv`).
-        episode_limit: truncate after this many turns (None: never cut a game).
-        seed: base seed of the deals.
-        device: torch device of the state and the returned tensors.
+    Args: as :class:`~eqmarl.envs.hanabi.HanabiBackend` (``random_start_player`` must be False:
+    seat 0 starts).
 
     State (``E`` envs, ``P`` seats, ``H`` cards per hand, ``C`` colours, ``R`` ranks, ``D``
     cards in the deck; cards are indices ``c * R + r``, -1 for an empty slot):
@@ -73,34 +70,11 @@ class FastHanabiEnv:
         (count per card); ``la_*`` ``[E]`` (``la_reveal [E, H]``): the last move.
     """
 
-    def __init__(
-        self,
-        num_envs: int,
-        players: int = 2,
-        preset: str = "full",
-        colors: int | None = None,
-        ranks: int | None = None,
-        hand_size: int | None = None,
-        max_information_tokens: int | None = None,
-        max_life_tokens: int | None = None,
-        observation_type: str = "card_knowledge",
-        random_start_player: bool = False,
-        episode_limit: int | None = None,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs={num_envs}; allowed: >= 1")
-        if random_start_player:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.random_start_player:
             raise ValueError("env.random_start_player=True; allowed with backend fast: False (seat 0 starts)")
-        self.params = p = HanabiParams.from_preset(
-            preset, players, colors, ranks, hand_size, max_information_tokens, max_life_tokens, observation_type
-        )
-        self.layout = HanabiLayout(p)
-        self.num_envs = num_envs
-        self.device = dev = torch.device(device)
-        limit = 2 * p.max_deck_size + p.max_information_tokens
-        self.episode_limit = limit if episode_limit is None else int(episode_limit)
+        p, dev, seed = self.params, self.device, self.seed
         P, C, R, H = p.players, p.colors, p.ranks, p.hand_size
         self.P, self.C, self.R, self.H, self.CR = P, C, R, H, C * R
         self.D = p.max_deck_size
@@ -123,7 +97,7 @@ class FastHanabiEnv:
         self._rel = (torch.arange(P).view(P, 1) + torch.arange(P).view(1, P)) % P  # [observer, i] -> seat
         self._gen = torch.Generator(device=dev).manual_seed(seed)
         self._ar_h = torch.arange(H, device=dev)
-        e = num_envs
+        e = self.num_envs
         z = lambda *s, dt=torch.long: torch.zeros(*s, dtype=dt, device=dev)  # noqa: E731
         self.deck = z(e, self.D)
         self.deck_pos = z(e)
@@ -226,9 +200,7 @@ class FastHanabiEnv:
         has_col = (col.unsqueeze(-1) == torch.arange(C, device=self.device)).any(2)  # [E, P-1, C]
         has_rnk = (rnk.unsqueeze(-1) == torch.arange(R, device=self.device)).any(2)  # [E, P-1, R]
         tok = (self.info > 0).view(-1, 1, 1)
-        return torch.cat(
-            [can_discard, has, (has_col & tok).flatten(1), (has_rnk & tok).flatten(1)], dim=1
-        )
+        return torch.cat([can_discard, has, (has_col & tok).flatten(1), (has_rnk & tok).flatten(1)], dim=1)
 
     # -------------------------------------------------------------- encoding
     def _observation(self, terminal: Tensor, reuse: Observation | None = None) -> Observation:
@@ -308,7 +280,7 @@ class FastHanabiEnv:
             out[:, :, o:] = know[:, rel].reshape(E, P, -1)
         return out.float()
 
-    def _encode_last_action(self, get) -> Tensor:  # type: ignore[no-untyped-def]
+    def _encode_last_action(self, get) -> Tensor:
         P, C, R, H, CR = self.P, self.C, self.R, self.H, self.CR
         dev = self.device
         la_type = get("la_type")
@@ -382,7 +354,9 @@ class FastHanabiEnv:
         offset = torch.where(is_color, hc // C + 1, hr // R + 1)
         h_color = hc % C
         h_rank = hr % R
-        mtype = torch.where(is_play, PLAY, torch.where(is_discard, DISCARD, torch.where(is_color, HINT_COLOR, HINT_RANK)))
+        mtype = torch.where(
+            is_play, PLAY, torch.where(is_discard, DISCARD, torch.where(is_color, HINT_COLOR, HINT_RANK))
+        )
 
         # ----- play / discard
         pd = is_play | is_discard

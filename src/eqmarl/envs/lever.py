@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.envs.base import EnvSpec, Observation, StepResult
-from eqmarl.symmetry.eqc import GroupAction
+from eqmarl.symmetry.actions import GroupAction
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 
 DEFAULT_PAYOFFS = (1.0,) * 9 + (0.9,)
@@ -112,7 +112,9 @@ class LeverGame:
         return lever_symmetry(self.payoffs.tolist(), group)
 
 
-def lever_symmetry(payoffs: tuple[float, ...] | list[float] = DEFAULT_PAYOFFS, group: str | PermutationGroup = "C9") -> GroupAction:
+def lever_symmetry(
+    payoffs: tuple[float, ...] | list[float] = DEFAULT_PAYOFFS, group: str | PermutationGroup = "C9"
+) -> GroupAction:
     """Group action that permutes the levers paying the most (the 1.0-levers).
 
     Args:

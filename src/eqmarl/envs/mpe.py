@@ -35,9 +35,7 @@ PREY_POLICIES = ("flee", "random", "still")
 MPE_MOVES = [(0, 0.0, 0.0), (1, -1.0, 0.0), (2, 1.0, 0.0), (3, 0.0, -1.0), (4, 0.0, 1.0)]
 
 
-def scripted_prey_action(
-    prey_pos: Tensor, pred_pos: Tensor, policy: str, continuous: bool, generator=None
-) -> Tensor:
+def scripted_prey_action(prey_pos: Tensor, pred_pos: Tensor, policy: str, continuous: bool, generator=None) -> Tensor:
     """Action of scripted prey.
 
     Args:
@@ -77,8 +75,23 @@ def check_mpe_args(scenario: str, prey_policy: str) -> None:
         raise ValueError(f"env.prey_policy={prey_policy!r}; allowed: {', '.join(PREY_POLICIES)}")
 
 
-class VmasMPE:
-    """VMAS backend: ``num_envs`` envs simulated as one batch of torch tensors."""
+class MpeBackend:
+    """What both MPE backends share: their arguments, the agent/prey/landmark counts, the
+    entity graph's node types and the :class:`EnvSpec` (one place for both).
+
+    Args:
+        scenario: ``simple_spread`` or ``simple_tag``.
+        num_envs: envs in the batch.
+        n_agents: learning agents (simple_spread: also the number of landmarks;
+            simple_tag: the predators).
+        n_landmarks: simple_tag's obstacles (None: 2).
+        n_prey: simple_tag's scripted prey.
+        continuous_actions: 2-D force in ``[-1, 1]^2`` (else 5 discrete moves).
+        episode_limit: truncate after this many steps.
+        prey_policy: the scripted prey's policy (``flee``, ``random``, ``still``).
+        seed: base seed.
+        device: torch device of the returned tensors.
+    """
 
     def __init__(
         self,
@@ -93,32 +106,100 @@ class VmasMPE:
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
-        try:
-            import vmas
-        except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "env.backend=vmas needs VMAS: pip install 'eqmarl[mpe]' (or use env.backend=mpe2)"
-            ) from e
         check_mpe_args(scenario, prey_policy)
         self.scenario = scenario
         self.num_envs = num_envs
+        self.seed = seed
         self.device = torch.device(device)
         self.continuous = continuous_actions
         self.prey_policy = prey_policy
-        kwargs: dict = {}
-        vmas_scenario: Any = scenario
-        if scenario == "simple_spread_large":  # vectorized for 100s-1000s of agents (see spread_large)
+        self.episode_limit = episode_limit
+        if scenario in ("simple_spread", "simple_spread_large"):
+            self.n_learners, self.n_prey, self.n_landmarks = n_agents, 0, n_agents
+        else:
+            self.n_learners, self.n_prey = n_agents, n_prey
+            self.n_landmarks = 2 if n_landmarks is None else n_landmarks
+        self.n_nodes = self.n_learners + self.n_prey + self.n_landmarks
+        self.n_types = 3 if scenario == "simple_tag" else 2
+        self._node_type = torch.cat(
+            [
+                torch.zeros(self.n_learners, dtype=torch.long),
+                torch.ones(self.n_prey, dtype=torch.long),
+                torch.full((self.n_landmarks,), self.n_types - 1, dtype=torch.long),
+            ]
+        ).to(self.device)
+        self._h = torch.nn.functional.one_hot(self._node_type, self.n_types).float()
+        self._agent_node = torch.arange(self.n_learners, device=self.device)
+        self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._ret = torch.zeros(num_envs, device=self.device)
+
+    def _finish_step(
+        self,
+        obs: Observation,
+        final_obs: Observation,
+        reward: Tensor,
+        terminated: Tensor,
+        truncated: Tensor,
+        info: dict[str, Any] | None = None,
+    ) -> StepResult:
+        """The step's result with the returns and lengths of the episodes that ended (NaN / 0
+        elsewhere); their counters start again at zero."""
+        done = terminated | truncated
+        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
+        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
+        self._t = torch.where(done, torch.zeros_like(self._t), self._t)
+        self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
+        return StepResult(
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+            episode_return=ep_ret,
+            episode_length=ep_len,
+            info={} if info is None else info,
+        )
+
+    def _make_spec(self, obs_dim: int) -> EnvSpec:
+        return EnvSpec(
+            n_agents=self.n_learners,
+            obs_dim=obs_dim,
+            state_dim=obs_dim * self.n_learners,
+            action_type="continuous" if self.continuous else "discrete",
+            action_dim=2 if self.continuous else 5,
+            episode_limit=self.episode_limit,
+            action_low=-1.0,
+            action_high=1.0,
+            n_nodes=self.n_nodes,
+            node_feat_dim=self.n_types,
+            move_directions=[] if self.continuous else list(MPE_MOVES),
+        )
+
+
+class VmasMPE(MpeBackend):
+    """VMAS backend: ``num_envs`` envs simulated as one batch of torch tensors.
+
+    Args: as :class:`MpeBackend`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            import vmas
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError("env.backend=vmas needs VMAS: pip install 'eqmarl[mpe]' (or use env.backend=mpe2)") from e
+        super().__init__(*args, **kwargs)
+        vmas_kwargs: dict[str, Any] = {}
+        vmas_scenario: Any = self.scenario
+        if self.scenario == "simple_spread_large":  # vectorized for 100s-1000s of agents (see spread_large)
             from eqmarl.envs.spread_large import make_scenario
 
             vmas_scenario = make_scenario()
-        if scenario in ("simple_spread", "simple_spread_large"):
-            kwargs["n_agents"] = n_agents
-            n_land = n_agents
-            self.n_learners, self.n_prey = n_agents, 0
+        if self.scenario in ("simple_spread", "simple_spread_large"):
+            vmas_kwargs["n_agents"] = self.n_learners
         else:
-            n_land = 2 if n_landmarks is None else n_landmarks
-            kwargs.update(num_adversaries=n_agents, num_good_agents=n_prey, num_landmarks=n_land)
-            self.n_learners, self.n_prey = n_agents, n_prey
+            vmas_kwargs.update(
+                num_adversaries=self.n_learners, num_good_agents=self.n_prey, num_landmarks=self.n_landmarks
+            )
         from vmas.simulator.environment.environment import Environment
 
         # VMAS keeps ONE random state for all its envs in a class attribute; each VmasMPE
@@ -129,47 +210,20 @@ class VmasMPE:
         outside = list(self._rng_holder)
         self._env = vmas.make_env(
             vmas_scenario,
-            num_envs=num_envs,
+            num_envs=self.num_envs,
             device=self.device,
-            continuous_actions=continuous_actions,
-            seed=seed,
-            **kwargs,
+            continuous_actions=self.continuous,
+            seed=self.seed,
+            **vmas_kwargs,
         )
         self._rng_state = list(self._rng_holder)
         self._rng_holder[:] = outside
         self._world = self._env.world
-        self.n_landmarks = n_land
-        self.episode_limit = episode_limit
-        self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self._ret = torch.zeros(num_envs, device=self.device)
-        n_nodes = self.n_learners + self.n_prey + n_land
-        n_types = 3 if scenario == "simple_tag" else 2
-        self._node_type = torch.cat(
-            [
-                torch.zeros(self.n_learners, dtype=torch.long),
-                torch.ones(self.n_prey, dtype=torch.long),
-                torch.full((n_land,), n_types - 1, dtype=torch.long),
-            ]
-        ).to(self.device)
-        self._h = torch.nn.functional.one_hot(self._node_type, n_types).float()
-        self._agent_node = torch.arange(self.n_learners, device=self.device)
         self._vmas_moves = torch.tensor([0, 3, 6, 1, 2], device=self.device)
         with self._own_rng():
             obs0 = self._env.reset()
         obs_dim = int(obs0[0].shape[-1])
-        self.spec = EnvSpec(
-            n_agents=self.n_learners,
-            obs_dim=obs_dim,
-            state_dim=obs_dim * self.n_learners,
-            action_type="continuous" if continuous_actions else "discrete",
-            action_dim=2 if continuous_actions else 5,
-            episode_limit=episode_limit,
-            action_low=-1.0,
-            action_high=1.0,
-            n_nodes=n_nodes,
-            node_feat_dim=n_types,
-            move_directions=[] if continuous_actions else list(MPE_MOVES),
-        )
+        self.spec = self._make_spec(obs_dim)
 
     # -- helpers -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -246,8 +300,6 @@ class VmasMPE:
         terminated = dones.clone() if self.scenario == "simple_tag" else torch.zeros_like(dones)
         truncated = (self._t >= self.episode_limit) & ~terminated
         done = terminated | truncated
-        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
-        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
         final_obs = obs
         if bool(done.any()):
             with self._own_rng():
@@ -258,17 +310,7 @@ class VmasMPE:
                         self._env.reset_at(i)
                     new_obs = self.observe()
             obs = new_obs.where(done, final_obs)
-            self._t = torch.where(done, torch.zeros_like(self._t), self._t)
-            self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
-        return StepResult(
-            obs=obs,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            final_obs=final_obs,
-            episode_return=ep_ret,
-            episode_length=ep_len,
-        )
+        return self._finish_step(obs, final_obs, reward, terminated, truncated)
 
     def observe(self) -> Observation:
         """The current observation (without stepping)."""
@@ -452,7 +494,7 @@ class _Mpe2Slot:
         self.env.close()
 
 
-class Mpe2MPE:
+class Mpe2MPE(MpeBackend):
     """mpe2 (PettingZoo) backend: one mpe2 env per slot, stepped in worker processes.
 
     Same interface, spec semantics and tensors as :class:`VmasMPE`; the flat observation
@@ -469,89 +511,37 @@ class Mpe2MPE:
 
     SEED_STRIDE = 100003
 
-    def __init__(
-        self,
-        scenario: str,
-        num_envs: int,
-        n_agents: int = 3,
-        n_landmarks: int | None = None,
-        n_prey: int = 1,
-        continuous_actions: bool = True,
-        episode_limit: int = 25,
-        prey_policy: str = "flee",
-        seed: int = 0,
-        device: str = "cpu",
-        workers: int = 2,
-    ) -> None:
+    def __init__(self, *args: Any, workers: int = 2, **kwargs: Any) -> None:
         import functools
 
         try:
             import mpe2  # noqa: F401
         except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "env.backend=mpe2 needs mpe2: pip install 'eqmarl[mpe]' (or use env.backend=vmas)"
-            ) from e
+            raise ImportError("env.backend=mpe2 needs mpe2: pip install 'eqmarl[mpe]' (or use env.backend=vmas)") from e
         from eqmarl.envs.vector import ProcessVectorEnv
 
-        check_mpe_args(scenario, prey_policy)
-        if scenario == "simple_spread_large":
+        super().__init__(*args, **kwargs)
+        if self.scenario == "simple_spread_large":
             raise ValueError("env.scenario=simple_spread_large needs env.backend=vmas (it is a VMAS scenario)")
-        self.scenario = scenario
-        self.num_envs = num_envs
-        self.device = torch.device(device)
-        self.continuous = continuous_actions
-        self.prey_policy = prey_policy
-        self.episode_limit = episode_limit
-        if scenario == "simple_spread":
-            n_land, self.n_learners, self.n_prey = n_agents, n_agents, 0
-        else:
-            n_land = 2 if n_landmarks is None else n_landmarks
-            self.n_learners, self.n_prey = n_agents, n_prey
-        self.n_landmarks = n_land
-        n_nodes = self.n_learners + self.n_prey + n_land
-        n_types = 2 if scenario == "simple_spread" else 3
-        node_type = torch.cat(
-            [
-                torch.zeros(self.n_learners, dtype=torch.long),
-                torch.ones(self.n_prey, dtype=torch.long),
-                torch.full((n_land,), n_types - 1, dtype=torch.long),
-            ]
-        )
-        self._h = torch.nn.functional.one_hot(node_type, n_types).float().to(self.device)
-        self._agent_node = torch.arange(self.n_learners, device=self.device)
-        self._node_mask = torch.ones(num_envs, n_nodes, dtype=torch.bool, device=self.device)
+        self._node_mask = torch.ones(self.num_envs, self.n_nodes, dtype=torch.bool, device=self.device)
         factory = functools.partial(
             _Mpe2Slot,
-            scenario=scenario,
-            n_agents=n_agents,
-            n_landmarks=n_land,
+            scenario=self.scenario,
+            n_agents=self.n_learners,
+            n_landmarks=self.n_landmarks,
             n_prey=self.n_prey,
-            continuous_actions=continuous_actions,
-            episode_limit=episode_limit,
-            prey_policy=prey_policy,
+            continuous_actions=self.continuous,
+            episode_limit=self.episode_limit,
+            prey_policy=self.prey_policy,
         )
         self._pool = ProcessVectorEnv(
-            [factory] * num_envs,
+            [factory] * self.num_envs,
             workers=workers,
             preload=["torch", "mpe2.simple_spread_v3", "mpe2.simple_tag_v3", __name__],
         )
-        self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self._ret = torch.zeros(num_envs, device=self.device)
-        self._last = self._observation(self._pool.reset(self._seeds(seed)))
+        self._last = self._observation(self._pool.reset(self._seeds(self.seed)))
         obs_dim = int(self._last.obs.shape[-1])
-        self.spec = EnvSpec(
-            n_agents=self.n_learners,
-            obs_dim=obs_dim,
-            state_dim=obs_dim * self.n_learners,
-            action_type="continuous" if continuous_actions else "discrete",
-            action_dim=2 if continuous_actions else 5,
-            episode_limit=episode_limit,
-            action_low=-1.0,
-            action_high=1.0,
-            n_nodes=n_nodes,
-            node_feat_dim=n_types,
-            move_directions=[] if continuous_actions else list(MPE_MOVES),
-        )
+        self.spec = self._make_spec(obs_dim)
 
     @property
     def restarts(self) -> int:
@@ -595,10 +585,7 @@ class Mpe2MPE:
 
     def step(self, actions: Tensor) -> StepResult:
         a = actions.detach().cpu()
-        if self.continuous:
-            a = a.float().clamp(self.spec.action_low, self.spec.action_high)
-        else:
-            a = a.long()
+        a = a.float().clamp(self.spec.action_low, self.spec.action_high) if self.continuous else a.long()
         rec, restarted_np = self._pool.step(a.numpy())
         obs = self._observation(rec)
         final_obs = self._observation(rec, "final_")
@@ -616,22 +603,8 @@ class Mpe2MPE:
             terminated = terminated & ~restarted
         self._t += (~restarted).long()
         self._ret += reward[:, 0]
-        done = terminated | truncated
-        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
-        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
-        self._t = torch.where(done, torch.zeros_like(self._t), self._t)
-        self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
         self._last = obs
-        return StepResult(
-            obs=obs,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            final_obs=final_obs,
-            episode_return=ep_ret,
-            episode_length=ep_len,
-            info={"worker_restart": restarted},
-        )
+        return self._finish_step(obs, final_obs, reward, terminated, truncated, info={"worker_restart": restarted})
 
     def close(self) -> None:
         pool = getattr(self, "_pool", None)

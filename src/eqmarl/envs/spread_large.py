@@ -32,90 +32,84 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from vmas.simulator.core import Agent, Landmark, Sphere, World
+from vmas.simulator.scenario import BaseScenario
+from vmas.simulator.utils import Color
 
 AGENT_RADIUS = 0.15
 
 
-def _vmas():  # type: ignore[no-untyped-def]
-    from vmas.simulator.core import Agent, Landmark, Sphere, World
-    from vmas.simulator.scenario import BaseScenario
-    from vmas.simulator.utils import Color
+class VectorizedWorld(World):
+    """VMAS World whose agent-agent contact forces are computed over all pairs at once."""
 
-    return Agent, Landmark, Sphere, World, BaseScenario, Color
+    def _apply_vectorized_enviornment_force(self) -> None:
+        agents = self.agents
+        pos = torch.stack([a.state.pos for a in agents], dim=1)  # [B, N, 2]
+        delta = pos.unsqueeze(2) - pos.unsqueeze(1)  # [B, N, N, 2]: p_i - p_j
+        dist = torch.linalg.vector_norm(delta, dim=-1)
+        dist_min = 2 * AGENT_RADIUS
+        k = self._contact_margin
+        pen = torch.logaddexp(torch.zeros((), device=self.device), (dist_min - dist) / k) * k
+        force = self._collision_force * delta / torch.where(dist > 0, dist, 1e-8).unsqueeze(-1) * pen.unsqueeze(-1)
+        off = (dist < 1e-6) | (dist > dist_min)  # also removes i == j
+        force = torch.where(off.unsqueeze(-1), 0.0, force).sum(2)  # [B, N, 2]
+        for i, a in enumerate(agents):
+            self.forces_dict[a] = self.forces_dict[a] + force[:, i]
+
+
+class Scenario(BaseScenario):
+    def make_world(self, batch_dim: int, device: torch.device, **kwargs: Any) -> Any:
+        n = int(kwargs.pop("n_agents", 3))
+        world = VectorizedWorld(batch_dim=batch_dim, device=device)
+        for i in range(n):
+            agent = Agent(name=f"agent_{i}", collide=True, shape=Sphere(radius=AGENT_RADIUS), color=Color.BLUE)
+            agent._eqmarl_index = i
+            world.add_agent(agent)
+        for i in range(n):
+            world.add_landmark(Landmark(name=f"landmark {i}", collide=False, color=Color.BLACK))
+        self.n = n
+        return world
+
+    def reset_world_at(self, env_index: int | None = None) -> None:
+        w = self.world
+        shape = (1, w.dim_p) if env_index is not None else (w.batch_dim, w.dim_p)
+        for ent in w.agents + w.landmarks:
+            ent.set_pos(torch.zeros(shape, device=w.device).uniform_(-1.0, 1.0), batch_index=env_index)
+
+    def _compute(self) -> None:
+        """Reward and observations of every agent at once (VMAS asks agent 0 first)."""
+        w = self.world
+        pos = torch.stack([a.state.pos for a in w.agents], dim=1)  # [B, N, 2]
+        land = torch.stack([lm.state.pos for lm in w.landmarks], dim=1)  # [B, L, 2]
+        vel = torch.stack([a.state.vel for a in w.agents], dim=1)
+        d_la = torch.cdist(land, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, L, N]
+        cover = d_la.min(-1).values.mean(-1)  # [B]
+        d_aa = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, N, N]
+        eye = torch.eye(self.n, dtype=torch.bool, device=w.device)
+        overlap = (d_aa < 2 * AGENT_RADIUS) & ~eye
+        self.collisions = overlap.sum(-1).float()  # [B, N] other agents touching each agent
+        self.cover = cover
+        self.rew = -cover - self.collisions.sum(-1) / self.n
+        nl = d_la.argmin(1)  # [B, N] nearest landmark of each agent
+        na = d_aa.masked_fill(eye, float("inf")).argmin(-1)  # [B, N] nearest other agent
+        rel_l = torch.gather(land, 1, nl.unsqueeze(-1).expand(-1, -1, 2)) - pos
+        rel_a = torch.gather(pos, 1, na.unsqueeze(-1).expand(-1, -1, 2)) - pos
+        self.obs_all = torch.cat([pos, vel, rel_l, rel_a], dim=-1)  # [B, N, 8]
+
+    def reward(self, agent: Any) -> Tensor:
+        if agent._eqmarl_index == 0:  # a new step: recompute for everyone
+            self._compute()
+        return self.rew
+
+    def observation(self, agent: Any) -> Tensor:
+        if agent._eqmarl_index == 0:
+            self._compute()
+        return self.obs_all[:, agent._eqmarl_index]
+
+    def info(self, agent: Any) -> dict[str, Tensor]:
+        return {}
 
 
 def make_scenario() -> Any:
     """A fresh VMAS scenario object for ``vmas.make_env(scenario=...)``."""
-    Agent, Landmark, Sphere, World, BaseScenario, Color = _vmas()
-
-    class VectorizedWorld(World):
-        """VMAS World whose agent-agent contact forces are computed over all pairs at once."""
-
-        def _apply_vectorized_enviornment_force(self) -> None:
-            agents = self.agents
-            pos = torch.stack([a.state.pos for a in agents], dim=1)  # [B, N, 2]
-            delta = pos.unsqueeze(2) - pos.unsqueeze(1)  # [B, N, N, 2]: p_i - p_j
-            dist = torch.linalg.vector_norm(delta, dim=-1)
-            dist_min = 2 * AGENT_RADIUS
-            k = self._contact_margin
-            pen = torch.logaddexp(torch.zeros((), device=self.device), (dist_min - dist) / k) * k
-            force = self._collision_force * delta / torch.where(dist > 0, dist, 1e-8).unsqueeze(-1) * pen.unsqueeze(-1)
-            off = (dist < 1e-6) | (dist > dist_min)  # also removes i == j
-            force = torch.where(off.unsqueeze(-1), 0.0, force).sum(2)  # [B, N, 2]
-            for i, a in enumerate(agents):
-                self.forces_dict[a] = self.forces_dict[a] + force[:, i]
-
-    class Scenario(BaseScenario):
-        def make_world(self, batch_dim: int, device: torch.device, **kwargs: Any) -> Any:
-            n = int(kwargs.pop("n_agents", 3))
-            world = VectorizedWorld(batch_dim=batch_dim, device=device)
-            for i in range(n):
-                agent = Agent(name=f"agent_{i}", collide=True, shape=Sphere(radius=AGENT_RADIUS), color=Color.BLUE)
-                agent._eqmarl_index = i
-                world.add_agent(agent)
-            for i in range(n):
-                world.add_landmark(Landmark(name=f"landmark {i}", collide=False, color=Color.BLACK))
-            self.n = n
-            return world
-
-        def reset_world_at(self, env_index: int | None = None) -> None:
-            w = self.world
-            shape = (1, w.dim_p) if env_index is not None else (w.batch_dim, w.dim_p)
-            for ent in w.agents + w.landmarks:
-                ent.set_pos(torch.zeros(shape, device=w.device).uniform_(-1.0, 1.0), batch_index=env_index)
-
-        def _compute(self) -> None:
-            """Reward and observations of every agent at once (VMAS asks agent 0 first)."""
-            w = self.world
-            pos = torch.stack([a.state.pos for a in w.agents], dim=1)  # [B, N, 2]
-            land = torch.stack([lm.state.pos for lm in w.landmarks], dim=1)  # [B, L, 2]
-            vel = torch.stack([a.state.vel for a in w.agents], dim=1)
-            d_la = torch.cdist(land, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, L, N]
-            cover = d_la.min(-1).values.mean(-1)  # [B]
-            d_aa = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B, N, N]
-            eye = torch.eye(self.n, dtype=torch.bool, device=w.device)
-            overlap = (d_aa < 2 * AGENT_RADIUS) & ~eye
-            self.collisions = overlap.sum(-1).float()  # [B, N] other agents touching each agent
-            self.cover = cover
-            self.rew = -cover - self.collisions.sum(-1) / self.n
-            nl = d_la.argmin(1)  # [B, N] nearest landmark of each agent
-            na = d_aa.masked_fill(eye, float("inf")).argmin(-1)  # [B, N] nearest other agent
-            rel_l = torch.gather(land, 1, nl.unsqueeze(-1).expand(-1, -1, 2)) - pos
-            rel_a = torch.gather(pos, 1, na.unsqueeze(-1).expand(-1, -1, 2)) - pos
-            self.obs_all = torch.cat([pos, vel, rel_l, rel_a], dim=-1)  # [B, N, 8]
-
-        def reward(self, agent: Any) -> Tensor:
-            if agent._eqmarl_index == 0:  # a new step: recompute for everyone
-                self._compute()
-            return self.rew
-
-        def observation(self, agent: Any) -> Tensor:
-            if agent._eqmarl_index == 0:
-                self._compute()
-            return self.obs_all[:, agent._eqmarl_index]
-
-        def info(self, agent: Any) -> dict[str, Tensor]:
-            return {}
-
-    scen = Scenario()
-    return scen
+    return Scenario()

@@ -30,11 +30,13 @@ guard their entry point with ``if __name__ == "__main__":``.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,18 +89,14 @@ def _worker(conn: Connection, env_fns: list[EnvFactory], threads: int) -> None:
     except (BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
         pass
     except Exception:  # env construction failed
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             conn.send(("error", traceback.format_exc()))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
     finally:
         for env in envs:
             close = getattr(env, "close", None)
             if close is not None:
-                try:
+                with contextlib.suppress(Exception):
                     close()
-                except Exception:
-                    pass
         conn.close()
 
 
@@ -139,7 +137,7 @@ class ProcessVectorEnv:
         self.max_restarts = max_restarts
         self.threads = threads
         self.restarts = 0
-        self._ctx = mp.get_context(context)
+        self._ctx: Any = mp.get_context(context)  # the chosen start method's context (Process, Pipe)
         if context == "forkserver" and preload:
             # Only honoured before the (process-wide) fork server starts.
             self._ctx.set_forkserver_preload(list(preload))
@@ -198,6 +196,8 @@ class ProcessVectorEnv:
 
     def _send(self, w: int, msg: tuple[str, Any]) -> bool:
         conn = self._conns[w]
+        if conn is None:
+            return False
         try:
             conn.send(msg)
             return True
@@ -207,6 +207,8 @@ class ProcessVectorEnv:
     def _recv(self, w: int) -> Any:
         """Answer of worker ``w``; raises :class:`WorkerCrash` if it died or hung."""
         conn, proc = self._conns[w], self._procs[w]
+        if conn is None or proc is None:
+            raise WorkerCrash(f"env worker {w} is not running")
         start = time.monotonic()
         try:
             while not conn.poll(1.0):
@@ -294,7 +296,7 @@ class ProcessVectorEnv:
             except Exception:  # pragma: no cover - best effort at shutdown
                 pass
 
-    def __enter__(self) -> "ProcessVectorEnv":
+    def __enter__(self) -> ProcessVectorEnv:
         return self
 
     def __exit__(self, *exc: object) -> None:

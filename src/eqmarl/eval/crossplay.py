@@ -33,12 +33,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from eqmarl.build import make_env
 from eqmarl.config import ENV_SCHEMAS, AlgoConfig, ConfigError, EnvConfig, ModelConfig
-from eqmarl.envs import make_env
 from eqmarl.envs.base import MultiAgentEnv, Observation
 from eqmarl.models import make_policy
-from eqmarl.symmetry.eqc import EQC
 from eqmarl.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint
+from eqmarl.wrappers.eqc import EQC
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:
@@ -124,9 +124,7 @@ def build_policy(ckpt: Checkpoint, env: MultiAgentEnv, test_time_eqc: str | None
 
 
 @torch.no_grad()
-def play(
-    env: MultiAgentEnv, seat_policies: list[nn.Module], greedy: bool = False, seed: int = 0
-) -> Tensor:
+def play(env: MultiAgentEnv, seat_policies: list[nn.Module], greedy: bool = False, seed: int = 0) -> Tensor:
     """One episode in each of the env's ``N`` games with the given policy per seat.
 
     Args:
@@ -143,7 +141,7 @@ def play(
     if len(seat_policies) != a:
         raise ValueError(f"need one policy per seat ({a}), got {len(seat_policies)}")
     unique = list({id(p): p for p in seat_policies}.values())
-    seat_of = torch.tensor([[i for i, u in enumerate(unique) if u is p][0] for p in seat_policies], device=env.device)
+    seat_of = torch.tensor([next(i for i, u in enumerate(unique) if u is p) for p in seat_policies], device=env.device)
     gen = torch.Generator(device=env.device).manual_seed(seed)
     obs: Observation = env.reset(seed=seed)
     ret = torch.full((n,), float("nan"), device=env.device)
@@ -260,7 +258,7 @@ def format_table(result: dict[str, Any]) -> str:
     """Plain-text table: the matrix of each variant and its SP/XP lines."""
     lines = []
     names = result["runs"]
-    width = max(8, max(len(n) for n in names))
+    width = max(8, *(len(n) for n in names))
     for variant, s in result["variants"].items():
         title = "raw policies" if variant == "raw" else f"test-time EQC over {s['test_time_eqc']}"
         lines.append(f"== {title}: mean return per pairing (row: seat 0, column: other seats), {result['games']} games")
@@ -305,9 +303,11 @@ def plot_heatmaps(result: dict[str, Any], path: Path) -> Path:
 
     variants = list(result["variants"].items())
     k = len(result["runs"])
-    fig, axes = plt.subplots(1, len(variants), figsize=(1.0 + 1.1 * k * len(variants) + 1.5, 1.2 + 1.0 * k), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(variants), figsize=(1.0 + 1.1 * k * len(variants) + 1.5, 1.2 + 1.0 * k), squeeze=False
+    )
     all_vals = [v for _, s in variants for row in s["matrix"] for v in row]
-    lo, hi = min(all_vals + [0.0]), max(all_vals)
+    lo, hi = min([*all_vals, 0.0]), max(all_vals)
     for ax, (variant, s) in zip(axes[0], variants):
         m = torch.tensor(s["matrix"])
         im = ax.imshow(m.numpy(), vmin=lo, vmax=hi if hi > lo else lo + 1, cmap="viridis")

@@ -12,6 +12,7 @@ import bisect
 import csv
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,10 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> Pa
     m = read_metrics(metrics_csv)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     steps = m.get("env_steps", [])
-    for key, style, label in (("train_return", "-", "train (stochastic)"), ("eval_return", "o-", "eval (deterministic)")):
+    for key, style, label in (
+        ("train_return", "-", "train (stochastic)"),
+        ("eval_return", "o-", "eval (deterministic)"),
+    ):
         pts = [(s, v) for s, v in zip(steps, m.get(key, [])) if not math.isnan(v)]
         if pts:
             xs, ys = zip(*pts)
@@ -86,8 +90,7 @@ def find_runs(dirs: list[Path], metric: str = "eval_return") -> list[RunCurve]:
     """
     seen: set[Path] = set()
     runs: list[RunCurve] = []
-    for d in dirs:
-        d = Path(d)
+    for d in map(Path, dirs):
         for csv_path in sorted([d / "metrics.csv"] if (d / "metrics.csv").exists() else d.rglob("metrics.csv")):
             run = csv_path.parent.resolve()
             cfg_path = run / "config.json"
@@ -98,9 +101,7 @@ def find_runs(dirs: list[Path], metric: str = "eval_return") -> list[RunCurve]:
             env = cfg.get("env", {})
             task = env.get("name", "?") + (f"/{env['scenario']}" if env.get("scenario") else "")
             cols = read_metrics(csv_path)
-            pts = sorted(
-                (s, v) for s, v in zip(cols.get("env_steps", []), cols.get(metric, [])) if not math.isnan(v)
-            )
+            pts = sorted((s, v) for s, v in zip(cols.get("env_steps", []), cols.get(metric, [])) if not math.isnan(v))
             runs.append(
                 RunCurve(
                     path=run,
@@ -190,7 +191,7 @@ def value_at(run: RunCurve, x: float) -> float | None:
 
 
 def threshold_summary(
-    groups: dict[str, dict[str, list[RunCurve]]], thresholds: dict[str, float], at_steps: list[float] = ()
+    groups: dict[str, dict[str, list[RunCurve]]], thresholds: dict[str, float], at_steps: Sequence[float] = ()
 ) -> dict[str, dict[str, Any]]:
     """Per task and model: env steps to first reach the task's threshold.
 
@@ -225,8 +226,8 @@ def threshold_summary(
                 entry["at"] = {}
                 for x in at_steps:
                     ys = [y for y in (value_at(r, x) for r in runs) if y is not None]
-                    mu, se = mean_se(ys) if ys else (None, None)
-                    entry["at"][f"{x:g}"] = {"mean": mu, "se": se, "n": len(ys)}
+                    mu_x, se_x = mean_se(ys) if ys else (None, None)
+                    entry["at"][f"{x:g}"] = {"mean": mu_x, "se": se_x, "n": len(ys)}
             if thr is not None:
                 per_seed = [steps_to_threshold(r.steps, r.values, thr) for r in runs]
                 hit = [s for s in per_seed if s is not None]

@@ -9,14 +9,16 @@ a checkpoint at the next iteration boundary followed by submitit's requeue.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from eqmarl.config import Config
 
@@ -78,7 +80,10 @@ def run_training(
         trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device), checkpoint=Path(checkpoint))
         resume_iteration = trainer.iteration
         if main:
-            print(f"[eqmarl] resumed {run_dir} at iteration {trainer.iteration} ({trainer.env_steps} env steps)", flush=True)
+            print(
+                f"[eqmarl] resumed {run_dir} at iteration {trainer.iteration} ({trainer.env_steps} env steps)",
+                flush=True,
+            )
     if world_size > 1 and main:
         print(
             f"[eqmarl] {cfg.learner.name} over {world_size} ranks: per-rank batch {trainer.batch_frames} frames, "
@@ -251,10 +256,8 @@ class TrainJob:
         ckpt = self.checkpoint_path
         requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
         if ckpt is None or requeued:  # a requeued job continues from the run's newest checkpoint
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 ckpt = resolve_checkpoint(self.run_dir)
-            except FileNotFoundError:
-                pass
         sig = _preempt_signal()
         submitit_handler = signal.getsignal(sig) if in_submitit_job() else None
         if submitit_handler is not None:
@@ -267,7 +270,8 @@ class TrainJob:
             if submitit_handler is not None:
                 signal.signal(sig, submitit_handler)
         if world > 1:  # ranks must end in sync; the digest makes that checkable from the job logs
-            print(f"[eqmarl] rank {rank}/{world}: parameter digest {parameter_digest(trainer.strategy.plain_state_dict())}", flush=True)
+            digest = parameter_digest(trainer.strategy.plain_state_dict())
+            print(f"[eqmarl] rank {rank}/{world}: parameter digest {digest}", flush=True)
         if self.preempted and callable(submitit_handler):
             if rank == 0:
                 print("[eqmarl] checkpoint saved; handing over to submitit to requeue", flush=True)
@@ -307,12 +311,17 @@ class TrainJob:
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         if restarts >= self.cfg.cluster.max_requeues:
             print(
-                f"[eqmarl] not requeued: restarted {restarts} times (cluster.max_requeues={self.cfg.cluster.max_requeues}); "
+                f"[eqmarl] not requeued: restarted {restarts} times "
+                f"(cluster.max_requeues={self.cfg.cluster.max_requeues}); "
                 f"continue with resume={self.run_dir}",
                 file=sys.stderr,
                 flush=True,
             )
             return None
         if not self.preempted:
-            print("[eqmarl] checkpoint() outside an iteration boundary: the requeued job resumes from the last saved checkpoint", flush=True)
+            print(
+                "[eqmarl] checkpoint() outside an iteration boundary: "
+                "the requeued job resumes from the last saved checkpoint",
+                flush=True,
+            )
         return DelayedSubmission(TrainJob(self.cfg, self.run_dir))

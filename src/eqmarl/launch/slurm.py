@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import copy
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
 from omegaconf import open_dict, read_write
-
 
 
 class SlurmLauncher(_SubmititSlurmLauncher):

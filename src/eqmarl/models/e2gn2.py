@@ -13,12 +13,12 @@ from torch import Tensor, nn
 
 from eqmarl.envs.base import EnvSpec
 from eqmarl.models.egnn import EGNNLayer
-from eqmarl.models.gnn import GraphEncoder, build_graph_encoder
+from eqmarl.models.message_passing import GraphEncoder, build_graph_encoder
 from eqmarl.models.mlp import make_mlp
 from eqmarl.models.policy import register_encoder
 
 if TYPE_CHECKING:
-    from eqmarl.config import ModelConfig
+    from eqmarl.models.policy import ModelParams
 
 __all__ = ["E2GN2Layer", "build_e2gn2"]
 
@@ -50,7 +50,7 @@ class E2GN2Layer(EGNNLayer):
         hidden: width ``H``.
         activation: one of ``tanh, relu, silu, elu``.
         n_channels: number ``K >= 1`` of vector channels.
-        update_h: compute ``h'`` (see :class:`~eqmarl.models.gnn.GNNLayer`).
+        update_h: compute ``h'`` (see :class:`~eqmarl.models.message_passing.MessagePassingLayer`).
         update_u: compute ``u'`` (else no ``phi_u`` and no ``phi_u2``).
         gate_gain: xavier gain of ``phi_u2``'s last linear map.
     """
@@ -67,9 +67,7 @@ class E2GN2Layer(EGNNLayer):
         super().__init__(hidden, activation, n_channels, update_h=update_h, update_u=update_u)
         # phi_u2: m_i -> H -> one scalar per channel
         self.gate_mlp = (
-            nn.Sequential(make_mlp([hidden, hidden], activation), nn.Linear(hidden, n_channels))
-            if update_u
-            else None
+            nn.Sequential(make_mlp([hidden, hidden], activation), nn.Linear(hidden, n_channels)) if update_u else None
         )
         self.reset_gate(gate_gain)
 
@@ -78,6 +76,7 @@ class E2GN2Layer(EGNNLayer):
         if self.gate_mlp is None:
             return
         out = self.gate_mlp[-1]
+        assert isinstance(out, nn.Linear)
         nn.init.xavier_uniform_(out.weight, gain=gain)
         nn.init.zeros_(out.bias)
 
@@ -91,7 +90,7 @@ class E2GN2Layer(EGNNLayer):
         return u * gate + coef * agg
 
 
-def build_e2gn2(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
+def build_e2gn2(cfg: ModelParams, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
     """``model.name=e2gn2`` (actor: ``u`` is the action mean; critic: value from ``h``;
     the graph is global, so a centralized critic is the same network)."""
     encoder = build_graph_encoder("e2gn2", E2GN2Layer, cfg, spec, role, equivariant=True)

@@ -13,17 +13,17 @@ import torch
 from torch import Tensor, nn
 
 from eqmarl.envs.base import EnvSpec
-from eqmarl.models.gnn import GNNLayer, GraphEncoder, _small_linear, build_graph_encoder
+from eqmarl.models.message_passing import GraphEncoder, MessagePassingLayer, build_graph_encoder, small_linear
 from eqmarl.models.mlp import make_mlp
 from eqmarl.models.policy import register_encoder
 
 if TYPE_CHECKING:
-    from eqmarl.config import ModelConfig
+    from eqmarl.models.policy import ModelParams
 
 __all__ = ["EGNNLayer", "build_egnn"]
 
 
-class EGNNLayer(GNNLayer):
+class EGNNLayer(MessagePassingLayer):
     """E(n)-equivariant layer with ``K`` vector channels ``u^k`` (position, velocity).
 
     For node ``i`` and its neighbours ``j`` (``C = 1/(M-1)``, ``M`` real nodes)::
@@ -45,7 +45,7 @@ class EGNNLayer(GNNLayer):
         hidden: width ``H``.
         activation: one of ``tanh, relu, silu, elu``.
         n_channels: number ``K >= 1`` of vector channels.
-        update_h: compute ``h'`` (see :class:`~eqmarl.models.gnn.GNNLayer`).
+        update_h: compute ``h'`` (see :class:`~eqmarl.models.message_passing.MessagePassingLayer`).
         update_u: compute ``u'`` (else no ``phi_u``).
     """
 
@@ -61,7 +61,7 @@ class EGNNLayer(GNNLayer):
         self.register_buffer("_triu", iu, persistent=False)
         # phi_u: m_ij -> H -> K*K channel-mixing scalars
         self.coord_mlp = (
-            nn.Sequential(make_mlp([hidden, hidden], activation), _small_linear(hidden, n_channels * n_channels))
+            nn.Sequential(make_mlp([hidden, hidden], activation), small_linear(hidden, n_channels * n_channels))
             if update_u
             else None
         )
@@ -91,7 +91,7 @@ class EGNNLayer(GNNLayer):
         return u + coef * agg
 
 
-def build_egnn(cfg: ModelConfig, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
+def build_egnn(cfg: ModelParams, spec: EnvSpec, role: str, centralized: bool) -> GraphEncoder:
     """``model.name=egnn`` (actor: ``u`` is the action mean; critic: value from ``h``;
     the graph is global, so a centralized critic is the same network)."""
     return build_graph_encoder("egnn", EGNNLayer, cfg, spec, role, equivariant=True)

@@ -29,6 +29,18 @@ class ActorFeatures(NamedTuple):
     h_nodes: Tensor | None = None
 
 
+class Encoder(nn.Module):
+    """Base of every encoder: ``Observation -> ActorFeatures``.
+
+    Attributes:
+        out_dim: width of ``h``.
+        equivariant: ``u`` is an O(2)-equivariant vector (the continuous action mean).
+    """
+
+    out_dim: int
+    equivariant: bool = False
+
+
 def _linear(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
     lin = nn.Linear(in_dim, out_dim)
     nn.init.orthogonal_(lin.weight, gain)
@@ -46,7 +58,7 @@ class GaussianHead(nn.Module):
     def __init__(self, in_dim: int, action_dim: int, equivariant: bool, init_log_std: float) -> None:
         super().__init__()
         self.equivariant = equivariant
-        self.mean = None if equivariant else _linear(in_dim, action_dim, 0.01)
+        self.mean: nn.Linear | None = None if equivariant else _linear(in_dim, action_dim, 0.01)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
 
     def forward(self, feats: ActorFeatures, action_mask: Tensor | None = None) -> DiagGaussian:
@@ -55,6 +67,7 @@ class GaussianHead(nn.Module):
                 raise ValueError("an equivariant Gaussian head needs an equivariant encoder (u)")
             mean = feats.u
         else:
+            assert self.mean is not None  # built when not equivariant
             mean = self.mean(feats.h)
         return DiagGaussian(mean, self.log_std)
 
@@ -128,6 +141,9 @@ class MoveDirectionMap(nn.Module):
         move_directions: ``[(action_index, dx, dy)]`` as in ``EnvSpec.move_directions``.
         threshold: vectors shorter than this map to the no-op.
     """
+
+    action_index: Tensor
+    directions: Tensor
 
     def __init__(self, move_directions: list[tuple[int, float, float]], threshold: float = 0.1) -> None:
         super().__init__()

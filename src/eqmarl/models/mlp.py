@@ -8,17 +8,18 @@ import torch
 from torch import Tensor, nn
 
 from eqmarl.envs.base import Observation
-from eqmarl.models.heads import ActorFeatures
+from eqmarl.models.heads import ActorFeatures, Encoder
+
 
 class _SigmoidTanh(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor) -> Tensor:
         y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
         return torch.ops.aten.tanh_backward(grad, y)
 
@@ -54,7 +55,7 @@ def make_mlp(sizes: list[int], activation: str, last_activation: bool = True) ->
     return nn.Sequential(*layers)
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(Encoder):
     """``obs [E, A, obs_dim] -> h [E, A, hidden]``; not equivariant (a baseline).
 
     Args:

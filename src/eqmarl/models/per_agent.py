@@ -17,14 +17,17 @@ on another count fails with a clear error.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from eqmarl.envs.base import EnvSpec, Observation
-from eqmarl.models.heads import ActorFeatures, CategoricalHead, GaussianHead, ValueHead
+from eqmarl.models.heads import ActorFeatures, CategoricalHead, Encoder, GaussianHead, ValueHead
 from eqmarl.models.mlp import ACTIVATIONS
+
+if TYPE_CHECKING:
+    from eqmarl.models.policy import ModelParams, Policy
 
 
 class PerAgentLinear(nn.Module):
@@ -57,7 +60,7 @@ class PerAgentLinear(nn.Module):
         return y.transpose(0, 1).reshape(*lead, self.n_agents, -1)
 
 
-class PerAgentMLPEncoder(nn.Module):
+class PerAgentMLPEncoder(Encoder):
     """``obs [E, A, in] -> h [E, A, hidden]`` with per-agent layers.
 
     Args:
@@ -91,7 +94,7 @@ class PerAgentMLPEncoder(nn.Module):
         return ActorFeatures(h=self.net(x))
 
 
-def make_per_agent_policy(model_cfg: Any, spec: EnvSpec, centralized_critic: bool) -> nn.Module:
+def make_per_agent_policy(model_cfg: ModelParams, spec: EnvSpec, centralized_critic: bool) -> Policy:
     """The policy of ``model.share_params=false`` (see the module docstring)."""
     from eqmarl.models.policy import Policy
 
@@ -112,10 +115,11 @@ def make_per_agent_policy(model_cfg: Any, spec: EnvSpec, centralized_critic: boo
     policy = Policy(actor, critic, spec, init_log_std=model_cfg.init_log_std)
     head = policy.head
     if isinstance(head, GaussianHead):
-        head.mean = PerAgentLinear(a, model_cfg.hidden, spec.action_dim, gain=0.01)
+        # the heads call these maps on h [..., A, H]; a per-agent map stands in for the Linear
+        head.mean = PerAgentLinear(a, model_cfg.hidden, spec.action_dim, gain=0.01)  # type: ignore[assignment]
         head.log_std = nn.Parameter(head.log_std.detach().expand(a, -1).clone())
     elif isinstance(head, CategoricalHead):
-        head.logits = PerAgentLinear(a, model_cfg.hidden, spec.action_dim, gain=0.01)
+        head.logits = PerAgentLinear(a, model_cfg.hidden, spec.action_dim, gain=0.01)  # type: ignore[assignment]
     assert isinstance(policy.value_head, ValueHead)
-    policy.value_head.v = PerAgentLinear(a, model_cfg.hidden, 1, gain=1.0)
+    policy.value_head.v = PerAgentLinear(a, model_cfg.hidden, 1, gain=1.0)  # type: ignore[assignment]
     return policy

@@ -8,19 +8,39 @@ with attributes ``out_dim`` and ``equivariant``.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from eqmarl.envs.base import EnvSpec, Observation
-from eqmarl.models.heads import CategoricalHead, GaussianHead, ValueHead
+from eqmarl.models.heads import CategoricalHead, Encoder, GaussianHead, ValueHead
 from eqmarl.models.mlp import MLPEncoder
 
-EncoderBuilder = Callable[..., nn.Module]
+
+class ModelParams(Protocol):
+    """What encoder builders read of ``model.*`` (:class:`eqmarl.config.ModelConfig` has it).
+
+    Models depend on this protocol, not on the config module, which sits above them.
+    """
+
+    name: str
+    hidden: int
+    layers: int
+    activation: str
+    init_log_std: float
+    graph_backend: str
+    use_velocity: bool
+    knn: int
+    activation_checkpointing: bool
+    share_params: bool
 
 
-def _build_mlp(cfg, spec: EnvSpec, role: str, centralized: bool) -> nn.Module:
+EncoderBuilder = Callable[["ModelParams", EnvSpec, str, bool], Encoder]
+
+
+def _build_mlp(cfg: ModelParams, spec: EnvSpec, role: str, centralized: bool) -> Encoder:
     if role == "critic" and centralized:
         return MLPEncoder(spec.state_dim, cfg.hidden, cfg.layers, cfg.activation, "state", spec.n_agents)
     return MLPEncoder(spec.obs_dim, cfg.hidden, cfg.layers, cfg.activation, "obs", spec.n_agents)
@@ -42,19 +62,27 @@ class ActOutput(NamedTuple):
 
 class ActorCritic:
     """``act`` and ``evaluate`` from a module's ``distribution(obs)`` and ``value(obs)``
-    (shared by :class:`Policy` and wrappers such as :class:`~eqmarl.symmetry.eqc.EQC`)."""
+    (shared by :class:`Policy` and wrappers such as :class:`~eqmarl.wrappers.eqc.EQC`)."""
+
+    def distribution(self, obs: Observation) -> Any:
+        """The action distribution (``sample``, ``mode``, ``log_prob``, ``entropy``)."""
+        raise NotImplementedError
+
+    def value(self, obs: Observation) -> Tensor:
+        """``[E, A]`` values."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def act(self, obs: Observation, deterministic: bool = False) -> ActOutput:
         """Sample (or take the mode of) the policy; log-prob and value of that action."""
-        dist = self.distribution(obs)  # type: ignore[attr-defined]
+        dist = self.distribution(obs)
         action = dist.mode() if deterministic else dist.sample()
-        return ActOutput(action, dist.log_prob(action), self.value(obs))  # type: ignore[attr-defined]
+        return ActOutput(action, dist.log_prob(action), self.value(obs))
 
     def evaluate(self, obs: Observation, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Log-prob ``[E, A]``, entropy ``[E, A]`` and value ``[E, A]`` of ``action``."""
-        dist = self.distribution(obs)  # type: ignore[attr-defined]
-        return dist.log_prob(action), dist.entropy(), self.value(obs)  # type: ignore[attr-defined]
+        dist = self.distribution(obs)
+        return dist.log_prob(action), dist.entropy(), self.value(obs)
 
     def forward(self, obs: Observation, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`evaluate` (what a wrapping engine, e.g. DeepSpeed's, calls)."""
@@ -71,7 +99,7 @@ class Policy(ActorCritic, nn.Module):
     """
 
     def __init__(
-        self, actor_encoder: nn.Module, critic_encoder: nn.Module, spec: EnvSpec, init_log_std: float = 0.0
+        self, actor_encoder: Encoder, critic_encoder: Encoder, spec: EnvSpec, init_log_std: float = 0.0
     ) -> None:
         super().__init__()
         self.actor_encoder = actor_encoder
@@ -81,7 +109,7 @@ class Policy(ActorCritic, nn.Module):
             self.head: nn.Module = GaussianHead(
                 actor_encoder.out_dim,
                 spec.action_dim,
-                equivariant=bool(getattr(actor_encoder, "equivariant", False)),
+                equivariant=actor_encoder.equivariant,
                 init_log_std=init_log_std,
             )
         else:
@@ -103,18 +131,18 @@ class Policy(ActorCritic, nn.Module):
         return v.expand(*v.shape[:-1], n_agents) if v.shape[-1] == 1 else v
 
 
-def make_policy(model_cfg, spec: EnvSpec, centralized_critic: bool) -> Policy:
+def make_policy(model_cfg: ModelParams, spec: EnvSpec, centralized_critic: bool) -> Policy:
     """Build the policy named by ``model_cfg.name`` for ``spec``.
 
     Args:
-        model_cfg: :class:`eqmarl.config.ModelConfig`.
+        model_cfg: ``model.*`` (an :class:`eqmarl.config.ModelConfig`).
         spec: the env's spec.
         centralized_critic: MAPPO (critic on the global state / whole graph) vs IPPO.
     """
-    if not getattr(model_cfg, "share_params", True):  # per-agent weights (models/per_agent.py)
+    if not model_cfg.share_params:  # per-agent weights (models/per_agent.py)
         from eqmarl.models.per_agent import make_per_agent_policy
 
-        return make_per_agent_policy(model_cfg, spec, centralized_critic)  # type: ignore[return-value]
+        return make_per_agent_policy(model_cfg, spec, centralized_critic)
     _load_graph_models()
     if model_cfg.name not in ENCODERS:
         raise ValueError(f"model.name={model_cfg.name!r}; allowed: {', '.join(sorted(ENCODERS))}")

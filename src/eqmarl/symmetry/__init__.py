@@ -1,1 +1,2 @@
-"""Symmetry: finite permutation groups and the EQC symmetrizer."""
+"""Symmetry: finite permutation groups, their actions on observations and actions, and
+the numerical equivariance checks (``testing``)."""

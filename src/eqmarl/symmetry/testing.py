@@ -24,8 +24,8 @@ Both return the measured errors when the check passes and raise
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -179,9 +179,7 @@ def assert_equivariant(
     return _check(errors, tol, "O(2)-equivariant")
 
 
-def random_node_permutation(
-    graph: EntityGraph, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
+def random_node_permutation(graph: EntityGraph, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """A random relabelling of the nodes that maps agent nodes to agent nodes.
 
     Returns:

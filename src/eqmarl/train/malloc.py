@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 
 M_TRIM_THRESHOLD = -1
@@ -29,15 +30,10 @@ MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's maximum on 64-bit
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 TOP_PAD = 64 * 1024 * 1024
 
-_done: bool | None = None
 
-
+@functools.cache
 def tune_malloc() -> bool:
-    """Apply the settings once per process; True if glibc accepted them."""
-    global _done
-    if _done is not None:
-        return _done
-    _done = False
+    """Apply the settings once per process (cached); True if glibc accepted them."""
     if os.environ.get("EQMARL_MALLOC_TUNE", "1") == "0":
         return False
     try:
@@ -48,7 +44,10 @@ def tune_malloc() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = all(
         mallopt(param, value) == 1
-        for param, value in ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_TOP_PAD, TOP_PAD))
+        for param, value in (
+            (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (M_TOP_PAD, TOP_PAD),
+        )
     )
-    _done = ok
     return ok

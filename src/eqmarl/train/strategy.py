@@ -5,6 +5,18 @@ torch.distributed: NCCL on GPUs, gloo on CPU): every rank collects its own rollo
 gradients are averaged over ranks before the optimizer step, so all ranks keep
 identical parameters.  Both sit behind the same calls (``step``, ``all_reduce_sum``,
 ...); only this module and ``eqmarl.launch`` touch torch.distributed.
+
+Why ``ddp`` averages gradients itself (one flat all-reduce after backward) rather than
+through ``torch.nn.parallel.DistributedDataParallel``: the trainer's update calls
+``policy.evaluate``, not ``forward``, so DDP would need a wrapper module whose
+``forward`` is ``evaluate`` plus ``find_unused_parameters`` for parameters a rank did
+not use (the flat version zero-fills them); and it buys nothing measurable at these
+model sizes.  ``benchmarks/grad_allreduce.py`` (2 gloo CPU ranks, the default E2GN2
+policy, 29k parameters, one 1,875-frame minibatch step; ``docs/results/grad_allreduce.json``)
+measured the same median step time for both and bit-identical parameters after the
+steps: the step is dominated by the forward/backward, and a 115 KB all-reduce is one
+message either way.  DDP's bucketing and overlap pay off for large models, which is
+where ``learner=deepspeed`` comes in.
 """
 
 from __future__ import annotations
@@ -163,14 +175,14 @@ class DdpStrategy(SingleStrategy):
         for p in self._params:
             if p.grad is None:  # a parameter unused on this rank still takes part
                 p.grad = torch.zeros_like(p)
-        grads = [p.grad for p in self._params]
-        flat = torch.cat([g.reshape(-1) for g in grads])  # type: ignore[union-attr]
+        grads = [p.grad for p in self._params if p.grad is not None]  # all of them, after the loop above
+        flat = torch.cat([g.reshape(-1) for g in grads])
         self._dist.all_reduce(flat, op=self._dist.ReduceOp.SUM)
         flat /= self.world_size
         offset = 0
         for g in grads:
-            n = g.numel()  # type: ignore[union-attr]
-            g.copy_(flat[offset : offset + n].view_as(g))  # type: ignore[union-attr]
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
             offset += n
 
     def all_reduce_sum(self, x: Tensor) -> Tensor:
@@ -218,7 +230,11 @@ def init_distributed(backend: str, timeout_s: float, device: torch.device) -> tu
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and device.type == "cuda":
-        torch.cuda.set_device(device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        torch.cuda.set_device(
+            device.index
+            if device.index is not None
+            else int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        )
     if not dist.is_initialized():
         dist.init_process_group(backend, init_method="env://", timeout=datetime.timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size()

@@ -9,6 +9,7 @@ env's simulator state (where the backend can export it) and the W&B run id.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 import signal
@@ -22,15 +23,18 @@ import torch
 from torch import Tensor
 
 from eqmarl.algos.gae import gae
-from eqmarl.algos.other_play import OtherPlay
 from eqmarl.algos.ppo import ValueNorm, ppo_loss
+from eqmarl.build import make_env
 from eqmarl.config import Config
-from eqmarl.envs import Observation, make_env
-from eqmarl.models import make_policy
-from eqmarl.symmetry.eqc import EQC, GroupAction, orbit_uniform_bias
-from eqmarl.train.malloc import tune_malloc
+from eqmarl.envs import Observation
+from eqmarl.models import Policy, make_policy
+from eqmarl.models.heads import CategoricalHead
+from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
 from eqmarl.train.checkpoint import save_checkpoint
+from eqmarl.train.malloc import tune_malloc
 from eqmarl.train.strategy import make_strategy
+from eqmarl.wrappers.eqc import EQC
+from eqmarl.wrappers.other_play import OtherPlay
 
 LOSS_KEYS = ("loss", "pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
 # state_dict entries that differ between ranks (own envs, own random streams)
@@ -48,13 +52,19 @@ def resolve_device(name: str) -> torch.device:
 def env_symmetry(env: Any, group: str) -> GroupAction:
     """The env's symmetry group action named ``group`` (``model.eqc`` / ``algo.other_play``)."""
     if not hasattr(env, "symmetry"):
-        raise ValueError(f"this env ({type(env).__name__}) exposes no symmetry group; model.eqc and algo.other_play need one")
+        raise ValueError(
+            f"this env ({type(env).__name__}) exposes no symmetry group; model.eqc and algo.other_play need one"
+        )
     return env.symmetry(group)
+
+
+def _take(x: Tensor, idx: Tensor) -> Tensor:
+    return x[idx]
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002  (seeds the global stream that libraries draw from)
     torch.manual_seed(seed)
 
 
@@ -98,16 +108,18 @@ class Trainer:
         self.env = make_env(cfg.env, cfg.train.num_envs, self.env_seed, str(self.device))
         self.spec = self.env.spec
         seed_everything(cfg.seed)  # same initial parameters on every rank
-        self.policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
-        self._keep_graph = self.policy.uses_graph
+        policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
+        self._keep_graph = policy.uses_graph
         self._knn = cfg.model.knn if self._keep_graph else 0
         if cfg.model.orbit_init is not None:
+            head = policy.head
+            if not isinstance(head, CategoricalHead):
+                raise ValueError(f"model.orbit_init={cfg.model.orbit_init}: needs an env with discrete actions")
             with torch.no_grad():
-                self.policy.head.logits.bias.add_(
-                    orbit_uniform_bias(env_symmetry(self.env, cfg.model.orbit_init)).to(self.device)
-                )
+                head.logits.bias.add_(orbit_uniform_bias(env_symmetry(self.env, cfg.model.orbit_init)).to(self.device))
+        self.policy: Policy | EQC = policy
         if cfg.model.eqc is not None:  # train through the symmetrizer; checkpoints hold the plain policy
-            self.policy = EQC(self.policy, env_symmetry(self.env, cfg.model.eqc), cfg.model.eqc_average).to(self.device)
+            self.policy = EQC(policy, env_symmetry(self.env, cfg.model.eqc), cfg.model.eqc_average).to(self.device)
         self.other_play: OtherPlay | None = None
         if a.other_play is not None:
             self.other_play = OtherPlay(
@@ -193,7 +205,7 @@ class Trainer:
         """``epochs`` passes of ``num_minibatches`` Adam steps over the rollout."""
         a = self.cfg.algo
         n = self.batch_frames
-        flat = lambda x: x.reshape((n,) + x.shape[2:])  # noqa: E731
+        flat = lambda x: x.reshape((n, *x.shape[2:]))  # noqa: E731
         obs = ro.obs.map(flat)
         action, logprob, value = flat(ro.action), flat(ro.logprob), flat(ro.value)
         adv, returns = flat(ro.advantages), flat(ro.returns)
@@ -203,6 +215,7 @@ class Trainer:
         sums = torch.zeros(len(LOSS_KEYS) + 1, device=self.device)
         steps = 0
         strat = self.strategy
+        mterms = torch.zeros(len(LOSS_KEYS), device=self.device)
         for _ in range(a.epochs):
             perm = torch.randperm(n, device=self.device)
             for i in range(a.num_minibatches):
@@ -214,11 +227,22 @@ class Trainer:
                 mterms = torch.zeros(len(LOSS_KEYS), device=self.device)
                 for j in range(micro):
                     sub = idx[j * mm : (j + 1) * mm]
-                    new_logp, entropy, new_value = strat.forward(obs.map(lambda x: x[sub]), action[sub])
+                    new_logp, entropy, new_value = strat.forward(
+                        obs.map(functools.partial(_take, idx=sub)), action[sub]
+                    )
                     terms = ppo_loss(
-                        new_logp, logprob[sub], adv_mb[j * mm : (j + 1) * mm], new_value, value[sub], returns[sub],
-                        entropy, clip_coef=a.clip_coef, vf_coef=a.vf_coef, ent_coef=a.ent_coef,
-                        clip_vloss=a.clip_vloss, norm_adv=False,
+                        new_logp,
+                        logprob[sub],
+                        adv_mb[j * mm : (j + 1) * mm],
+                        new_value,
+                        value[sub],
+                        returns[sub],
+                        entropy,
+                        clip_coef=a.clip_coef,
+                        vf_coef=a.vf_coef,
+                        ent_coef=a.ent_coef,
+                        clip_vloss=a.clip_vloss,
+                        norm_adv=False,
                     )
                     strat.backward(terms["loss"])
                     mterms += torch.stack([terms[k].detach() for k in LOSS_KEYS])
@@ -230,7 +254,7 @@ class Trainer:
             if a.target_kl is not None and float(strat.all_reduce_mean(approx_kl)) > a.target_kl:
                 break
         means = (sums / steps).tolist()
-        out = dict(zip(LOSS_KEYS + ("grad_norm",), means))
+        out = dict(zip((*LOSS_KEYS, "grad_norm"), means))
         out["explained_var"] = ro.explained_var
         return out
 
@@ -263,7 +287,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         rng = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": np.random.get_state(),  # noqa: NPY002  (the global stream, checkpointed for exact resume)
             "python": random.getstate(),
         }
         if torch.cuda.is_available():
@@ -314,7 +338,7 @@ class Trainer:
             self.obs = self.env.reset(seed=self.env_seed + self.iteration)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
+        np.random.set_state(rng["numpy"])  # noqa: NPY002  (restores the global stream)
         random.setstate(rng["python"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -377,7 +401,9 @@ class Trainer:
                     self.last_eval = self.evaluate()
                     metrics.update(self.last_eval)
                 self.wall_s = time.perf_counter() - start_wall
-                eps = self.strategy.all_reduce_sum(ro.episode_returns.new_tensor([ro.episode_returns.sum(), ro.episode_returns.numel()]))
+                eps = self.strategy.all_reduce_sum(
+                    ro.episode_returns.new_tensor([ro.episode_returns.sum(), ro.episode_returns.numel()])
+                )
                 metrics.update(
                     iteration=self.iteration,
                     env_steps=self.env_steps,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.envs.base import Observation
-from eqmarl.symmetry.eqc import GroupAction
+from eqmarl.symmetry.actions import GroupAction
 
 
 class OtherPlay:

@@ -1,0 +1,86 @@
+"""Build a batched env from its config: the one place that knows env names and schemas.
+
+It sits above the envs and the config (which it reads) and below the trainer and the
+evaluation tools (which call :func:`make_env`).  A new env registers here: a schema in
+:mod:`eqmarl.config` (``ENV_SCHEMAS``) and a builder in :data:`BUILDERS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from eqmarl.config import ConfigError, EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig
+from eqmarl.envs.base import MultiAgentEnv
+
+
+def _env_kwargs(cfg: EnvConfig, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config's fields as constructor arguments (fields and arguments share names)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("name", *skip)}
+
+
+def _make_mpe(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
+    from eqmarl.envs.mpe import BACKENDS, PREY_POLICIES, SCENARIOS, Mpe2MPE, VmasMPE
+
+    assert isinstance(cfg, MpeEnvConfig)
+    for key, value, allowed in (
+        ("scenario", cfg.scenario, SCENARIOS),
+        ("backend", cfg.backend, BACKENDS),
+        ("prey_policy", cfg.prey_policy, PREY_POLICIES),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"env.{key}", value, ", ".join(allowed))
+    kwargs = _env_kwargs(cfg, skip=("backend", "workers"))
+    if cfg.backend == "vmas":
+        return VmasMPE(num_envs=num_envs, seed=seed, device=device, **kwargs)
+    return Mpe2MPE(num_envs=num_envs, seed=seed, device=device, workers=cfg.workers, **kwargs)
+
+
+def _make_lever(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
+    from eqmarl.envs.lever import LeverGame
+
+    assert isinstance(cfg, LeverEnvConfig)
+    return LeverGame(num_envs, n_agents=cfg.n_agents, payoffs=list(cfg.payoffs), seed=seed, device=device)
+
+
+def _make_hanabi(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
+    from eqmarl.envs.hanabi import HanabiEnv
+    from eqmarl.envs.hanabi_fast import FastHanabiEnv
+
+    assert isinstance(cfg, HanabiEnvConfig)
+    if cfg.backend not in ("engine", "fast"):
+        raise ConfigError("env.backend", cfg.backend, "engine, fast")
+    cls = FastHanabiEnv if cfg.backend == "fast" else HanabiEnv
+    kwargs = _env_kwargs(cfg, skip=("backend", "episode_limit"))
+    try:
+        return cls(num_envs, episode_limit=cfg.episode_limit or None, seed=seed, device=device, **kwargs)
+    except ValueError as e:  # "env.<key>=<value>; allowed: ..."
+        key, _, rest = str(e).partition("=")
+        value, _, allowed = rest.partition("; allowed: ")
+        raise ConfigError(key, value, allowed or str(e)) from None
+
+
+BUILDERS: dict[str, tuple[type, Callable[[EnvConfig, int, int, str], MultiAgentEnv]]] = {
+    "mpe": (MpeEnvConfig, _make_mpe),
+    "lever": (LeverEnvConfig, _make_lever),
+    "hanabi": (HanabiEnvConfig, _make_hanabi),
+}
+
+
+def make_env(cfg: EnvConfig, num_envs: int, seed: int, device: str = "cpu") -> MultiAgentEnv:
+    """Build the env named by ``cfg.name``.
+
+    Args:
+        cfg: env config (an :class:`~eqmarl.config.EnvConfig` subclass named in ``BUILDERS``).
+        num_envs: parallel envs in the batch.
+        seed: base seed of the batch; every env gets its own stream derived from it.
+        device: torch device of the returned tensors.
+
+    Raises:
+        ConfigError: unknown env name, scenario, backend or prey policy.
+    """
+    name = getattr(cfg, "name", None)
+    if name not in BUILDERS or not isinstance(cfg, BUILDERS[name][0]):
+        raise ConfigError("env.name", name, ", ".join(BUILDERS))
+    return BUILDERS[name][1](cfg, num_envs, seed, device)
