@@ -14,9 +14,9 @@ reported as ``"oom"``).  Per point it measures:
   minibatch), CUDA: ``torch.cuda.max_memory_allocated`` above the pre-update level;
   CPU: the resident set sampled every millisecond during the update minus the one
   before it (the rollout's freed buffers are reused, so this is a lower bound);
-* ``saved_bytes_per_edge_layer``: the bytes autograd keeps for backward (counted with
-  ``torch.autograd.graph.saved_tensors_hooks`` over one actor+critic forward of the
-  minibatch) divided by edges x message-passing layers x 2 networks; the facts sheet's
+* ``saved_bytes_per_edge_layer``: the bytes autograd keeps for backward (the distinct
+  storages seen by ``torch.autograd.graph.saved_tensors_hooks`` over one actor+critic
+  forward of the minibatch) divided by edges x message-passing layers x 2 networks; the facts sheet's
   estimate is ~2 KB at width 64 (``32 H + 4 (2 + d + a)`` bytes);
 * ``agent_steps_per_s``: agent-steps per second of the whole loop (rollout + update;
   ``frames * N / seconds``), after one warm-up iteration;
@@ -129,14 +129,16 @@ def measure(overrides: list[str]) -> dict:
     frames = tr.batch_frames
     # saved activations of one forward (actor + critic) of the minibatch
     flat = ro.obs.map(lambda t: t.reshape((frames, *t.shape[2:])))
-    saved = [0]
+    storages: dict[int, int] = {}  # one count per storage (ops often save the same tensor)
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        saved[0] += t.numel() * t.element_size()
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         tr.policy.evaluate(flat, ro.action.reshape((frames, *ro.action.shape[2:])))
+    saved = sum(storages.values())
     g = graph_batch(flat.graph, True, torch.float32, cfg.model.knn)
     n_nodes = g.num_nodes
     edges = n_nodes * (g.nbr.shape[-1] if g.nbr is not None else n_nodes - 1)
@@ -152,8 +154,8 @@ def measure(overrides: list[str]) -> dict:
         "samples_per_update": frames,
         "edges_per_graph": edges,
         "update_peak_mb": round(peak_mb, 1),
-        "saved_mb": round(saved[0] / 2**20, 1),
-        "saved_bytes_per_edge_layer": round(saved[0] / (frames * edges * n_layers * 2), 1),
+        "saved_mb": round(saved / 2**20, 1),
+        "saved_bytes_per_edge_layer": round(saved / (frames * edges * n_layers * 2), 1),
         "rollout_s": round(t1 - t0, 3),
         "update_s": round(t2 - t1, 3),
         "agent_steps_per_s": round(frames * n_agents / (t2 - t0), 1),

@@ -18,7 +18,7 @@ def test_cli_end_to_end_writes_outputs(tmp_path, clean_env):
     assert (out / "learning_curve.png").stat().st_size > 1000
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["algo"]["name"] == "mappo" and cfg["train"]["num_envs"] == 8
-    rows = list(csv.DictReader(out / "metrics.csv".open()))
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert {"env_steps", "wall_s", "eval_return"} <= set(rows[0])
     assert [int(r["env_steps"]) for r in rows] == [200, 400, 600, 800]
     assert rows[-1]["eval_return"] != "" and float(rows[-1]["eval_return"]) < 0
@@ -31,7 +31,7 @@ def test_cli_end_to_end_writes_outputs(tmp_path, clean_env):
 def test_wandb_offline_run_files_hold_the_logged_metrics(tmp_path, clean_env):
     out, _ = run_cli(tmp_path, clean_env, "logger.wandb_mode=offline", "logger.group=testgroup")
     history = [r for r in read_wandb_history(out / "wandb") if "iteration" in r]
-    rows = list(csv.DictReader(out / "metrics.csv".open()))
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [h["env_steps"] for h in history] == [int(r["env_steps"]) for r in rows]
     for h, r in zip(history, rows):
         assert abs(h["train_return"] - float(r["train_return"])) < 1e-3 * max(1.0, abs(h["train_return"]))

@@ -42,7 +42,7 @@ def test_graph_models_train_through_the_cli(tmp_path: Path, clean_env: dict) -> 
     assert set(runs) == set(GRAPH_MODELS)
     for model, out in runs.items():
         assert json.loads((out / "config.json").read_text())["model"]["hidden"] == 16
-        rows = list(csv.DictReader(out / "metrics.csv".open()))
+        rows = list(csv.DictReader((out / "metrics.csv").open()))
         assert [int(r["env_steps"]) for r in rows] == [200, 400], model
         assert all(math.isfinite(float(r["loss"])) for r in rows), model
         assert rows[-1]["eval_return"] != "" and math.isfinite(float(rows[-1]["eval_return"])), model
@@ -60,7 +60,7 @@ def test_e2gn2_discrete_actions_and_mappo_through_the_cli(tmp_path: Path, clean_
         "train.total_env_steps=200",
         name="tag",
     )
-    rows = list(csv.DictReader(out / "metrics.csv".open()))
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 1 and math.isfinite(float(rows[0]["loss"]))
 
 

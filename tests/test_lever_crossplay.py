@@ -133,7 +133,7 @@ def test_xplay_cli_writes_table_json_csv_png(
     result = json.loads((out / "crossplay.json").read_text())
     assert set(result["variants"]) == {"raw", "eqc"} and result["games"] == 200
     assert result["variants"]["raw"]["sp"]["mean"] > 0.95
-    rows = list(csv.DictReader(out / "crossplay.csv".open()))
+    rows = list(csv.DictReader((out / "crossplay.csv").open()))
     assert len(rows) == 2 * 4 and {r["kind"] for r in rows} == {"sp", "xp"}
     assert (out / "crossplay.png").stat().st_size > 2000
     # the same through the library entry point, from the sweep's parent directory
