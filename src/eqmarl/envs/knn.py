@@ -7,8 +7,9 @@ needs pyg-lib (not installable here), so the graph is built with:
 
 * exact pairwise differences ``|x_i - x_j|^2 = dx^2 + dy^2`` (no ``|a|^2 + |b|^2 - 2ab``
   matrix-product form, which is not translation-invariant in float arithmetic);
-* a stable sort, so ties at the k-th distance go to the lower node index, the same on
-  every call, batch size and chunking (``torch.topk`` gives no such guarantee);
+* an exact integer key per pair, (float32 distance bits, node index), so ties at the
+  k-th distance go to the lower node index, the same on every call, batch size and
+  chunking (``torch.topk`` on the distances alone gives no such guarantee);
 * chunks over graphs and receiver rows, so building it never holds more than
   ``chunk_elems`` pairwise distances at once (never the ``B x N x N`` matrix of a
   large batch).
@@ -26,6 +27,20 @@ from torch import Tensor
 
 # pairwise distances held at once while building a graph (float32: 64 MiB)
 DEFAULT_CHUNK_ELEMS = 1 << 24
+_INDEX_MASK = (1 << 32) - 1
+_INF_BITS = 0x7F800000  # float32 +inf
+
+
+def _order_key(d2: Tensor) -> Tensor:
+    """``[..., N]`` int64 keys ordering pairs by (squared distance, sender index) exactly.
+
+    Squared distances are rounded to float32 (both rollout and update use the same
+    rounding) and read as their bit patterns, which order non-negative floats like the
+    floats themselves; the sender index fills the low 32 bits.
+    """
+    bits = d2.float().contiguous().view(torch.int32).to(torch.int64)
+    idx = torch.arange(d2.shape[-1], device=d2.device, dtype=torch.int64)
+    return (bits << 32) | idx
 
 
 def allowed_pairs(node_mask: Tensor, rows: Tensor, edge_rule: str = "full", node_group: Tensor | None = None) -> Tensor:
@@ -109,10 +124,12 @@ def knn_neighbors(
             d2 = squared_distances(xb, rows)
             ok = allowed_pairs(mb, rows, edge_rule, gb)
             d2 = torch.where(ok, d2, torch.full_like(d2, float("inf")))
-            # stable sort: equal distances keep ascending sender index (deterministic ties)
-            dist, order = torch.sort(d2, dim=-1, stable=True)
-            nbr[b0:b1, rows] = order[..., :kk]
-            valid[b0:b1, rows] = torch.isfinite(dist[..., :kk])
+            # ties go to the lower sender index: one exact integer key per pair,
+            # (distance bits, index), so the k smallest keys are unique (no tie for topk)
+            key = _order_key(d2)
+            top = torch.topk(key, kk, dim=-1, largest=False, sorted=True).values
+            nbr[b0:b1, rows] = top & _INDEX_MASK
+            valid[b0:b1, rows] = (top >> 32) < _INF_BITS
     nbr = torch.where(valid, nbr, torch.zeros_like(nbr))
     return nbr, valid
 
