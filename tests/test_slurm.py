@@ -267,10 +267,7 @@ def test_bad_cluster_config_fails_before_sbatch(tmp_path, clean_env, override, k
     assert key in p.stderr + p.stdout
     assert not (tmp_path / "sweep" / ".submitit").exists()
     assert (
-        subprocess.run(["squeue", "-h", "-n", name], capture_output=True, text=True, check=False).stdout.strip(
-            check=False
-        )
-        == ""
+        subprocess.run(["squeue", "-h", "-n", name], capture_output=True, text=True, check=False).stdout.strip() == ""
     )
     hist = subprocess.run(
         ["sacct", "-n", "-X", "--name", name, "-S", "now-1hours", "-o", "JobID"],
