@@ -27,6 +27,20 @@ def _threads(one_thread):  # type: ignore[no-untyped-def]
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_rendezvous_leak():  # type: ignore[no-untyped-def]
+    """learner=deepspeed starts a one-rank process group in this process (kept for the
+    session: DeepSpeed caches it); it must leave no rendezvous variables behind for the
+    processes later tests start (SLURM jobs inherit the submitting environment)."""
+    import os
+
+    keys = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    before = {k: os.environ.get(k) for k in keys}
+    yield
+    after = {k: os.environ.get(k) for k in keys}
+    assert after == before, f"rendezvous variables leaked into the test process: {after}"
+
+
 def first_update_grads(overrides: list[str]) -> list[torch.Tensor]:
     """Gradients of the first optimizer step of a fresh trainer (one minibatch, one epoch)."""
     cfg = compose([*BASE, "algo.epochs=1", "algo.num_minibatches=1", *overrides])

@@ -64,17 +64,24 @@ def _free_port() -> int:
 
 
 def ensure_process_group(device: torch.device, timeout_s: float) -> None:
-    """Start a one-rank process group when none exists (DeepSpeed needs one)."""
+    """Start a one-rank process group when none exists (DeepSpeed needs one).
+
+    The rendezvous is passed explicitly (a free loopback port), not through ``RANK`` /
+    ``MASTER_PORT`` environment variables, so nothing leaks into processes started
+    later from this one (e.g. SLURM jobs submitted from the same Python process).
+    """
     import torch.distributed as dist
 
     if dist.is_initialized():
         return
-    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
-    for k, v in env.items():
-        os.environ.setdefault(k, v)
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, init_method="env://", timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{_free_port()}",
+        rank=0,
+        world_size=1,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
 
 
 def deepspeed_config(learner: Any, max_grad_norm: float, world_size: int) -> dict[str, Any]:
@@ -140,6 +147,10 @@ class DeepSpeedStrategy(SingleStrategy):
                 if isinstance(edge_in, nn.Linear):
                     for p in edge_in.parameters():
                         deepspeed.zero.register_external_parameter(m, p)
+        # DeepSpeed reads LOCAL_RANK (ZeRO-3 also after initializing); a one-process run is
+        # local rank 0. Only this variable is set: a job submitted later from this process
+        # gets its own from the launcher (submitit overwrites it), never a port or rank.
+        os.environ.setdefault("LOCAL_RANK", "0")
         self.engine, self.ds_optimizer, _, _ = deepspeed.initialize(
             model=module, optimizer=optimizer, config=self.config, dist_init_required=False
         )
