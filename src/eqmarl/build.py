@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from eqmarl.config import ConfigError, EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig
+from eqmarl.config import ConfigError, EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig, Smacv2EnvConfig
 from eqmarl.envs.base import MultiAgentEnv
 
 
@@ -61,10 +61,23 @@ def _make_hanabi(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> Multi
         raise ConfigError(key, value, allowed or str(e)) from None
 
 
+def _make_smacv2(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
+    from eqmarl.envs.smacv2 import make_smacv2
+
+    assert isinstance(cfg, Smacv2EnvConfig)
+    try:
+        return make_smacv2(num_envs=num_envs, seed=seed, device=device, **_env_kwargs(cfg))
+    except ValueError as e:  # "env.<key>=<value>; allowed: ..."
+        key, _, rest = str(e).partition("=")
+        value, _, allowed = rest.partition("; allowed: ")
+        raise ConfigError(key, value, allowed or str(e)) from None
+
+
 BUILDERS: dict[str, tuple[type, Callable[[EnvConfig, int, int, str], MultiAgentEnv]]] = {
     "mpe": (MpeEnvConfig, _make_mpe),
     "lever": (LeverEnvConfig, _make_lever),
     "hanabi": (HanabiEnvConfig, _make_hanabi),
+    "smacv2": (Smacv2EnvConfig, _make_smacv2),
 }
 
 

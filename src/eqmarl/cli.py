@@ -1,44 +1,21 @@
 """``eqmarl`` console entry: helpers around runs (training itself is ``python launch.py``).
 
-eqmarl doctor                 what is installed (optional parts, devices)
+eqmarl doctor [--json] [--require sc2,gpu,...]   what is installed (the image's self-check)
+eqmarl install-sc2 --accept-license [--dest DIR]   StarCraft II 4.10 + SMACv2 maps
 eqmarl plot RUN_DIR...        learning curve PNG of each run (metrics.csv)
 eqmarl sync RUN_DIR...        upload offline W&B runs (wraps ``wandb sync``)
 eqmarl plot-curves DIR... --out fig.png --threshold X   mean +- s.e. over seeds per model
 eqmarl xplay RUN_DIR...       self-play/cross-play matrix of checkpoints (+ test-time EQC)
+eqmarl eval RUN [env.k=v...]  a checkpoint on other env settings: win rate, return (JSON)
+eqmarl render RUN             one deterministic episode as a GIF
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import subprocess
 import sys
 from pathlib import Path
-
-OPTIONAL = {
-    "vmas": "pip install 'eqmarl[mpe]'",
-    "mpe2": "pip install 'eqmarl[mpe]'",
-    "torch_geometric": "pip install torch-geometric",
-    "wandb": "pip install wandb",
-    "submitit": "pip install 'eqmarl[cluster]'",
-    "hanabi_learning_environment": "CMAKE_POLICY_VERSION_MINIMUM=3.5 pip install 'eqmarl[hanabi]'",
-    "jax": "pip install 'eqmarl[smax]'",
-    "jaxmarl": "pip install 'eqmarl[smax]'",
-    "deepspeed": "DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]'",
-}
-
-
-def doctor() -> int:
-    import torch
-
-    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}")
-    for mod, how in OPTIONAL.items():
-        try:
-            m = importlib.import_module(mod)
-            print(f"  ok       {mod} {getattr(m, '__version__', '')}")
-        except Exception:
-            print(f"  missing  {mod}: {how}")
-    return 0
 
 
 def plot(run_dirs: list[str]) -> int:
@@ -102,10 +79,49 @@ def plot_curves(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_cmd(args: argparse.Namespace) -> int:
+    """``eqmarl eval``: print and write the JSON of a checkpoint's evaluation."""
+    import json
+
+    from eqmarl.config import ConfigError
+    from eqmarl.eval.evaluate import evaluate_run
+
+    try:
+        result = evaluate_run(args.run, args.overrides, args.episodes, args.seed, args.device, not args.sample)
+    except (FileNotFoundError, ValueError, ConfigError) as e:
+        print(f"eqmarl eval: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=2)
+    print(text)
+    out = Path(args.out) if args.out else Path(args.run) / ("eval_" + ("_".join(args.overrides) or "train") + ".json")
+    if out.parent.is_dir():
+        out.write_text(text + "\n")
+        print(f"[eqmarl] {out}", file=sys.stderr)
+    return 0
+
+
+def render_cmd(args: argparse.Namespace) -> int:
+    from eqmarl.config import ConfigError
+    from eqmarl.eval.render import render_run
+
+    try:
+        result = render_run(args.run, args.out, args.overrides, args.seed, args.fps, args.steps)
+    except (FileNotFoundError, ValueError, ConfigError) as e:
+        print(f"eqmarl render: {e}", file=sys.stderr)
+        return 2
+    print(result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="eqmarl", description="eqmarl helpers (train with: python launch.py)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("doctor", help="show what is installed")
+    d = sub.add_parser("doctor", help="show what is installed (the image's self-check)")
+    d.add_argument("--json", action="store_true", help="one JSON object")
+    d.add_argument("--require", default="", help="comma-separated checks that must pass (exit 1 naming the missing)")
+    sub.add_parser(
+        "install-sc2", help="install StarCraft II 4.10 and the SMACv2 maps (--help: options)", add_help=False
+    )
     p = sub.add_parser("plot", help="learning curve PNG for run directories")
     p.add_argument("run_dirs", nargs="+")
     s = sub.add_parser("sync", help="upload offline W&B runs found under run directories")
@@ -127,9 +143,35 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--metric", default="eval_return", help="metrics.csv column to plot")
     c.add_argument("--at", action="append", type=float, help="also report mean/s.e. at these env steps (repeatable)")
     c.add_argument("--json", default=None, help="summary path (default: --out with .json)")
+    e = sub.add_parser("eval", help="a checkpoint on other env settings (env.key=value): win rate, return")
+    e.add_argument("run", help="run directory or checkpoint file")
+    e.add_argument("overrides", nargs="*", help="env.key=value (e.g. env.surround_sides=right env.n_units=8)")
+    e.add_argument("--episodes", type=int, default=500)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--sample", action="store_true", help="sample actions instead of the most likely ones")
+    e.add_argument("--out", default=None, help="JSON path (default: RUN/eval_<overrides>.json)")
+    r = sub.add_parser("render", help="one deterministic episode as a GIF")
+    r.add_argument("run", help="run directory or checkpoint file")
+    r.add_argument("overrides", nargs="*", help="env.key=value")
+    r.add_argument("--out", default="episode.gif")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--fps", type=int, default=8)
+    r.add_argument("--steps", type=int, default=None, help="only the episode's first N steps")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["install-sc2"]:
+        from eqmarl.install_sc2 import main as install_sc2
+
+        return install_sc2(argv[1:])
     args, extra = ap.parse_known_args(argv)
+    if args.cmd == "eval":
+        return eval_cmd(args)
+    if args.cmd == "render":
+        return render_cmd(args)
     if args.cmd == "doctor":
-        return doctor()
+        from eqmarl.doctor import main as doctor_main
+
+        return doctor_main(args.json, args.require)
     if args.cmd == "plot":
         return plot(args.run_dirs)
     if args.cmd == "plot-curves":

@@ -99,6 +99,32 @@ class HanabiEnvConfig(EnvConfig):
     backend: str = "engine"
 
 
+@dataclass
+class Smacv2EnvConfig(EnvConfig):
+    """SMACv2 scenarios (``env=smacv2``; ``env=smax`` is the same with ``backend: smax``).
+    See :mod:`eqmarl.envs.smacv2_scenarios` for the start positions and unit types."""
+
+    name: str = "smacv2"
+    # sc2 (StarCraft II, inside the project's image) | smax (JaxMARL's SMAX, no game needed)
+    backend: str = "sc2"
+    # terran | protoss | zerg (on smax: marine/marauder, stalker/zealot, zergling/hydralisk)
+    race: str = "terran"
+    # learning agents (allies)
+    n_units: int = 5
+    # enemies (the built-in AI: SC2's, or SMAX's heuristic)
+    n_enemies: int = 5
+    # surrounded | reflect | surrounded_and_reflect
+    start_positions: str = "surrounded_and_reflect"
+    # surrounded_and_reflect: probability of reflect (SMACv2's p; P(surrounded) = 1 - p)
+    p: float = 0.5
+    # diagonals the enemy groups of surrounded starts use: all (4) | left (x = 0 corners) | right (x = W)
+    surround_sides: str = "all"
+    # continuous (2-D move vector, E2GN2's setup) | discrete (nearest available compass move)
+    movement: str = "continuous"
+    # steps after which an episode is truncated (SMAX's default 100; SMACv2 on SC2: 200)
+    episode_limit: int = 100
+
+
 # --------------------------------------------------------------------------- model
 @dataclass
 class ModelConfig:
@@ -280,6 +306,53 @@ class ClusterConfig:
     array_parallelism: int = 256
 
 
+# ------------------------------------------------------------------------ container
+@dataclass
+class ContainerConfig:
+    """The image each SLURM task runs in (``container=`` group; see :mod:`eqmarl.launch.container`).
+
+    Only ``cluster=slurm`` uses it: every task's Python starts inside the image, with the
+    sweep/run directories, the submitit folder and the project directory bound at the same
+    paths and the SLURM/submitit variables kept.  Checked before ``sbatch``.
+    """
+
+    # none | docker | apptainer | charliecloud
+    runtime: str = "none"
+    # docker: an image reference (eqmarl:cpu, ghcr.io/<owner>/eqmarl:cpu); apptainer: a .sif
+    # path or docker://, oras:// URI; charliecloud: an image directory or .sqfs file
+    image: Optional[str] = None
+    # the Python inside the image
+    python: str = "python"
+    # extra binds SRC[:DST] (scratch, datasets); the job's own directories are bound already
+    binds: list[str] = field(default_factory=list)
+    # bound at the same path when present on the node, so submitit's scontrol (requeue after
+    # preemption, node names) works inside the image: SLURM client config and munge socket
+    slurm_binds: list[str] = field(default_factory=lambda: ["/etc/slurm", "/run/munge"])
+    # docker: variables (name prefixes) passed into the container from each task's environment;
+    # apptainer and charliecloud keep the whole host environment
+    env: list[str] = field(
+        default_factory=lambda: [
+            "SLURM_",
+            "SUBMITIT_",
+            "WANDB_",
+            "EQMARL_",
+            "CUDA_VISIBLE_DEVICES",
+            "NCCL_",
+            "OMP_NUM_THREADS",
+            "MASTER_",
+            "SC2PATH",
+            "TMPDIR",
+        ]
+    )
+    # GPUs into the container (docker --gpus all, apptainer --nv): auto (when
+    # cluster.gpus_per_node > 0) | always | never
+    gpus: str = "auto"
+    # docker: pull the image before submitting when the engine does not have it
+    pull: bool = False
+    # extra options for the runtime's run command (e.g. [--shm-size=8g])
+    options: list[str] = field(default_factory=list)
+
+
 # -------------------------------------------------------------------------- learner
 @dataclass
 class LearnerConfig:
@@ -323,6 +396,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    container: ContainerConfig = field(default_factory=ContainerConfig)
     # global seed (envs, parameters, sampling)
     seed: int = 0
     # continue from a run directory or a checkpoint file (None: fresh run)
@@ -331,7 +405,12 @@ class Config:
     experiment: Optional[str] = None
 
 
-ENV_SCHEMAS: dict[str, type] = {"mpe": MpeEnvConfig, "lever": LeverEnvConfig, "hanabi": HanabiEnvConfig}
+ENV_SCHEMAS: dict[str, type] = {
+    "mpe": MpeEnvConfig,
+    "lever": LeverEnvConfig,
+    "hanabi": HanabiEnvConfig,
+    "smacv2": Smacv2EnvConfig,
+}
 
 
 def register_configs() -> None:
@@ -347,6 +426,7 @@ def register_configs() -> None:
     cs.store(group="logger", name="schema", node=LoggerConfig)
     cs.store(group="cluster", name="schema", node=ClusterConfig)
     cs.store(group="learner", name="schema", node=LearnerConfig)
+    cs.store(group="container", name="schema", node=ContainerConfig)
 
 
 def unknown_keys(node: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
@@ -460,6 +540,31 @@ def _validate_group(key: str, name: str, env: EnvConfig) -> None:
         raise ConfigError(key, name, f"a group of at most 720 elements for EQC, e.g. C{degree} or D{2 * degree}")
 
 
+def _validate_smacv2(env: Smacv2EnvConfig, cluster: str) -> None:
+    from eqmarl.envs.smacv2 import find_starcraft2, starcraft2_missing_message
+    from eqmarl.envs.smacv2_scenarios import BACKENDS, check_scenario
+
+    _choice("env.backend", env.backend, BACKENDS)
+    try:
+        check_scenario(
+            env.race, env.n_units, env.n_enemies, env.start_positions, env.p, env.surround_sides, env.movement
+        )
+    except ValueError as e:  # "env.<key>=<value>; allowed: ..."
+        key, _, rest = str(e).partition("=")
+        value, _, allowed = rest.partition("; allowed: ")
+        raise ConfigError(key, value, allowed) from None
+    if env.backend == "sc2" and cluster == "local" and find_starcraft2() is None:
+        # a local run stops here; on SLURM the job's node (or image) is checked when the env is built
+        raise ConfigError("env.backend", "sc2", "smax here: " + starcraft2_missing_message())
+
+
+def validate_env_overrides(env: EnvConfig) -> None:
+    """Check an env config on its own (``eqmarl eval``'s ``env.*`` overrides of a trained run)."""
+    _positive("env.episode_limit", env.episode_limit, allow_zero=isinstance(env, HanabiEnvConfig))
+    if isinstance(env, Smacv2EnvConfig):
+        _validate_smacv2(env, "local")
+
+
 # encoders that read Observation.graph (only MPE provides one so far)
 GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 
@@ -493,9 +598,12 @@ def validate(cfg: Config) -> None:
         if cfg.env.n_landmarks is not None:
             _positive("env.n_landmarks", cfg.env.n_landmarks)
 
+    if isinstance(cfg.env, Smacv2EnvConfig):
+        _validate_smacv2(cfg.env, cfg.cluster.name)
+
     _load_graph_models()
     _choice("model.name", cfg.model.name, sorted(ENCODERS))
-    if cfg.model.name in GRAPH_MODELS and not isinstance(cfg.env, MpeEnvConfig):
+    if cfg.model.name in GRAPH_MODELS and not isinstance(cfg.env, (MpeEnvConfig, Smacv2EnvConfig)):
         # the graph encoders read the env's entity graph; Hanabi and the lever game have none
         raise ConfigError(
             "model.name",
@@ -605,3 +713,21 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             "learner.offload_optimizer", True, "false with learner.zero_stage=0 (ZeRO-Offload needs stage >= 1)"
         )
+    box = cfg.container
+    _choice("container.runtime", box.runtime, ["none", "docker", "apptainer", "charliecloud"])
+    _choice("container.gpus", box.gpus, ["auto", "always", "never"])
+    if box.runtime != "none":
+        if not box.image:
+            raise ConfigError(
+                "container.image",
+                box.image,
+                f"an image for container.runtime={box.runtime} "
+                "(docker: a tag such as eqmarl:cpu; apptainer: a .sif or docker:// URI; "
+                "charliecloud: an image directory or .sqfs)",
+            )
+        if c.name != "slurm":
+            raise ConfigError(
+                "container.runtime",
+                box.runtime,
+                "none with cluster=local (the image runs SLURM jobs; locally: docker run IMAGE python launch.py ...)",
+            )

@@ -35,6 +35,10 @@ CSV_COLUMNS = [
     "lr",
     "rollout_s",
     "update_s",
+    # SMACv2: win rate of the training episodes that ended, and of the evaluation
+    "win_rate",
+    "eval_win_rate",
+    "eval_win_rate_se",
 ]
 
 

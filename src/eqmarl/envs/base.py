@@ -116,7 +116,8 @@ class EnvSpec:
         n_agents: agents per env (A).
         obs_dim: per-agent flat observation size.
         state_dim: global state size.
-        action_type: ``"continuous"`` or ``"discrete"``.
+        action_type: ``"continuous"``, ``"discrete"`` or ``"mixed"`` (SMACv2: choice, move, target;
+            see :mod:`eqmarl.envs.smax`).
         action_dim: continuous: action vector size; discrete: number of actions.
         action_low / action_high: bounds of continuous actions (actions are clipped).
         episode_limit: steps after which an episode is truncated.
@@ -124,6 +125,8 @@ class EnvSpec:
         node_feat_dim: invariant node feature size of the entity graph.
         move_directions: discrete actions that are moves, as ``[(action_index, dx, dy)]``;
             used by equivariant policies to map a 2-D vector onto a discrete move.
+        n_targets: ``action_type='mixed'`` (SMACv2): attack targets per agent; the targets
+            are the graph nodes ``n_agents .. n_agents + n_targets - 1``.
     """
 
     n_agents: int
@@ -137,6 +140,7 @@ class EnvSpec:
     n_nodes: int = 0
     node_feat_dim: int = 0
     move_directions: list[tuple[int, float, float]] = field(default_factory=list)
+    n_targets: int = 0
 
 
 @dataclass

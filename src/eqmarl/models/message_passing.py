@@ -569,6 +569,8 @@ def graph_readout(spec: EnvSpec, role: str, equivariant: bool) -> str:
     """
     if role == "actor" and equivariant and spec.action_type == "continuous":
         return "u"
+    if role == "actor" and equivariant and spec.action_type == "mixed":
+        return "both"  # SMACv2: move mean from u, choice from h, target logits from every node's h
     return "h_agents" if role == "critic" else "h"
 
 

@@ -112,6 +112,16 @@ class Policy(ActorCritic, nn.Module):
                 equivariant=actor_encoder.equivariant,
                 init_log_std=init_log_std,
             )
+        elif spec.action_type == "mixed":  # SMACv2: choice, move, target
+            from eqmarl.models.smacv2_heads import MixedActionHead
+
+            self.head = MixedActionHead(
+                actor_encoder.out_dim,
+                spec.n_targets,
+                equivariant=bool(getattr(actor_encoder, "equivariant", False)),
+                init_log_std=init_log_std,
+                node_targets=bool(getattr(actor_encoder, "uses_graph", True)),
+            )
         else:
             self.head = CategoricalHead(actor_encoder.out_dim, spec.action_dim)
         self.value_head = ValueHead(critic_encoder.out_dim)

@@ -80,6 +80,8 @@ class Rollout:
     returns: Tensor
     episode_returns: Tensor
     explained_var: float
+    # win flags (1/0) of the episodes that ended, where the env reports info['win'] (SMACv2)
+    episode_wins: Tensor | None = None
 
 
 class Trainer:
@@ -151,6 +153,7 @@ class Trainer:
         obs_l, act_l, logp_l, val_l, rew_l, term_l, done_l = [], [], [], [], [], [], []
         boot: list[tuple[int, Tensor, Tensor]] = []
         ep_rets: list[Tensor] = []
+        wins: list[Tensor] = []
         obs = self.obs
         op = self.other_play
         for t in range(a.rollout_steps):
@@ -171,6 +174,8 @@ class Trainer:
                 final = res.final_obs if op is None else op.observation(res.final_obs)
                 boot.append((t, res.truncated, policy.value(final)))
             ep_rets.append(res.episode_return)
+            if "win" in res.info:
+                wins.append(res.info["win"])
             if op is not None:
                 op.new_episodes(res.done)
             obs = res.obs
@@ -189,6 +194,7 @@ class Trainer:
         explained_var = float(1 - (returns - value_d).var() / var_y) if var_y > 0 else float("nan")
         vn.update(self.strategy.all_gather_cat(returns))  # same statistics on every rank
         ep = torch.stack(ep_rets).flatten()
+        won = torch.stack(wins).flatten() if wins else None
         return Rollout(
             obs=Observation.stack(obs_l),
             action=torch.stack(act_l),
@@ -198,6 +204,7 @@ class Trainer:
             returns=vn.normalize(returns),
             episode_returns=ep[~torch.isnan(ep)],
             explained_var=explained_var,
+            episode_wins=None if won is None else won[~torch.isnan(won)],
         )
 
     # ------------------------------------------------------------------- update
@@ -270,18 +277,26 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             obs = env.reset(seed=self.cfg.seed + 777)
             ret = torch.full((env.num_envs,), float("nan"), device=self.device)
+            win = torch.full((env.num_envs,), float("nan"), device=self.device)
             length = torch.zeros(env.num_envs, device=self.device)
             for _ in range(self.spec.episode_limit):
                 res = env.step(self.policy.distribution(obs).mode())
                 new = res.done & torch.isnan(ret)
                 ret = torch.where(new, res.episode_return, ret)
+                if "win" in res.info:
+                    win = torch.where(new, res.info["win"], win)
                 length = torch.where(new, res.episode_length.float(), length)
                 if not bool(torch.isnan(ret).any()):
                     break
                 obs = res.obs
         ret = ret[~torch.isnan(ret)]
         se = float(ret.std() / math.sqrt(ret.numel())) if ret.numel() > 1 else float("nan")
-        return {"eval_return": float(ret.mean()), "eval_return_se": se, "eval_length": float(length.mean())}
+        out = {"eval_return": float(ret.mean()), "eval_return_se": se, "eval_length": float(length.mean())}
+        win = win[~torch.isnan(win)]
+        if win.numel():
+            out["eval_win_rate"] = float(win.mean())
+            out["eval_win_rate_se"] = float(win.std() / math.sqrt(win.numel())) if win.numel() > 1 else float("nan")
+        return out
 
     # ------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -414,6 +429,11 @@ class Trainer:
                     rollout_s=t1 - t0,
                     update_s=t2 - t1,
                 )
+                if ro.episode_wins is not None:
+                    w = self.strategy.all_reduce_sum(
+                        ro.episode_wins.new_tensor([ro.episode_wins.sum(), ro.episode_wins.numel()])
+                    )
+                    metrics["win_rate"] = float(w[0] / w[1]) if w[1] > 0 else float("nan")
                 if logger is not None and (last or self.iteration % cfg.logger.log_every == 0):
                     logger.log(metrics)
                 ck = cfg.train.checkpoint_every

@@ -1,0 +1,122 @@
+"""``env=smacv2``: SMACv2 scenarios behind one interface, on a pluggable backend.
+
+``env.backend`` picks the simulator:
+
+* ``smax``: JaxMARL's SMAX (:class:`eqmarl.envs.smax.SmaxSMACv2`), no StarCraft II needed;
+* ``sc2``: the real game (StarCraft II + SMACv2 maps, inside the project's image).  Its
+  adapter registers itself with :func:`register_backend` (``register_backend("sc2",
+  factory)``); until one is registered, or when StarCraft II is not installed, building
+  the env raises :class:`StarCraftIINotFound`, whose message names ``env.backend``, where
+  StarCraft II was looked for and the two ways out.
+
+A backend factory is called as ``factory(num_envs=..., seed=..., device=..., **options)``
+with the scenario options of :func:`make_smacv2` and returns a batched env with the
+mixed action space and masks documented in :mod:`eqmarl.envs.smax`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eqmarl.envs.base import MultiAgentEnv
+from eqmarl.envs.smacv2_scenarios import BACKENDS, check_scenario
+
+BackendFactory = Callable[..., MultiAgentEnv]
+_BACKENDS: dict[str, BackendFactory] = {}
+
+
+class StarCraftIINotFound(RuntimeError):
+    """``env.backend=sc2`` on a machine without StarCraft II."""
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Make ``env.backend=<name>`` build envs with ``factory`` (see the module docstring)."""
+    _BACKENDS[name] = factory
+
+
+def starcraft2_candidates() -> list[Path]:
+    """Where StarCraft II is looked for: ``$SC2PATH`` if set, else ``~/StarCraftII`` and
+    ``/opt/StarCraftII`` (the image's location)."""
+    env = os.environ.get("SC2PATH")
+    if env:
+        return [Path(env)]
+    return [Path.home() / "StarCraftII", Path("/opt/StarCraftII")]
+
+
+def find_starcraft2() -> Path | None:
+    """The first candidate directory that holds a StarCraft II install (``Versions/``), or None."""
+    for path in starcraft2_candidates():
+        if (path / "Versions").is_dir():
+            return path
+    return None
+
+
+def starcraft2_missing_message() -> str:
+    where = ", ".join(str(p) for p in starcraft2_candidates())
+    how = "$SC2PATH" if os.environ.get("SC2PATH") else "$SC2PATH is not set; looked in"
+    return (
+        f"env.backend=sc2 needs StarCraft II, which is not on this machine ({how} {where}: no Versions/ "
+        "directory there). Two ways out: run inside the project's image (StarCraft II and the SMACv2 maps "
+        "are installed there; see the README's container section), or use the SMAX simulator: "
+        "env.backend=smax (or env=smax)."
+    )
+
+
+def _make_sc2(**kwargs: Any) -> MultiAgentEnv:
+    if find_starcraft2() is None:
+        raise StarCraftIINotFound(starcraft2_missing_message())
+    raise StarCraftIINotFound(
+        "StarCraft II is installed, but no sc2 backend adapter is registered in this build "
+        "(eqmarl.envs.smacv2.register_backend('sc2', ...)); use env.backend=smax"
+    )
+
+
+def _make_smax(**kwargs: Any) -> MultiAgentEnv:
+    from eqmarl.envs.smax import SmaxSMACv2
+
+    return SmaxSMACv2(**kwargs)
+
+
+register_backend("smax", _make_smax)
+register_backend("sc2", _make_sc2)
+
+
+def make_smacv2(
+    backend: str,
+    num_envs: int,
+    seed: int,
+    device: str = "cpu",
+    race: str = "terran",
+    n_units: int = 5,
+    n_enemies: int = 5,
+    start_positions: str = "surrounded_and_reflect",
+    p: float = 0.5,
+    surround_sides: str = "all",
+    movement: str = "continuous",
+    episode_limit: int = 100,
+) -> MultiAgentEnv:
+    """Build a SMACv2 env on ``backend`` (see :mod:`eqmarl.envs.smacv2_scenarios` for the options).
+
+    Raises:
+        ValueError: a bad option (the message names the ``env.`` key and the allowed values).
+        StarCraftIINotFound: ``backend='sc2'`` without StarCraft II.
+    """
+    if backend not in _BACKENDS:
+        raise ValueError(f"env.backend={backend!r}; allowed: {', '.join(sorted(set(BACKENDS) | set(_BACKENDS)))}")
+    check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
+    return _BACKENDS[backend](
+        num_envs=num_envs,
+        seed=seed,
+        device=device,
+        race=race,
+        n_units=n_units,
+        n_enemies=n_enemies,
+        start_positions=start_positions,
+        p=p,
+        surround_sides=surround_sides,
+        movement=movement,
+        episode_limit=episode_limit,
+    )

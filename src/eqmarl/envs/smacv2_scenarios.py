@@ -1,0 +1,197 @@
+"""SMACv2 scenario settings shared by every backend, and their SMAX generators.
+
+Plain constants (races, start-position modes, surround sides, action layout) need no
+optional dependency; the generators (:class:`StartPositions`, :class:`RaceUnitTypes`)
+are jax functions used by the SMAX backend (:mod:`eqmarl.envs.smax`) and import jax
+and jaxmarl lazily.
+
+Start positions (SMACv2's ``distributions.py`` semantics, on a ``W x H`` map):
+
+* ``surrounded``: allies at the map centre (plus a uniform jitter of +-``ally_jitter``
+  per unit, so that SMAX's collision push can separate them); the enemies form
+  ``n_groups ~ UniformInt{1..K}`` groups (each enemy joins a group uniformly, so a
+  group may be empty); every group gets a *distinct* diagonal among the ``K`` allowed
+  ones and sits at ``t * inner + (1 - t) * corner`` with ``t ~ U(0, 1)`` (plus a
+  jitter of +-``enemy_jitter`` per unit).  Diagonals, corner -> inner point:
+  0: (0, 0) -> (cx-2, cy-2); 1: (0, H) -> (cx-2, cy+2); 2: (W, H) -> (cx+2, cy+2);
+  3: (W, 0) -> (cx+2, cy-2).
+* ``surround_sides`` restricts the allowed diagonals (eqmarl's definition of the E2GN2
+  paper's "Surrounded Left / Right / All", which the paper does not define):
+  ``left`` = {0, 1} (the two corners with x = 0), ``right`` = {2, 3} (x = W),
+  ``all`` = {0, 1, 2, 3} (SMACv2's own generator).  Right is left rotated by 180
+  degrees about the centre (also left mirrored by x -> W - x).
+* ``reflect``: allies uniform in ``[0, W/2 - 1] x [0, H]``; enemy ``i`` at
+  ``(W - x_i, y_i)``; extra enemies uniform in the right half.
+* ``surrounded_and_reflect``: reflect with probability ``p``, else surrounded
+  (SMACv2: ``if rng.random() > p: surrounded``, so P(surrounded) = 1 - p).
+
+Every unit is then clipped into ``[margin, W - margin] x [margin, H - margin]``: SMAX
+kills units that touch a wall, and SMAX's own generator spawns ~5 % of surrounding
+units there.
+
+Unit types (SMAX has six: marine, marauder, stalker, zealot, zergling, hydralisk):
+allies are drawn uniformly from their race's two SMAX types (terran: marine/marauder;
+protoss: stalker/zealot; zerg: zergling/hydralisk; SMACv2's third type of each race,
+medivac/colossus/baneling, does not exist in SMAX); the enemies mirror the allies'
+types, extra enemies are drawn like allies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# SMAX's unit types, in the order of its unit_type_names (the index is the type id)
+SMAX_UNIT_TYPES = ("marine", "marauder", "stalker", "zealot", "zergling", "hydralisk")
+RACES: dict[str, tuple[str, str]] = {
+    "terran": ("marine", "marauder"),
+    "protoss": ("stalker", "zealot"),
+    "zerg": ("zergling", "hydralisk"),
+}
+START_POSITIONS = ("surrounded", "reflect", "surrounded_and_reflect")
+SURROUND_SIDES: dict[str, tuple[int, ...]] = {"all": (0, 1, 2, 3), "left": (0, 1), "right": (2, 3)}
+MOVEMENTS = ("continuous", "discrete")
+BACKENDS = ("sc2", "smax")
+
+# The mixed action (every backend): a float vector [choice, move_x, move_y, target]
+#   choice: 0 stop, 1 move, 2 attack; (move_x, move_y): the move vector (continuous:
+#   clipped to the unit disk, scaled by the unit's speed; discrete: mapped to the nearest
+#   available compass move); target: index of the enemy to attack.
+CHOICE_STOP, CHOICE_MOVE, CHOICE_ATTACK = 0, 1, 2
+N_CHOICES = 3
+# Compass moves in SMAX's order (N, E, S, W), as (dx, dy)
+COMPASS = ((0.0, 1.0), (1.0, 0.0), (0.0, -1.0), (-1.0, 0.0))
+# Action mask layout ([E, A, MASK_TARGETS + n_enemies] bool): the three choices, the four
+# compass moves (all True for alive units with continuous movement), then one per enemy.
+MASK_CHOICES = slice(0, 3)
+MASK_COMPASS = slice(3, 7)
+MASK_TARGETS = 7
+
+
+def diagonal_points(width: float, height: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """SMACv2's four diagonals: (corners, inner points), indexed by diagonal 0..3."""
+    cx, cy = width / 2, height / 2
+    corners = [(0.0, 0.0), (0.0, height), (width, height), (width, 0.0)]
+    inner = [(cx - 2, cy - 2), (cx - 2, cy + 2), (cx + 2, cy + 2), (cx + 2, cy - 2)]
+    return corners, inner
+
+
+def check_scenario(
+    race: str, n_units: int, n_enemies: int, start_positions: str, p: float, surround_sides: str, movement: str
+) -> None:
+    """Reject bad scenario values with a message naming the ``env.`` key and the allowed values."""
+    if race not in RACES:
+        raise ValueError(f"env.race={race!r}; allowed: {', '.join(RACES)}")
+    if start_positions not in START_POSITIONS:
+        raise ValueError(f"env.start_positions={start_positions!r}; allowed: {', '.join(START_POSITIONS)}")
+    if surround_sides not in SURROUND_SIDES:
+        raise ValueError(f"env.surround_sides={surround_sides!r}; allowed: {', '.join(SURROUND_SIDES)}")
+    if movement not in MOVEMENTS:
+        raise ValueError(f"env.movement={movement!r}; allowed: {', '.join(MOVEMENTS)}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"env.p={p!r}; allowed: a probability in [0, 1]")
+    for key, v in (("env.n_units", n_units), ("env.n_enemies", n_enemies)):
+        if v < 1:
+            raise ValueError(f"{key}={v!r}; allowed: an integer >= 1")
+
+
+def _distribution_base() -> Any:
+    from jaxmarl.environments.smax.distributions import Distribution
+
+    return Distribution
+
+
+def make_start_positions(
+    n_allies: int,
+    n_enemies: int,
+    width: float,
+    height: float,
+    start_positions: str,
+    p: float,
+    surround_sides: str,
+    margin: float = 1.0,
+    ally_jitter: float = 2.0,
+    enemy_jitter: float = 1.0,
+) -> Any:
+    """A SMAX start-position generator (``generate(key) -> [n_allies + n_enemies, 2]``,
+    allies first) for the settings above; a subclass of jaxmarl's ``Distribution``."""
+    import jax
+    import jax.numpy as jnp
+
+    corners_l, inner_l = diagonal_points(width, height)
+    allowed_t = SURROUND_SIDES[surround_sides]
+
+    class StartPositions(_distribution_base()):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(n_allies, n_enemies, width, height)
+            self.mode = start_positions
+            self.p = float(p)
+            self.allowed = allowed_t
+            self.margin = margin
+
+        def surrounded(self, key: Any) -> Any:
+            k_n, k_perm, k_g, k_t, k_ja, k_je = jax.random.split(key, 6)
+            k = len(self.allowed)
+            allowed = jnp.array(self.allowed, dtype=jnp.int32)
+            n_groups = jax.random.randint(k_n, (), 1, k + 1)
+            diag_of_slot = jax.random.permutation(k_perm, allowed)  # distinct diagonals
+            group = jax.random.randint(k_g, (n_enemies,), 0, n_groups)  # each enemy joins a group
+            t = jax.random.uniform(k_t, (k,))[group]
+            diag = diag_of_slot[group]
+            corners, inner = jnp.array(corners_l), jnp.array(inner_l)
+            enemy = t[:, None] * inner[diag] + (1.0 - t[:, None]) * corners[diag]
+            enemy = enemy + jax.random.uniform(k_je, (n_enemies, 2), minval=-enemy_jitter, maxval=enemy_jitter)
+            centre = jnp.array([width / 2, height / 2])
+            ally = centre + jax.random.uniform(k_ja, (n_allies, 2), minval=-ally_jitter, maxval=ally_jitter)
+            return jnp.concatenate([ally, enemy])
+
+        def reflect(self, key: Any) -> Any:
+            k_a, k_e = jax.random.split(key)
+            ally = jax.random.uniform(
+                k_a, (n_allies, 2), minval=jnp.array([0.0, 0.0]), maxval=jnp.array([width / 2 - 1, height])
+            )
+            mirrored = jnp.stack([width - ally[:, 0], ally[:, 1]], axis=-1)[:n_enemies]
+            extra = jax.random.uniform(
+                k_e,
+                (max(0, n_enemies - n_allies), 2),
+                minval=jnp.array([width / 2 + 1, 0.0]),
+                maxval=jnp.array([width, height]),
+            )
+            return jnp.concatenate([ally, mirrored, extra])
+
+        def generate(self, key: Any) -> Any:
+            k_s, k_r, k_p = jax.random.split(key, 3)
+            if self.mode == "surrounded":
+                pos = self.surrounded(k_s)
+            elif self.mode == "reflect":
+                pos = self.reflect(k_r)
+            else:
+                pos = jnp.where(jax.random.uniform(k_p) < self.p, self.reflect(k_r), self.surrounded(k_s))
+            lo = jnp.array([self.margin, self.margin])
+            hi = jnp.array([width - self.margin, height - self.margin])
+            return jnp.clip(pos, lo, hi)
+
+    return StartPositions()
+
+
+def make_race_unit_types(n_allies: int, n_enemies: int, width: float, height: float, race: str) -> Any:
+    """A SMAX unit-type generator (``generate(key) -> [n_allies + n_enemies] uint8``): allies
+    uniform over the race's two types, enemies mirror them (extras drawn like allies)."""
+    import jax
+    import jax.numpy as jnp
+
+    ids = [SMAX_UNIT_TYPES.index(name) for name in RACES[race]]
+
+    class RaceUnitTypes(_distribution_base()):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(n_allies, n_enemies, width, height)
+            self.race = race
+
+        def generate(self, key: Any) -> Any:
+            k_a, k_e = jax.random.split(key)
+            table = jnp.array(ids, dtype=jnp.uint8)
+            ally = table[jax.random.randint(k_a, (n_allies,), 0, 2)]
+            extra = table[jax.random.randint(k_e, (max(0, n_enemies - n_allies),), 0, 2)]
+            enemy = jnp.concatenate([ally[:n_enemies], extra])
+            return jnp.concatenate([ally, enemy]).astype(jnp.uint8)
+
+    return RaceUnitTypes()

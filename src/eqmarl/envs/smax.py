@@ -1,0 +1,455 @@
+"""SMACv2-style scenarios on JaxMARL's SMAX (no StarCraft II needed): ``env.backend=smax``.
+
+The simulation is JaxMARL's ``HeuristicEnemySMAX`` (SMAX with its scripted enemy),
+configured with eqmarl's SMACv2 start positions and per-race unit types
+(:mod:`eqmarl.envs.smacv2_scenarios`).  Reset, step, autoreset and the extraction of
+eqmarl's observation are one pure function per env, ``vmap``-ped over all envs and
+``jit``-compiled once; the arrays reach torch through DLPack (no copies where the
+devices agree).  JAX is told not to preallocate GPU memory (torch shares the GPU).
+
+What eqmarl adds on top of SMAX, by wrapping it (SMAX's code is used, not copied):
+
+* **Actions** (E2GN2's mixed space, see :data:`~eqmarl.envs.smacv2_scenarios.CHOICE_MOVE`):
+  ``[E, A, 4]`` floats ``[choice, move_x, move_y, target]``.  ``choice`` 0 stops, 1 moves,
+  2 attacks enemy ``target``.  Continuous movement: the move vector, clipped to the unit
+  disk, is SMAX's per-tick movement vector, so a unit moves ``|v| * speed * 0.5`` map
+  units per env step (8 ticks of 1/16 s); it is shortened where it would end within
+  ``WALL_MARGIN`` of a wall (SC2's pathing keeps units inside the map; SMAX kills units
+  that touch a wall).  Discrete movement: the vector is mapped to the available compass
+  move (N, E, S, W) with the largest dot product.
+* **Masks** (``Observation.action_mask [E, A, 7 + n_enemies]``): stop always; move if
+  alive (and, discrete, some compass move stays inside the walls); attack if an enemy is
+  in range (SMAX's ``get_avail_actions``); then the four compass moves and the targets.
+* **Episode ends**: ``terminated`` when a team is dead, ``truncated`` at the episode limit
+  (SMAX reports both as ``done``); ``info['win']`` is 1.0 where the allies won (every
+  enemy dead and an ally alive, SMAX's own won-battle condition), 0.0 where an episode
+  ended otherwise, nan where none ended; ``final_obs`` keeps the finished episode's last
+  observation (SMAX's own autoreset drops it).
+* **Entity graph**: one node per unit (allies first, then enemies); invariant features
+  ``h = [health fraction, alive, ally, enemy, weapon cooldown fraction, 6-way unit type]``;
+  equivariant ``x`` = position relative to the map centre / ``POS_SCALE`` and ``v`` = the
+  unit's last movement vector; ``edge_rule='bipartite'`` with ``node_group`` 0 for allies
+  and 1 for enemies (allies fully connected, every ally linked to every enemy, no
+  enemy-enemy edges); dead units masked out.  Every agent reads the same (fully observed)
+  graph, as in the E2GN2 paper.
+* **Flat observation** (the MLP baseline, the same information): per agent, its own node's
+  ``[h, x, v]`` followed by every node's ``[h, x, v]`` (dead units zeroed); the global state
+  is every node's ``[h, x, v]``.
+
+The reward is SMAX's (damage dealt, normalised, plus 1 for a win: at most 2 per episode).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eqmarl.envs.base import EnvSpec, Observation, StepResult
+from eqmarl.envs.graph import EntityGraph
+from eqmarl.envs.smacv2_scenarios import (
+    CHOICE_ATTACK,
+    CHOICE_MOVE,
+    COMPASS,
+    MASK_TARGETS,
+    SMAX_UNIT_TYPES,
+    check_scenario,
+    make_race_unit_types,
+    make_start_positions,
+)
+
+MAP_SIZE = 32.0
+# positions enter the graph as (pos - centre) / POS_SCALE, i.e. in [-1, 1]
+POS_SCALE = MAP_SIZE / 2
+# moves never end closer than this to a wall (SMAX kills units touching a wall)
+WALL_MARGIN = 0.5
+# invariant node features: health, alive, ally, enemy, cooldown, 6-way type
+NODE_FEATURES = 5 + len(SMAX_UNIT_TYPES)
+# per-node features of the flat observation: h, x, v
+FLAT_NODE = NODE_FEATURES + 4
+
+
+def import_jax() -> Any:
+    """Import jax (GPU memory not preallocated; compiled steps cached on disk, in
+    ``$JAX_COMPILATION_CACHE_DIR`` or ``~/.cache/eqmarl/jax``: compiling SMAX's step takes
+    tens of seconds on a CPU); a clear message if the smax extra is missing."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    try:
+        import jax
+        import jaxmarl.environments.smax  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError(
+            f"env.backend=smax needs jax and jaxmarl ({e.name} is missing): pip install 'eqmarl[smax]' "
+            "(see .ci/setup-smax.sh for the exact lines)"
+        ) from e
+    cache = getattr(jax.config, "jax_compilation_cache_dir", None)
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and cache is None:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/eqmarl/jax"))
+    return jax
+
+
+def _to_torch(arr: Any, device: torch.device) -> Tensor:
+    """A jax array as a torch tensor without a copy (DLPack), then on ``device``."""
+    t = torch.from_dlpack(arr)
+    return t if t.device == device else t.to(device)
+
+
+class SmaxSMACv2:
+    """``num_envs`` SMACv2-style SMAX battles as one batch (see the module docstring).
+
+    Args:
+        num_envs: parallel envs.
+        race: terran | protoss | zerg.
+        n_units: allies (learning agents).
+        n_enemies: enemies (SMAX's heuristic AI).
+        start_positions: surrounded | reflect | surrounded_and_reflect.
+        p: probability of reflect in surrounded_and_reflect.
+        surround_sides: all | left | right (enemy diagonals of surrounded starts).
+        movement: continuous | discrete.
+        episode_limit: steps after which an episode is truncated.
+        seed: base seed.
+        device: torch device of the returned tensors.
+        enemy_attack_mode: the heuristic enemy's targets: closest | random.
+        check_actions: raise if an action is unavailable (costs a device sync per step).
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        race: str = "terran",
+        n_units: int = 5,
+        n_enemies: int = 5,
+        start_positions: str = "surrounded_and_reflect",
+        p: float = 0.5,
+        surround_sides: str = "all",
+        movement: str = "continuous",
+        episode_limit: int = 100,
+        seed: int = 0,
+        device: str = "cpu",
+        enemy_attack_mode: str = "closest",
+        check_actions: bool = False,
+    ) -> None:
+        check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
+        jax = import_jax()
+        import jax.numpy as jnp
+        from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
+
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.n_allies, self.n_enemies = n_units, n_enemies
+        self.n_nodes = n_units + n_enemies
+        self.movement = movement
+        self.episode_limit = episode_limit
+        self.check_actions = check_actions
+        self.race = race
+        scenario = Scenario(
+            unit_types=jnp.zeros((self.n_nodes,), dtype=jnp.uint8),
+            num_allies=n_units,
+            num_enemies=n_enemies,
+            smacv2_position_generation=True,
+            smacv2_unit_type_generation=True,
+        )
+        self._smax = HeuristicEnemySMAX(
+            attack_mode=enemy_attack_mode,
+            scenario=scenario,
+            map_width=int(MAP_SIZE),
+            map_height=int(MAP_SIZE),
+            # SMAX ends an episode when its step count *before* the step reaches max_steps,
+            # i.e. after max_steps + 1 steps; eqmarl's limit counts steps taken
+            max_steps=episode_limit - 1,
+            walls_cause_death=True,
+            see_enemy_actions=True,
+        )
+        inner = self._smax._env
+        # eqmarl's SMACv2 generators replace SMAX's (read by SMAX's reset)
+        inner.position_generator = make_start_positions(
+            n_units, n_enemies, MAP_SIZE, MAP_SIZE, start_positions, p, surround_sides
+        )
+        inner.unit_type_generator = make_race_unit_types(n_units, n_enemies, MAP_SIZE, MAP_SIZE, race)
+        self._inner = inner
+        # map units per env step at |v| = 1, per unit type
+        self._step_dist = np.asarray(inner.unit_type_velocities) * inner.time_per_step * inner.world_steps_per_env_step
+        self._reset_fn = jax.jit(jax.vmap(self._reset_one))
+        self._step_fn = jax.jit(jax.vmap(self._step_one))
+        self._features_fn = jax.jit(jax.vmap(self._features))
+        self._jax = jax
+        self._state: Any = None
+        self._keys: Any = None
+        self._feats: Any = None
+        self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._ret = torch.zeros(num_envs, device=self.device)
+        self._agent_node = torch.arange(n_units, device=self.device)
+        self._node_group = torch.cat(
+            [torch.zeros(n_units, dtype=torch.long), torch.ones(n_enemies, dtype=torch.long)]
+        ).to(self.device)
+        self.spec = EnvSpec(
+            n_agents=n_units,
+            obs_dim=(self.n_nodes + 1) * FLAT_NODE,
+            state_dim=self.n_nodes * FLAT_NODE,
+            action_type="mixed",
+            action_dim=4,
+            episode_limit=episode_limit,
+            n_nodes=self.n_nodes,
+            node_feat_dim=NODE_FEATURES,
+            move_directions=[(i, dx, dy) for i, (dx, dy) in enumerate(COMPASS)] if movement == "discrete" else [],
+            n_targets=n_enemies,
+        )
+        self.reset(seed)
+
+    # -- the pure jax side (one env; vmapped and jitted in __init__) ------------------
+    def _features(self, state: Any) -> dict[str, Any]:
+        """eqmarl's observation arrays of one env's SMAX state."""
+        import jax.numpy as jnp
+
+        inner, s = self._inner, state.state
+        n, m = self.n_allies, self.n_enemies
+        alive = s.unit_alive
+        types = s.unit_types.astype(jnp.int32)
+        health = s.unit_health / inner.unit_type_health[types]
+        cooldown = jnp.clip(s.unit_weapon_cooldowns / inner.unit_type_weapon_cooldowns[types], 0.0, 1.0)
+        enemy = (jnp.arange(n + m) >= n).astype(jnp.float32)
+        alive_f = alive.astype(jnp.float32)
+        h = jnp.concatenate(
+            [
+                jnp.stack([health, alive_f, 1.0 - enemy, enemy, cooldown], axis=-1),
+                jnp.eye(len(SMAX_UNIT_TYPES))[types],
+            ],
+            axis=-1,
+        )
+        x = (s.unit_positions - MAP_SIZE / 2) / POS_SCALE
+        v = s.prev_movement_actions
+        keep = alive_f[:, None]
+        h, x, v = h * keep, x * keep, v * keep
+        # masks
+        pos = s.unit_positions[:n]
+        dist = jnp.asarray(self._step_dist)[types[:n]][:, None, None]  # [A, 1, 1]
+        target = pos[:, None, :] + dist * jnp.array(COMPASS)[None]  # [A, 4, 2]
+        inside = jnp.all((target >= WALL_MARGIN) & (target <= MAP_SIZE - WALL_MARGIN), axis=-1)
+        a_alive = alive[:n]
+        compass = inside & a_alive[:, None] if self.movement == "discrete" else jnp.repeat(a_alive[:, None], 4, 1)
+        avail = inner.get_avail_actions(s)
+        targets = jnp.stack([avail[f"ally_{i}"][inner.num_movement_actions :] for i in range(n)]).astype(bool)
+        choices = jnp.stack([jnp.ones_like(a_alive), jnp.any(compass, axis=-1), jnp.any(targets, axis=-1)], axis=-1)
+        mask = jnp.concatenate([choices, compass, targets], axis=-1)
+        return {
+            "h": h.astype(jnp.float32),
+            "x": x.astype(jnp.float32),
+            "v": v.astype(jnp.float32),
+            "alive": alive.astype(jnp.uint8),
+            "mask": mask.astype(jnp.uint8),
+            "attack": s.prev_attack_actions.astype(jnp.int32),
+        }
+
+    def _reset_one(self, key: Any) -> tuple[Any, dict[str, Any]]:
+        import jax.numpy as jnp
+
+        _, state = self._smax.reset(key)
+        # strong dtypes, as after a step (else the jitted step compiles twice)
+        state = self._jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
+        return state, self._features(state)
+
+    def _ally_actions(self, state: Any, action: Any) -> tuple[Any, Any]:
+        """Our ``[A, 4]`` actions -> SMAX's (movement vectors ``[A, 2]``, attack actions ``[A]``)."""
+        import jax.numpy as jnp
+
+        inner, s = self._inner, state.state
+        n = self.n_allies
+        choice = action[:, 0].astype(jnp.int32)
+        vec = action[:, 1:3]
+        target = action[:, 3].astype(jnp.int32)
+        feats_mask = self._features(state)["mask"].astype(bool)
+        pos = s.unit_positions[:n]
+        dist = jnp.asarray(self._step_dist)[s.unit_types[:n].astype(jnp.int32)][:, None]  # [A, 1]
+        if self.movement == "discrete":
+            compass = jnp.array(COMPASS)
+            score = jnp.where(feats_mask[:, 3:7], vec @ compass.T, -jnp.inf)
+            vec = compass[jnp.argmax(score, axis=-1)]
+        else:
+            norm = jnp.linalg.norm(vec, axis=-1, keepdims=True)
+            vec = vec / jnp.maximum(norm, 1.0)
+            # shorten a move that would end within WALL_MARGIN of a wall
+            end = jnp.clip(pos + vec * dist, WALL_MARGIN, MAP_SIZE - WALL_MARGIN)
+            vec = (end - pos) / dist
+        moving = choice == CHOICE_MOVE
+        attacking = choice == CHOICE_ATTACK
+        movement = jnp.where(moving[:, None], vec, 0.0)
+        attack = jnp.where(attacking, target + inner.num_movement_actions, 0)
+        return movement, attack
+
+    def _valid(self, state: Any, action: Any) -> Any:
+        """Whether each agent's action is available (for ``check_actions``)."""
+        import jax.numpy as jnp
+
+        mask = self._features(state)["mask"].astype(bool)
+        choice = action[:, 0].astype(jnp.int32)
+        target = jnp.clip(action[:, 3].astype(jnp.int32), 0, self.n_enemies - 1)
+        ok = jnp.take_along_axis(mask[:, :3], choice[:, None], axis=-1)[:, 0]
+        t_ok = jnp.take_along_axis(mask[:, MASK_TARGETS:], target[:, None], axis=-1)[:, 0]
+        in_range = (action[:, 3] >= 0) & (action[:, 3] < self.n_enemies)
+        return ok & ((choice != CHOICE_ATTACK) | (t_ok & in_range))
+
+    def _step_one(self, key: Any, state: Any, action: Any) -> tuple[Any, Any, dict[str, Any]]:
+        jax = self._jax
+        import jax.numpy as jnp
+
+        smax, inner = self._smax, self._inner
+        key, k_enemy, k_step, k_reset = jax.random.split(key, 4)
+        s = state.state
+        valid = self._valid(state, action)
+        ally_move, ally_attack = self._ally_actions(state, action)
+        # the heuristic enemy, through HeuristicEnemySMAX's own policy
+        unit_obs = inner.get_obs_unit_list(s)
+        enemy_obs = jnp.stack([unit_obs[a] for a in smax.enemy_agents])
+        enemy_actions, enemy_policy_state = smax.get_enemy_actions(k_enemy, state.enemy_policy_state, enemy_obs)
+        enemy_move, enemy_attack = inner._decode_discrete_actions(
+            jnp.stack([enemy_actions[a] for a in smax.enemy_agents])
+        )
+        _, s_new, rewards, _, _ = inner.step_env_no_decode(
+            k_step,
+            s,
+            (jnp.concatenate([ally_move, enemy_move]), jnp.concatenate([ally_attack, enemy_attack])),
+        )
+        finished = state.replace(state=s_new, enemy_policy_state=enemy_policy_state)
+        n = self.n_allies
+        allies_dead = ~jnp.any(s_new.unit_alive[:n])
+        enemies_dead = ~jnp.any(s_new.unit_alive[n:])
+        done = s_new.done
+        terminated = done & (allies_dead | enemies_dead)
+        won = enemies_dead & ~allies_dead
+        final = self._features(finished)
+        reset_state, reset_feats = self._reset_one(k_reset)
+        nxt = jax.tree.map(lambda a, b: jnp.where(done, a, b), reset_state, finished)
+        nxt_feats = {k: jnp.where(done, reset_feats[k], final[k]) for k in final}
+        out = {
+            **{f"final_{k}": v for k, v in final.items()},
+            **nxt_feats,
+            "reward": rewards["ally_0"].astype(jnp.float32),
+            "done": done.astype(jnp.uint8),
+            "terminated": terminated.astype(jnp.uint8),
+            "won": won.astype(jnp.uint8),
+            "valid": jnp.all(valid).astype(jnp.uint8),
+        }
+        return key, nxt, out
+
+    # -- torch side -------------------------------------------------------------
+    def _observation(self, f: dict[str, Any], prefix: str = "") -> Observation:
+        dev = self.device
+        h = _to_torch(f[prefix + "h"], dev)
+        x = _to_torch(f[prefix + "x"], dev)
+        v = _to_torch(f[prefix + "v"], dev)
+        alive = _to_torch(f[prefix + "alive"], dev).bool()
+        mask = _to_torch(f[prefix + "mask"], dev).bool()
+        e = h.shape[0]
+        nodes = torch.cat([h, x, v], dim=-1)  # [E, N, FLAT_NODE]
+        state = nodes.reshape(e, -1)
+        own = nodes[:, : self.n_allies]
+        obs = torch.cat([own, state.unsqueeze(1).expand(-1, self.n_allies, -1)], dim=-1)
+        graph = EntityGraph(
+            h=h,
+            x=x,
+            v=v,
+            node_mask=alive,
+            agent_node=self._agent_node,
+            edge_rule="bipartite",
+            node_group=self._node_group.expand(e, -1),
+        )
+        return Observation(obs=obs, state=state, graph=graph, action_mask=mask)
+
+    def reset(self, seed: int | None = None) -> Observation:
+        """Reset every env; env ``i`` draws from ``fold_in(PRNGKey(seed), i)``."""
+        jax = self._jax
+        base = jax.random.PRNGKey(0 if seed is None else seed)
+        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jax.numpy.arange(self.num_envs))
+        reset_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        self._state, feats = self._reset_fn(reset_keys)
+        self._keys = keys
+        self._feats = feats
+        self._t.zero_()
+        self._ret.zero_()
+        return self._observation(feats)
+
+    def observe(self) -> Observation:
+        """The current observation (without stepping)."""
+        return self._observation(self._feats)
+
+    def _jax_actions(self, actions: Tensor) -> Any:
+        a = actions.detach().to(torch.float32)
+        if a.shape != (self.num_envs, self.n_allies, 4):
+            raise ValueError(f"actions must be [E, A, 4] = {[self.num_envs, self.n_allies, 4]}; got {list(a.shape)}")
+        return self._jax.numpy.asarray(a.cpu().numpy())
+
+    def step(self, actions: Tensor) -> StepResult:
+        """Step every env with ``actions [E, A, 4]`` (see the module docstring); autoreset."""
+        self._keys, self._state, out = self._step_fn(self._keys, self._state, self._jax_actions(actions))
+        if self.check_actions and not bool(np.asarray(out["valid"]).all()):
+            raise ValueError("an unavailable action reached the env (check the action mask)")
+        dev = self.device
+        reward = _to_torch(out["reward"], dev)
+        done = _to_torch(out["done"], dev).bool()
+        terminated = _to_torch(out["terminated"], dev).bool()
+        won = _to_torch(out["won"], dev).float()
+        truncated = done & ~terminated
+        self._t += 1
+        self._ret += reward
+        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
+        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
+        self._t = torch.where(done, torch.zeros_like(self._t), self._t)
+        self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
+        self._feats = {k: v for k, v in out.items() if not k.startswith("final_")}
+        obs = self._observation(out)
+        final_obs = self._observation(out, "final_")
+        return StepResult(
+            obs=obs,
+            reward=reward.unsqueeze(-1).expand(-1, self.n_allies),
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+            episode_return=ep_ret,
+            episode_length=ep_len,
+            info={"win": torch.where(done, won, torch.full_like(won, float("nan")))},
+        )
+
+    # -- inspection (tests, render) ----------------------------------------------------
+    def smax_state(self) -> Any:
+        """The batched SMAX ``State`` (jax arrays ``[E, ...]``)."""
+        return self._state.state
+
+    def set_smax_state(self, smax_state: Any) -> Observation:
+        """Start every env from the batched SMAX ``State`` ``smax_state`` (e.g. a hand-built
+        battle; episode counters restart); returns its observation."""
+        self._state = self._state.replace(state=smax_state)
+        self._t.zero_()
+        self._ret.zero_()
+        self._feats = self._features_fn(self._state)
+        return self.observe()
+
+    def unit_types(self) -> Tensor:
+        """``[E, N]`` SMAX unit type ids of the current episodes."""
+        return torch.from_numpy(np.asarray(self._state.state.unit_types).astype(np.int64)).to(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Simulator state (every jax leaf as numpy), random keys and counters."""
+        jax = self._jax
+        return {
+            "leaves": [np.asarray(x) for x in jax.tree.leaves(self._state)],
+            "keys": np.asarray(self._keys),
+            "t": self._t.clone(),
+            "ret": self._ret.clone(),
+        }
+
+    def load_state_dict(self, st: dict[str, Any]) -> Observation:
+        """Restore :meth:`state_dict`; returns the current observation."""
+        jax = self._jax
+        treedef = jax.tree.structure(self._state)
+        self._state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in st["leaves"]])
+        self._keys = jax.numpy.asarray(st["keys"])
+        self._t.copy_(st["t"])
+        self._ret.copy_(st["ret"])
+        self._feats = self._features_fn(self._state)
+        return self.observe()
+
+    def close(self) -> None:
+        pass
