@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Bottom to top.  A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("interface", ("eqmarl.envs.base", "eqmarl.envs.graph")),
+    ("interface", ("eqmarl.envs.base", "eqmarl.envs.graph", "eqmarl.envs.knn")),
     ("symmetry", ("eqmarl.symmetry",)),
     ("envs", ("eqmarl.envs",)),
     ("models", ("eqmarl.models",)),

@@ -41,7 +41,8 @@ class MpeEnvConfig(EnvConfig):
     """MPE tasks (``env=mpe``)."""
 
     name: str = "mpe"
-    # simple_spread | simple_tag
+    # simple_spread | simple_tag | simple_spread_large (simple_spread vectorized for
+    # hundreds to thousands of agents on VMAS: see eqmarl.envs.spread_large)
     scenario: str = "simple_spread"
     # vmas (batched torch, default) | mpe2 (PettingZoo reference, worker processes)
     backend: str = "vmas"
@@ -154,6 +155,17 @@ class ModelConfig:
     # instead of uniform over actions: each class of equivalent actions gets the same
     # initial mass (logit bias -log(orbit size)); None: off
     orbit_init: Optional[str] = None
+    # graph models: sparse graphs: every node receives messages from its k nearest nodes
+    # (among those the env's edge rule allows); 0: the complete graph.  Edges N(N-1) ->
+    # N k per graph: use it from a few tens of agents on (see README, "Large agent counts")
+    knn: int = 0
+    # graph models: recompute each message-passing layer's edge activations in backward
+    # instead of keeping them (about one extra forward; memory per layer -> its inputs)
+    activation_checkpointing: bool = False
+    # one set of weights for all agents (True) or per-agent actor and critic weights
+    # (False: stacked, applied in one batched op; parameter memory grows with the agent
+    # count, which ZeRO shards with learner=deepspeed; the agent count is then fixed)
+    share_params: bool = True
 
 
 # ---------------------------------------------------------------------------- algo
@@ -358,6 +370,18 @@ class LearnerConfig:
     backend: str = "auto"
     # ddp: seconds a collective may wait for the other ranks before failing
     timeout_s: int = 600
+    # equal micro-batches per PPO minibatch, their gradients accumulated into one
+    # optimizer step (memory of the update ~ minibatch / micro_batches); every learner
+    micro_batches: int = 1
+    # deepspeed: ZeRO stage: 0 (plain data parallel), 1 (shard optimizer state),
+    # 2 (+ gradients), 3 (+ parameters); sharding only pays for per-agent parameters
+    # (model.share_params=false), see README "Large agent counts"
+    zero_stage: int = 0
+    # deepspeed: keep the optimizer state (and step) on the CPU (ZeRO-Offload; stage >= 1)
+    offload_optimizer: bool = False
+    # deepspeed: fp32 | bf16 (autocast of the matrix products to bfloat16; parameters,
+    # optimizer state, positions and relative vectors stay float32)
+    precision: str = "fp32"
 
 
 # --------------------------------------------------------------------------- top
@@ -565,6 +589,8 @@ def validate(cfg: Config) -> None:
 
         _choice("env.scenario", cfg.env.scenario, SCENARIOS)
         _choice("env.backend", cfg.env.backend, BACKENDS)
+        if cfg.env.scenario == "simple_spread_large":
+            _choice("env.backend", cfg.env.backend, ["vmas"])
         _choice("env.prey_policy", cfg.env.prey_policy, PREY_POLICIES)
         _positive("env.n_agents", cfg.env.n_agents)
         _positive("env.n_prey", cfg.env.n_prey)
@@ -587,6 +613,20 @@ def validate(cfg: Config) -> None:
         )
     _positive("model.hidden", cfg.model.hidden)
     _positive("model.layers", cfg.model.layers)
+    _positive("model.knn", cfg.model.knn, allow_zero=True)
+    if not cfg.model.share_params and cfg.model.name != "mlp":
+        raise ConfigError(
+            "model.share_params",
+            False,
+            f"true with model.name={cfg.model.name} (graph models share their message functions across nodes; "
+            f"per-agent weights: model.name=mlp)",
+        )
+    if cfg.model.knn and cfg.model.name not in GRAPH_MODELS:
+        raise ConfigError(
+            "model.knn",
+            cfg.model.knn,
+            f"0 with model.name={cfg.model.name} (kNN graphs are for {', '.join(GRAPH_MODELS)})",
+        )
     _choice("model.activation", cfg.model.activation, list(ACTIVATIONS))
     _choice("model.eqc_average", cfg.model.eqc_average, ["probs", "logits"])
     for key, group in (
@@ -644,6 +684,35 @@ def validate(cfg: Config) -> None:
     _choice("learner.name", cfg.learner.name, ["single", "ddp", "deepspeed"])
     _choice("learner.backend", cfg.learner.backend, ["auto", "nccl", "gloo"])
     _positive("learner.timeout_s", cfg.learner.timeout_s)
+    ln = cfg.learner
+    _positive("learner.micro_batches", ln.micro_batches)
+    mb = batch // a.num_minibatches
+    if mb % ln.micro_batches:
+        raise ConfigError(
+            "learner.micro_batches",
+            ln.micro_batches,
+            f"a divisor of the minibatch algo.rollout_steps*train.num_envs/algo.num_minibatches={mb}",
+        )
+    _choice("learner.zero_stage", ln.zero_stage, [0, 1, 2, 3])
+    _choice("learner.precision", ln.precision, ["fp32", "bf16"])
+    if ln.name != "deepspeed":
+        for key, val, default in (
+            ("zero_stage", ln.zero_stage, 0),
+            ("offload_optimizer", ln.offload_optimizer, False),
+            ("precision", ln.precision, "fp32"),
+        ):
+            if val != default:
+                raise ConfigError(
+                    f"learner.{key}", val, f"{default!r} with learner.name={ln.name} (a learner=deepspeed setting)"
+                )
+    if ln.name == "deepspeed" and ln.zero_stage == 3 and not cfg.model.share_params:
+        # DeepSpeed 0.19's stage-3 backward fails on the stacked per-agent weights (a
+        # gradient of shape [A, D] meets a released partition); stages 0-2 work
+        raise ConfigError("learner.zero_stage", 3, "0, 1 or 2 with model.share_params=false")
+    if ln.offload_optimizer and ln.zero_stage == 0:
+        raise ConfigError(
+            "learner.offload_optimizer", True, "false with learner.zero_stage=0 (ZeRO-Offload needs stage >= 1)"
+        )
     box = cfg.container
     _choice("container.runtime", box.runtime, ["none", "docker", "apptainer", "charliecloud"])
     _choice("container.gpus", box.gpus, ["auto", "always", "never"])

@@ -68,6 +68,8 @@ class Observation:
                 v=st(lambda o: o.graph.v),
                 node_mask=st(lambda o: o.graph.node_mask),
                 node_group=None if g.node_group is None else st(lambda o: o.graph.node_group),
+                neighbors=None if g.neighbors is None else st(lambda o: o.graph.neighbors),
+                neighbor_valid=None if g.neighbor_valid is None else st(lambda o: o.graph.neighbor_valid),
             )
         return Observation(
             obs=st(lambda o: o.obs),
@@ -95,6 +97,8 @@ class Observation:
                 v=sel(self.graph.v, other.graph.v),
                 node_mask=sel(self.graph.node_mask, other.graph.node_mask),
                 node_group=sel_optional(self.graph.node_group, other.graph.node_group),
+                neighbors=None,  # positions changed: a stored kNN graph no longer applies
+                neighbor_valid=None,
             )
         return Observation(
             obs=sel(self.obs, other.obs),

@@ -12,7 +12,11 @@ Features are split by how they transform under the world's symmetry group O(2):
 * ``node_mask`` ``[*B, N]`` bool, True for real nodes (padding is False);
 * ``agent_node`` ``[A]`` long: the node index of each agent (the same for every graph);
 * ``edge_rule``: which pairs exchange messages: ``"full"`` (complete graph without
-  self-loops over real nodes), or ``"bipartite"`` (see :func:`adjacency`).
+  self-loops over real nodes), or ``"bipartite"`` (see :func:`adjacency`);
+* ``neighbors`` / ``neighbor_valid`` ``[*B, N, k]``: optional stored k-nearest-neighbour
+  lists (see :mod:`eqmarl.envs.knn`): the senders of each node in a sparse graph,
+  attached once when the observation is acted on, so the PPO update reuses exactly
+  the rollout's graph.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ class EntityGraph:
     # Optional per-node group id used by ``bipartite``: edges only between nodes of
     # different groups or both in group 0 (allies fully connected, ally-enemy, no enemy-enemy).
     node_group: Tensor | None = None
+    # Optional stored kNN graph (see eqmarl.envs.knn.knn_neighbors): sender indices and
+    # which of them are real, [*B, N, k]
+    neighbors: Tensor | None = None
+    neighbor_valid: Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -48,7 +56,25 @@ class EntityGraph:
             v=fn(self.v),
             node_mask=fn(self.node_mask),
             node_group=None if self.node_group is None else fn(self.node_group),
+            neighbors=None if self.neighbors is None else fn(self.neighbors),
+            neighbor_valid=None if self.neighbor_valid is None else fn(self.neighbor_valid),
         )
+
+    def with_knn(self, k: int) -> EntityGraph:
+        """This graph with its ``k``-nearest-neighbour lists attached (computed from ``x``
+        under the edge rule and node mask; kept if already attached with the same ``k``)."""
+        from eqmarl.envs.knn import knn_neighbors
+
+        if self.neighbors is not None and self.neighbors.shape[-1] == min(k, self.num_nodes - 1):
+            return self
+        n = self.num_nodes
+        lead = self.node_mask.shape[:-1]
+        group = None if self.node_group is None else self.node_group.reshape(-1, n)
+        nbr, valid = knn_neighbors(
+            self.x.reshape(-1, n, self.x.shape[-1]), self.node_mask.reshape(-1, n), k, self.edge_rule, group
+        )
+        kk = nbr.shape[-1]
+        return replace(self, neighbors=nbr.view(*lead, n, kk), neighbor_valid=valid.view(*lead, n, kk))
 
     def adjacency(self) -> Tensor:
         """Dense boolean adjacency ``[*B, N, N]`` (``adj[..., i, j]``: j sends to i)."""

@@ -26,7 +26,7 @@ from torch import Tensor
 from eqmarl.envs.base import EnvSpec, Observation, StepResult
 from eqmarl.envs.graph import EntityGraph
 
-SCENARIOS = ("simple_spread", "simple_tag")
+SCENARIOS = ("simple_spread", "simple_tag", "simple_spread_large")
 BACKENDS = ("vmas", "mpe2")
 PREY_POLICIES = ("flee", "random", "still")
 
@@ -114,13 +114,13 @@ class MpeBackend:
         self.continuous = continuous_actions
         self.prey_policy = prey_policy
         self.episode_limit = episode_limit
-        if scenario == "simple_spread":
+        if scenario in ("simple_spread", "simple_spread_large"):
             self.n_learners, self.n_prey, self.n_landmarks = n_agents, 0, n_agents
         else:
             self.n_learners, self.n_prey = n_agents, n_prey
             self.n_landmarks = 2 if n_landmarks is None else n_landmarks
         self.n_nodes = self.n_learners + self.n_prey + self.n_landmarks
-        self.n_types = 2 if scenario == "simple_spread" else 3
+        self.n_types = 3 if scenario == "simple_tag" else 2
         self._node_type = torch.cat(
             [
                 torch.zeros(self.n_learners, dtype=torch.long),
@@ -189,7 +189,12 @@ class VmasMPE(MpeBackend):
             raise ImportError("env.backend=vmas needs VMAS: pip install 'eqmarl[mpe]' (or use env.backend=mpe2)") from e
         super().__init__(*args, **kwargs)
         vmas_kwargs: dict[str, Any] = {}
-        if self.scenario == "simple_spread":
+        vmas_scenario: Any = self.scenario
+        if self.scenario == "simple_spread_large":  # vectorized for 100s-1000s of agents (see spread_large)
+            from eqmarl.envs.spread_large import make_scenario
+
+            vmas_scenario = make_scenario()
+        if self.scenario in ("simple_spread", "simple_spread_large"):
             vmas_kwargs["n_agents"] = self.n_learners
         else:
             vmas_kwargs.update(
@@ -204,7 +209,7 @@ class VmasMPE(MpeBackend):
         self._rng_depth = 0
         outside = list(self._rng_holder)
         self._env = vmas.make_env(
-            self.scenario,
+            vmas_scenario,
             num_envs=self.num_envs,
             device=self.device,
             continuous_actions=self.continuous,
@@ -292,7 +297,7 @@ class VmasMPE(MpeBackend):
         obs = self._observation(raw_obs)
         self._t += 1
         self._ret += reward[:, 0]
-        terminated = dones.clone() if self.scenario != "simple_spread" else torch.zeros_like(dones)
+        terminated = dones.clone() if self.scenario == "simple_tag" else torch.zeros_like(dones)
         truncated = (self._t >= self.episode_limit) & ~terminated
         done = terminated | truncated
         final_obs = obs
@@ -516,6 +521,8 @@ class Mpe2MPE(MpeBackend):
         from eqmarl.envs.vector import ProcessVectorEnv
 
         super().__init__(*args, **kwargs)
+        if self.scenario == "simple_spread_large":
+            raise ValueError("env.scenario=simple_spread_large needs env.backend=vmas (it is a VMAS scenario)")
         self._node_mask = torch.ones(self.num_envs, self.n_nodes, dtype=torch.bool, device=self.device)
         factory = functools.partial(
             _Mpe2Slot,

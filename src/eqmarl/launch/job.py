@@ -77,7 +77,7 @@ def run_training(
         on_trainer(trainer)
     resume_iteration = None
     if checkpoint is not None:
-        trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device))
+        trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device), checkpoint=Path(checkpoint))
         resume_iteration = trainer.iteration
         if main:
             print(
@@ -179,8 +179,8 @@ def setup_ranks(cfg: Config) -> tuple[Config, int, int]:
         return cfg, 0, 1
     if cfg.learner.name == "single":
         cfg = dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="ddp"))
-    if cfg.learner.name != "ddp":
-        raise NotImplementedError(f"learner.name={cfg.learner.name!r} with {world} ranks; allowed here: ddp")
+    if cfg.learner.name not in ("ddp", "deepspeed"):
+        raise ValueError(f"learner.name={cfg.learner.name!r} with {world} ranks; allowed: ddp, deepspeed")
     if in_submitit_job():
         import submitit
 
@@ -270,10 +270,8 @@ class TrainJob:
             if submitit_handler is not None:
                 signal.signal(sig, submitit_handler)
         if world > 1:  # ranks must end in sync; the digest makes that checkable from the job logs
-            print(
-                f"[eqmarl] rank {rank}/{world}: parameter digest {parameter_digest(trainer.policy.state_dict())}",
-                flush=True,
-            )
+            digest = parameter_digest(trainer.strategy.plain_state_dict())
+            print(f"[eqmarl] rank {rank}/{world}: parameter digest {digest}", flush=True)
         if self.preempted and callable(submitit_handler):
             if rank == 0:
                 print("[eqmarl] checkpoint saved; handing over to submitit to requeue", flush=True)

@@ -47,23 +47,29 @@ class GraphBatch:
         u: ``[B, N, K, 2]`` equivariant vector channels (positions, velocities; padding
             rows zeroed); ``K`` may be 0.
         node_mask: ``[B, N]`` bool, True for real nodes.
-        adj: ``[B, N, N]`` bool, ``adj[b, i, j]``: node j sends to node i.
+        adj: ``[B, N, N]`` bool, ``adj[b, i, j]``: node j sends to node i (None for a
+            kNN graph, which is given by ``nbr`` instead).
         coef: ``[B]`` the coordinate-update constant ``C = 1 / (M - 1)`` with ``M`` the
-            number of real nodes of each graph (``C = 1`` when ``M <= 1``).
+            number of real nodes of each graph (``C = 1`` when ``M <= 1``); for a kNN
+            graph ``[B, N]``: one over each node's number of senders.
         batch_shape: the graph's original batch shape, ``[E]`` or ``[E, A]``.
         agent_node: ``[A]`` node index of each agent.
         complete: every node is real and every pair of distinct nodes is an edge, so
             the dense path may skip the adjacency masks (a fast path; results equal).
+        nbr: ``[B, N, k]`` long, the senders of each node in a kNN graph (None: ``adj``).
+        nbr_valid: ``[B, N, k]`` bool, which ``nbr`` entries are edges (None: all).
     """
 
     h: Tensor
     u: Tensor
     node_mask: Tensor
-    adj: Tensor
+    adj: Tensor | None
     coef: Tensor
     batch_shape: torch.Size
     agent_node: Tensor
     complete: bool = False
+    nbr: Tensor | None = None
+    nbr_valid: Tensor | None = None
     _edge_index: Tensor | None = None
 
     @property
@@ -73,19 +79,42 @@ class GraphBatch:
     def edge_index(self) -> Tensor:
         """``[2, n_edges]`` (source, target) over the ``B * N`` flattened nodes."""
         if self._edge_index is None:
-            b, i, j = self.adj.nonzero(as_tuple=True)
-            n = self.num_nodes
-            self._edge_index = torch.stack([b * n + j, b * n + i])
+            if self.nbr is not None:
+                from eqmarl.envs.knn import knn_edge_index
+
+                valid = self.nbr_valid if self.nbr_valid is not None else torch.ones_like(self.nbr, dtype=torch.bool)
+                self._edge_index = knn_edge_index(self.nbr, valid)
+            else:
+                assert self.adj is not None
+                b, i, j = self.adj.nonzero(as_tuple=True)
+                n = self.num_nodes
+                self._edge_index = torch.stack([b * n + j, b * n + i])
         return self._edge_index
 
+    def coef_at(self, receivers: Tensor | None) -> Tensor:
+        """``C`` broadcastable against ``[B, R, K, 2]`` vectors at the receivers."""
+        if self.coef.dim() == 1:
+            return self.coef.view(-1, 1, 1, 1)
+        c = self.coef if receivers is None else self.coef.index_select(1, receivers)
+        return c.view(c.shape[0], c.shape[1], 1, 1)
 
-def graph_batch(graph: EntityGraph, use_velocity: bool, dtype: torch.dtype) -> GraphBatch:
+    def node_coef(self) -> Tensor:
+        """``C`` per flattened node, ``[B * N, 1, 1]``."""
+        if self.coef.dim() == 1:
+            return self.coef.repeat_interleave(self.num_nodes).view(-1, 1, 1)
+        return self.coef.reshape(-1, 1, 1)
+
+
+def graph_batch(graph: EntityGraph, use_velocity: bool, dtype: torch.dtype, knn: int = 0) -> GraphBatch:
     """Flatten ``graph`` (batch ``[E]`` or ``[E, A]``) into a :class:`GraphBatch`.
 
     Args:
         graph: the entity graph.
         use_velocity: stack velocities as a second vector channel after positions.
         dtype: float dtype of the model (features are cast to it).
+        knn: ``k > 0``: every node receives from its ``k`` nearest allowed nodes (the
+            graph's stored ``neighbors`` when attached, else built here; see
+            :mod:`eqmarl.envs.knn`); ``0`` or ``k >= N - 1``: the edge rule's full graph.
 
     Returns:
         The flattened batch; padded nodes' features and vectors are set to zero so that
@@ -108,6 +137,17 @@ def graph_batch(graph: EntityGraph, use_velocity: bool, dtype: torch.dtype) -> G
     chans = [graph.x] + ([graph.v] if use_velocity else [])
     u = torch.stack([c.reshape(-1, n, 2).to(dtype) for c in chans], dim=2)
     u = torch.where(keep.unsqueeze(-1), u, 0.0)
+    if 0 < knn < n - 1:
+        graph = graph.with_knn(knn)
+        assert graph.neighbors is not None and graph.neighbor_valid is not None
+        kk = graph.neighbors.shape[-1]
+        nbr, valid = graph.neighbors.reshape(-1, n, kk), graph.neighbor_valid.reshape(-1, n, kk)
+        deg = valid.sum(-1).to(dtype)
+        coef = 1.0 / deg.clamp_min(1.0)
+        all_valid = bool(valid.all())
+        return GraphBatch(
+            h, u, mask, None, coef, batch_shape, graph.agent_node, False, nbr, None if all_valid else valid
+        )
     adj = graph.adjacency().reshape(-1, n, n)
     m = mask.sum(-1).to(dtype)
     coef = 1.0 / (m - 1.0).clamp_min(1.0)
@@ -291,21 +331,39 @@ class MessagePassingLayer(MessagePassing):
         if receivers is not None:
             h_r, u_r, a_r = h.index_select(1, receivers), u.index_select(1, receivers), a.index_select(1, receivers)
         r = h_r.shape[1]
-        senders = _sender_index(n, receivers, h.device)  # [R, N - 1]
-        flat_senders = senders.flatten()
-        # pre_ij = a_i + b_j over the P = R (N - 1) pairs: [B, R, N - 1, H] viewed as [B, P, H]
-        pre = (b.index_select(1, flat_senders).view(bsz, r, n - 1, hd) + a_r.unsqueeze(2)).view(bsz, -1, hd)
+        adj = None
+        if g.nbr is None:
+            senders = _sender_index(n, receivers, h.device)  # [R, N - 1]
+            s = n - 1
+            flat_senders = senders.flatten()
+
+            def gather(t: Tensor) -> Tensor:  # [B, N, ...] -> the senders' rows [B, R, S, ...]
+                return t.index_select(1, flat_senders).view(bsz, r, s, *t.shape[2:])
+
+            if not g.complete:
+                assert g.adj is not None
+                adj_r = g.adj if receivers is None else g.adj.index_select(1, receivers)
+                adj = adj_r.gather(2, senders.expand(bsz, r, n - 1)).to(h.dtype).view(bsz, -1, 1)  # [B, P, 1]
+        else:  # kNN: per-graph senders [B, R, k], gathered from the flattened nodes
+            nbr = g.nbr if receivers is None else g.nbr.index_select(1, receivers)
+            s = nbr.shape[2]
+            flat_idx = (nbr + (torch.arange(bsz, device=h.device) * n).view(bsz, 1, 1)).flatten()
+
+            def gather(t: Tensor) -> Tensor:
+                return t.reshape(bsz * n, *t.shape[2:]).index_select(0, flat_idx).view(bsz, r, s, *t.shape[2:])
+
+            if g.nbr_valid is not None:
+                valid = g.nbr_valid if receivers is None else g.nbr_valid.index_select(1, receivers)
+                adj = valid.to(h.dtype).view(bsz, -1, 1)
+        # pre_ij = a_i + b_j over the P = R S pairs: [B, R, S, H] viewed as [B, P, H]
+        pre = (gather(b) + a_r.unsqueeze(2)).view(bsz, -1, hd)
         d = None
         if k:
-            u_s = u.index_select(1, flat_senders).view(bsz, r, n - 1, k, 2)
-            d = (u_r.unsqueeze(2) - u_s).view(bsz, -1, k, 2)  # [B, P, K, 2]
+            d = (u_r.unsqueeze(2) - gather(u)).view(bsz, -1, k, 2)  # [B, P, K, 2]
         m = self.edge_mlp(pre, d)  # [B, P, H]
-        adj = None
-        if not g.complete:
-            adj_r = g.adj if receivers is None else g.adj.index_select(1, receivers)
-            adj = adj_r.gather(2, senders.expand(bsz, r, n - 1)).to(h.dtype).view(bsz, -1, 1)  # [B, P, 1]
+        if adj is not None:
             m = m * adj
-        m_i = m.view(bsz, r, n - 1, hd).sum(2)
+        m_i = m.view(bsz, r, s, hd).sum(2)
         u_new = u_r
         if self.update_u and d is not None:
             cm = self.coord_message(m, d)
@@ -313,8 +371,8 @@ class MessagePassingLayer(MessagePassing):
             if cm is not None:
                 if adj is not None:
                     cm = cm * adj.unsqueeze(-1)
-                agg = cm.view(bsz, r, n - 1, k, 2).sum(2)  # [B, R, K, 2]
-            u_new = self.coord_model(u_r, agg, m_i, g.coef.view(-1, 1, 1, 1))
+                agg = cm.view(bsz, r, s, k, 2).sum(2)  # [B, R, K, 2]
+            u_new = self.coord_model(u_r, agg, m_i, g.coef_at(receivers))
         return self.node_model(h_r, m_i), u_new
 
     def forward_pyg(
@@ -334,8 +392,7 @@ class MessagePassingLayer(MessagePassing):
         u_new = uf
         if self.update_u:
             agg = out[:, hd:].reshape(bsz * n, k, 2) if out.shape[1] > hd else None
-            coef = g.coef.repeat_interleave(n).view(-1, 1, 1)
-            u_new = self.coord_model(uf, agg, m_i, coef)
+            u_new = self.coord_model(uf, agg, m_i, g.node_coef())
         h_new = self.node_model(hf, m_i).view(bsz, n, hd)
         u_new = u_new.reshape(bsz, n, k, 2)
         if receivers is not None:
@@ -382,6 +439,10 @@ class GraphEncoder(Encoder):
             last layer sends messages to the agent nodes only and ``h_nodes`` is None)
             or ``u`` (continuous equivariant actors: no final ``h`` update; ``h`` is
             then the previous layer's).
+        knn: ``k > 0``: sparse graphs, each node receiving from its ``k`` nearest
+            allowed nodes (``model.knn``); 0: the edge rule's full graph.
+        activation_checkpointing: keep only each layer's inputs for backward and
+            recompute its edge activations (``model.activation_checkpointing``).
     """
 
     def __init__(
@@ -395,8 +456,14 @@ class GraphEncoder(Encoder):
         use_velocity: bool,
         equivariant: bool,
         readout: str = "both",
+        knn: int = 0,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        if knn < 0:
+            raise ValueError(f"model.knn={knn}; allowed: 0 (complete graph) or k >= 1")
+        self.knn = knn
+        self.activation_checkpointing = activation_checkpointing
         if readout not in ("both", "h", "h_agents", "u"):
             raise ValueError(f"readout={readout!r}; allowed: both, h, h_agents, u")
         if readout == "u" and not equivariant:
@@ -440,7 +507,7 @@ class GraphEncoder(Encoder):
         """
         graph = observation_graph(obs)
         dtype = self.embed.weight.dtype
-        g = graph_batch(graph, self.use_velocity, dtype)
+        g = graph_batch(graph, self.use_velocity, dtype, self.knn)
         if self.equivariant:
             h = self.embed(g.h)
             u = g.u
@@ -452,18 +519,27 @@ class GraphEncoder(Encoder):
         shared = len(g.batch_shape) == 1
         u_at_agents = None  # [E, A, 2] when the last layer computed u only at the agents
         h_at_agents = None  # [E, A, H] when the last layer computed h only at the agents
+        ckpt = self.activation_checkpointing and torch.is_grad_enabled() and self.training
+
+        def run(layer: nn.Module, h: Tensor, u: Tensor, receivers: Tensor | None = None) -> tuple[Tensor, Tensor]:
+            if ckpt:  # non-reentrant: safe with ZeRO and with parameters used more than once
+                from torch.utils.checkpoint import checkpoint
+
+                return checkpoint(layer, h, u, g, self.backend, receivers, use_reentrant=False)
+            return layer(h, u, g, self.backend, receivers)
+
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
             if last and shared and self.returns_u and not layer.update_h:
                 # only the agents' vectors are read and h is not updated: send messages
                 # to the agent nodes only (e.g. 3 of 6 receivers in simple_spread)
-                _, u_last = layer(h, u, g, self.backend, receivers=agent)
+                _, u_last = run(layer, h, u, agent)
                 u_at_agents = u_last[:, :, 0]
             elif last and shared and self.readout == "h_agents":
                 # a critic reads h at the agents only: the same saving for h
-                h_at_agents, _ = layer(h, u, g, self.backend, receivers=agent)
+                h_at_agents, _ = run(layer, h, u, agent)
             else:
-                h, u = layer(h, u, g, self.backend)
+                h, u = run(layer, h, u)
         if h_at_agents is not None:
             return ActorFeatures(h=h_at_agents, u=None, h_nodes=None)
         keep = g.node_mask.unsqueeze(-1)
@@ -530,4 +606,6 @@ def build_graph_encoder(
         cfg.use_velocity,
         equivariant=equivariant,
         readout=graph_readout(spec, role, equivariant=equivariant),
+        knn=cfg.knn,
+        activation_checkpointing=cfg.activation_checkpointing,
     )

@@ -32,6 +32,9 @@ class ModelParams(Protocol):
     init_log_std: float
     graph_backend: str
     use_velocity: bool
+    knn: int
+    activation_checkpointing: bool
+    share_params: bool
 
 
 EncoderBuilder = Callable[["ModelParams", EnvSpec, str, bool], Encoder]
@@ -80,6 +83,10 @@ class ActorCritic:
         """Log-prob ``[E, A]``, entropy ``[E, A]`` and value ``[E, A]`` of ``action``."""
         dist = self.distribution(obs)
         return dist.log_prob(action), dist.entropy(), self.value(obs)
+
+    def forward(self, obs: Observation, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`evaluate` (what a wrapping engine, e.g. DeepSpeed's, calls)."""
+        return self.evaluate(obs, action)
 
 
 class Policy(ActorCritic, nn.Module):
@@ -142,6 +149,10 @@ def make_policy(model_cfg: ModelParams, spec: EnvSpec, centralized_critic: bool)
         spec: the env's spec.
         centralized_critic: MAPPO (critic on the global state / whole graph) vs IPPO.
     """
+    if not model_cfg.share_params:  # per-agent weights (models/per_agent.py)
+        from eqmarl.models.per_agent import make_per_agent_policy
+
+        return make_per_agent_policy(model_cfg, spec, centralized_critic)
     _load_graph_models()
     if model_cfg.name not in ENCODERS:
         raise ValueError(f"model.name={model_cfg.name!r}; allowed: {', '.join(sorted(ENCODERS))}")

@@ -215,7 +215,8 @@ def permute_observation(obs: Observation, perm: Tensor, agent_perm: Tensor) -> O
     def nodes(t: Tensor) -> Tensor:
         return t.index_select(1, perm)
 
-    new_graph = graph.map(nodes)
+    # stored kNN lists hold node indices: drop them (the model rebuilds them from x)
+    new_graph = replace(graph.map(nodes), neighbors=None, neighbor_valid=None)
     return Observation(
         obs=obs.obs.index_select(1, agent_perm),
         state=obs.state,

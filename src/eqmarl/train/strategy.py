@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,15 +35,29 @@ class SingleStrategy:
 
     The collective helpers (``all_reduce_sum``, ``any_rank``, ...) are identities here,
     so the trainer calls them unconditionally.
+
+    One optimizer step may accumulate ``micro_batches`` equal micro-batches: the trainer
+    calls :meth:`zero_grad`, then :meth:`forward` and :meth:`backward` per micro-batch
+    (each loss a micro-batch mean; :meth:`backward` divides it by ``micro_batches``, so
+    the gradient is the minibatch mean's), then :meth:`optimizer_step`.
+
+    Args:
+        module: the policy.
+        optimizer: its optimizer.
+        max_grad_norm: global gradient-norm clip (``algo.max_grad_norm``; <= 0: off).
+        micro_batches: micro-batches per optimizer step (``learner.micro_batches``).
     """
 
     rank = 0
     world_size = 1
 
-    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
+    def __init__(
+        self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, micro_batches: int = 1
+    ) -> None:
         self.module = module
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
+        self.micro_batches = micro_batches
         self._params = [p for p in module.parameters() if p.requires_grad]
 
     @property
@@ -50,9 +65,24 @@ class SingleStrategy:
         return self.rank == 0
 
     def step(self, loss: Tensor) -> Tensor:
-        """Apply one update; returns the gradient norm before clipping."""
+        """Apply one update from one loss; returns the gradient norm before clipping."""
+        self.zero_grad()
+        self.backward(loss * self.micro_batches)
+        return self.optimizer_step()
+
+    def forward(self, obs: Any, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The policy's ``evaluate(obs, action)``: log-prob, entropy, value."""
+        return self.module.evaluate(obs, action)  # type: ignore[operator]
+
+    def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+
+    def backward(self, loss: Tensor) -> None:
+        """Accumulate the gradient of one micro-batch's mean loss."""
+        (loss / self.micro_batches).backward()
+
+    def optimizer_step(self) -> Tensor:
+        """Reduce, clip and apply the accumulated gradients; the norm before clipping."""
         self.reduce_gradients()
         if self.max_grad_norm > 0:
             gn = nn.utils.clip_grad_norm_(self._params, self.max_grad_norm, foreach=True)
@@ -60,6 +90,32 @@ class SingleStrategy:
             gn = torch.zeros(())
         self.optimizer.step()
         return gn
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+
+    # -- checkpoints: the plain format (one file with everything; see Trainer.save) --
+    def optimizer_state(self) -> dict[str, Any] | None:
+        """The optimizer's state for the trainer's checkpoint file (None: kept elsewhere)."""
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state(self, state: dict[str, Any] | None, ckpt_dir: Path, tag: str | None) -> None:
+        """Restore :meth:`optimizer_state` (``ckpt_dir``/``tag``: a sharded learner's files)."""
+        if state is None:
+            raise ValueError(
+                f"this checkpoint keeps its optimizer in a sharded learner's files (tag {tag}); "
+                f"resume it with the learner that wrote it (learner=deepspeed)"
+            )
+        self.optimizer.load_state_dict(state)
+
+    def save_sharded(self, ckpt_dir: Path, iteration: int, keep: int) -> str | None:
+        """Write a sharded learner's files (every rank calls it); the tag, or None."""
+        return None
+
+    def plain_state_dict(self) -> dict[str, Tensor]:
+        """The full policy parameters as a plain state dict (every rank calls it)."""
+        return self.module.state_dict()
 
     def reduce_gradients(self) -> None:
         """Hook for distributed strategies (all-reduce); nothing to do for one process."""
@@ -95,7 +151,9 @@ class DdpStrategy(SingleStrategy):
     the world size.
     """
 
-    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
+    def __init__(
+        self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, micro_batches: int = 1
+    ) -> None:
         import torch.distributed as dist
 
         if not dist.is_available() or not dist.is_initialized():
@@ -104,7 +162,7 @@ class DdpStrategy(SingleStrategy):
                 "with several ranks (python launch.py -m cluster=slurm cluster.nodes=2) or under torchrun; "
                 "use learner=single for one process"
             )
-        super().__init__(module, optimizer, max_grad_norm)
+        super().__init__(module, optimizer, max_grad_norm, micro_batches)
         self._dist = dist
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
@@ -191,11 +249,24 @@ def destroy_distributed() -> None:
 
 
 def make_strategy(
-    name: str, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float
+    name: str, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, learner: Any = None
 ) -> SingleStrategy:
-    """Build the learner strategy named by ``learner.name`` (``single`` or ``ddp``)."""
+    """Build the learner strategy named by ``learner.name`` (``single``, ``ddp`` or ``deepspeed``).
+
+    Args:
+        name: ``learner.name``.
+        module: the policy.
+        optimizer: its optimizer (DeepSpeed wraps it).
+        max_grad_norm: ``algo.max_grad_norm``.
+        learner: the ``learner`` config (micro-batches; DeepSpeed's settings).
+    """
+    micro = int(getattr(learner, "micro_batches", 1) or 1)
     if name == "single":
-        return SingleStrategy(module, optimizer, max_grad_norm)
+        return SingleStrategy(module, optimizer, max_grad_norm, micro)
     if name == "ddp":
-        return DdpStrategy(module, optimizer, max_grad_norm)
-    raise NotImplementedError(f"learner.name={name!r} is not available in this build; allowed here: single, ddp")
+        return DdpStrategy(module, optimizer, max_grad_norm, micro)
+    if name == "deepspeed":
+        from eqmarl.train.deepspeed_strategy import DeepSpeedStrategy
+
+        return DeepSpeedStrategy(module, optimizer, max_grad_norm, learner)
+    raise ValueError(f"learner.name={name!r}; allowed: single, ddp, deepspeed")

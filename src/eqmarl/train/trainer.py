@@ -112,6 +112,7 @@ class Trainer:
         seed_everything(cfg.seed)  # same initial parameters on every rank
         policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
         self._keep_graph = policy.uses_graph
+        self._knn = cfg.model.knn if self._keep_graph else 0
         if cfg.model.orbit_init is not None:
             head = policy.head
             if not isinstance(head, CategoricalHead):
@@ -128,7 +129,9 @@ class Trainer:
             )
         self.value_norm = ValueNorm(a.value_norm).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=a.lr, eps=1e-5, foreach=True)
-        self.strategy = (strategy or make_strategy)(cfg.learner.name, self.policy, self.optimizer, a.max_grad_norm)
+        self.strategy = (strategy or make_strategy)(
+            cfg.learner.name, self.policy, self.optimizer, a.max_grad_norm, learner=cfg.learner
+        )
         seed_everything(self.env_seed + 1)
         self.batch_frames = a.rollout_steps * cfg.train.num_envs
         self.frames_per_iteration = self.batch_frames * world_size
@@ -156,6 +159,8 @@ class Trainer:
         for t in range(a.rollout_steps):
             if op is not None:  # act (and store) in each agent's relabelled world
                 obs = op.observation(obs)
+            if self._knn and obs.graph is not None:  # the update reuses this exact graph
+                obs = dataclasses.replace(obs, graph=obs.graph.with_knn(self._knn))
             out = policy.act(obs)
             res = env.step(out.action if op is None else op.env_action(out.action))
             obs_l.append(obs if self._keep_graph else dataclasses.replace(obs, graph=None))
@@ -212,36 +217,48 @@ class Trainer:
         action, logprob, value = flat(ro.action), flat(ro.logprob), flat(ro.value)
         adv, returns = flat(ro.advantages), flat(ro.returns)
         mb = n // a.num_minibatches
+        micro = self.strategy.micro_batches  # equal micro-batches accumulated into one step
+        mm = mb // micro
         sums = torch.zeros(len(LOSS_KEYS) + 1, device=self.device)
         steps = 0
+        strat = self.strategy
+        mterms = torch.zeros(len(LOSS_KEYS), device=self.device)
         for _ in range(a.epochs):
             perm = torch.randperm(n, device=self.device)
             for i in range(a.num_minibatches):
                 idx = perm[i * mb : (i + 1) * mb]
-                new_logp, entropy, new_value = self.policy.evaluate(
-                    obs.map(functools.partial(_take, idx=idx)), action[idx]
-                )
-                terms = ppo_loss(
-                    new_logp,
-                    logprob[idx],
-                    adv[idx],
-                    new_value,
-                    value[idx],
-                    returns[idx],
-                    entropy,
-                    clip_coef=a.clip_coef,
-                    vf_coef=a.vf_coef,
-                    ent_coef=a.ent_coef,
-                    clip_vloss=a.clip_vloss,
-                    norm_adv=a.norm_adv,
-                )
-                grad_norm = self.strategy.step(terms["loss"])
-                sums += torch.stack([terms[k].detach() for k in LOSS_KEYS] + [grad_norm.detach()])
+                adv_mb = adv[idx]
+                if a.norm_adv:  # over the whole minibatch, before it is split
+                    adv_mb = (adv_mb - adv_mb.mean()) / (adv_mb.std() + 1e-8)
+                strat.zero_grad()
+                mterms = torch.zeros(len(LOSS_KEYS), device=self.device)
+                for j in range(micro):
+                    sub = idx[j * mm : (j + 1) * mm]
+                    new_logp, entropy, new_value = strat.forward(
+                        obs.map(functools.partial(_take, idx=sub)), action[sub]
+                    )
+                    terms = ppo_loss(
+                        new_logp,
+                        logprob[sub],
+                        adv_mb[j * mm : (j + 1) * mm],
+                        new_value,
+                        value[sub],
+                        returns[sub],
+                        entropy,
+                        clip_coef=a.clip_coef,
+                        vf_coef=a.vf_coef,
+                        ent_coef=a.ent_coef,
+                        clip_vloss=a.clip_vloss,
+                        norm_adv=False,
+                    )
+                    strat.backward(terms["loss"])
+                    mterms += torch.stack([terms[k].detach() for k in LOSS_KEYS])
+                grad_norm = strat.optimizer_step()
+                mterms /= micro
+                sums += torch.cat([mterms, grad_norm.detach().reshape(1).to(mterms)])
                 steps += 1
-            if (
-                a.target_kl is not None
-                and float(self.strategy.all_reduce_mean(terms["approx_kl"].detach())) > a.target_kl
-            ):
+            approx_kl = mterms[LOSS_KEYS.index("approx_kl")]
+            if a.target_kl is not None and float(strat.all_reduce_mean(approx_kl)) > a.target_kl:
                 break
         means = (sums / steps).tolist()
         out = dict(zip((*LOSS_KEYS, "grad_norm"), means))
@@ -294,9 +311,9 @@ class Trainer:
         return {
             "format": 1,
             "config": dataclasses.asdict(self.cfg),
-            "policy": self.policy.state_dict(),
+            "policy": self.strategy.plain_state_dict(),
             "value_norm": self.value_norm.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.strategy.optimizer_state(),
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "wall_s": self.wall_s,
@@ -308,13 +325,21 @@ class Trainer:
             "other_play": None if self.other_play is None else self.other_play.state_dict(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], checkpoint: Path | None = None) -> None:
+        """Continue from :meth:`state_dict`'s output.
+
+        Args:
+            state: the saved state.
+            checkpoint: the file it came from (a sharded learner's files sit beside it;
+                default: this run's ``checkpoints/``).
+        """
         ranks = state.get("ranks")
         if ranks and self.world_size > 1 and self.rank < len(ranks):  # this rank's own streams
             state = {**state, **ranks[self.rank]}
         self.policy.load_state_dict(state["policy"])
         self.value_norm.load_state_dict(state["value_norm"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        ckpt_dir = Path(checkpoint).parent if checkpoint is not None else self.run_dir / "checkpoints"
+        self.strategy.load_optimizer_state(state["optimizer"], ckpt_dir, state.get("sharded_tag"))
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.wall_s = float(state["wall_s"])
@@ -337,6 +362,9 @@ class Trainer:
         """Write a checkpoint (rank 0); in a multi-rank job every rank must call it (it gathers
         each rank's RNG and env state, so a resumed job continues every rank exactly)."""
         state = self.state_dict()
+        state["sharded_tag"] = self.strategy.save_sharded(
+            self.run_dir / "checkpoints", self.iteration, self.cfg.train.keep_checkpoints
+        )
         per_rank = self.strategy.gather_objects({k: state.get(k) for k in RANK_STATE_KEYS})
         if not self.strategy.is_main:
             return None
@@ -373,8 +401,7 @@ class Trainer:
             while not self._done() and not stop:
                 frac = 1.0 - self.iteration / self.num_iterations
                 lr = cfg.algo.lr * frac if cfg.algo.anneal_lr else cfg.algo.lr
-                for g in self.optimizer.param_groups:
-                    g["lr"] = lr
+                self.strategy.set_lr(lr)
                 t0 = time.perf_counter()
                 ro = self.rollout()
                 t1 = time.perf_counter()

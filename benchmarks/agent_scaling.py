@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""Agent-count scaling of E2GN2 PPO: memory and speed, complete vs kNN graphs.
+
+    python benchmarks/agent_scaling.py [--agents 10,30,100,300,1000,3000] [--graphs 0,8,16]
+        [--ckpt 0,1] [--learners single] [--mem-cap-gb 6] [--out docs/results/agent_scaling.json]
+        [hydra overrides...]
+
+Every point (agents N, ``model.knn``, ``model.activation_checkpointing``, learner) runs
+in a fresh process on ``env.scenario=simple_spread_large`` (N agents, N landmarks: 2N
+graph nodes) with a capped address space (``--mem-cap-gb``; a point that does not fit is
+reported as ``"oom"``).  Per point it measures:
+
+* ``update_peak_mb``: peak memory of the first PPO update (``algo.epochs=1``, one
+  minibatch), CUDA: ``torch.cuda.max_memory_allocated`` above the pre-update level;
+  CPU: the resident set sampled every millisecond during the update minus the one
+  before it (the rollout's freed buffers are reused, so this is a lower bound);
+* ``saved_bytes_per_edge_layer``: the bytes autograd keeps for backward (the distinct
+  storages seen by ``torch.autograd.graph.saved_tensors_hooks`` over one actor+critic
+  forward of the minibatch) divided by edges x message-passing layers x 2 networks; the facts sheet's
+  estimate is ~2 KB at width 64 (``32 H + 4 (2 + d + a)`` bytes);
+* ``agent_steps_per_s``: agent-steps per second of the whole loop (rollout + update;
+  ``frames * N / seconds``), after one warm-up iteration;
+* ``rollout_s``, ``update_s``, ``edges_per_graph``.
+
+The last line printed is one JSON object (also written to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def compose(overrides: list[str]):  # type: ignore[no-untyped-def]
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from eqmarl.config import register_configs, to_config
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return to_config(hcompose("config", overrides=overrides))
+
+
+def point_overrides(n: int, knn: int, ckpt: int, learner: str, extra: list[str]) -> list[str]:
+    return [
+        "env.scenario=simple_spread_large",
+        f"env.n_agents={n}",
+        f"model.knn={knn}",
+        f"model.activation_checkpointing={'true' if ckpt else 'false'}",
+        f"learner={learner}",
+        "train.num_envs=2",
+        "algo.rollout_steps=4",
+        "algo.epochs=1",
+        "algo.num_minibatches=1",
+        "train.eval_episodes=1",
+        "train.eval_every=0",
+        "logger.wandb_mode=disabled",
+        "logger.progress=false",
+        *extra,
+    ]
+
+
+def measure(overrides: list[str]) -> dict:
+    """One point, in this process."""
+    import tempfile
+
+    import torch
+
+    from eqmarl.models.message_passing import graph_batch
+    from eqmarl.train.trainer import Trainer
+
+    cfg = compose(overrides)
+    tr = Trainer(cfg, Path(tempfile.mkdtemp()))
+    cuda = tr.device.type == "cuda"
+    n_agents = tr.spec.n_agents
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    import threading
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    # memory: the first update (a sampler thread records the resident set every ms)
+    ro = tr.rollout()
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    rss0, peak, stop = rss_mb(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_mb())
+            time.sleep(0.001)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    tr.update(ro)
+    sync()
+    stop.set()
+    th.join()
+    if cuda:
+        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak_mb = max(peak[0], rss_mb()) - rss0
+    # speed: the next whole iteration
+    t0 = time.perf_counter()
+    ro = tr.rollout()
+    sync()
+    t1 = time.perf_counter()
+    tr.update(ro)
+    sync()
+    t2 = time.perf_counter()
+    frames = tr.batch_frames
+    # saved activations of one forward (actor + critic) of the minibatch
+    flat = ro.obs.map(lambda t: t.reshape((frames, *t.shape[2:])))
+    storages: dict[int, int] = {}  # one count per storage (ops often save the same tensor)
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        tr.policy.evaluate(flat, ro.action.reshape((frames, *ro.action.shape[2:])))
+    saved = sum(storages.values())
+    g = graph_batch(flat.graph, True, torch.float32, cfg.model.knn)
+    n_nodes = g.num_nodes
+    edges = n_nodes * (g.nbr.shape[-1] if g.nbr is not None else n_nodes - 1)
+    n_layers = cfg.model.layers
+    return {
+        "agents": n_agents,
+        "nodes": n_nodes,
+        "knn": cfg.model.knn,
+        "activation_checkpointing": cfg.model.activation_checkpointing,
+        "learner": cfg.learner.name,
+        "hidden": cfg.model.hidden,
+        "layers": n_layers,
+        "samples_per_update": frames,
+        "edges_per_graph": edges,
+        "update_peak_mb": round(peak_mb, 1),
+        "saved_mb": round(saved / 2**20, 1),
+        "saved_bytes_per_edge_layer": round(saved / (frames * edges * n_layers * 2), 1),
+        "rollout_s": round(t1 - t0, 3),
+        "update_s": round(t2 - t1, 3),
+        "agent_steps_per_s": round(frames * n_agents / (t2 - t0), 1),
+        "device": str(tr.device),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--agents", default="10,30,100,300,1000,3000")
+    ap.add_argument("--graphs", default="0,8,16", help="model.knn values (0: complete graph)")
+    ap.add_argument("--ckpt", default="0,1", help="activation checkpointing off/on")
+    ap.add_argument("--learners", default="single")
+    ap.add_argument("--mem-cap-gb", type=float, default=6.0)
+    ap.add_argument("--timeout-s", type=float, default=900)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--point", action="store_true", help=argparse.SUPPRESS)
+    args, overrides = ap.parse_known_args()
+    if args.point:
+        print("POINT " + json.dumps(measure(overrides)), flush=True)
+        return
+    results = []
+    for n in [int(v) for v in args.agents.split(",")]:
+        for knn in [int(v) for v in args.graphs.split(",")]:
+            for ckpt in [int(v) for v in args.ckpt.split(",")]:
+                for learner in args.learners.split(","):
+                    ov = point_overrides(n, knn, ckpt, learner, overrides)
+                    cap = int(args.mem_cap_gb * 2**30)
+
+                    def limit(cap: int = cap) -> None:
+                        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+                        os.nice(5)
+
+                    t = time.perf_counter()
+                    try:
+                        p = subprocess.run(
+                            [sys.executable, __file__, "--point", *ov],
+                            capture_output=True,
+                            text=True,
+                            timeout=args.timeout_s,
+                            preexec_fn=limit,
+                            check=False,
+                        )
+                        line = [ln for ln in p.stdout.splitlines() if ln.startswith("POINT ")]
+                        if line:
+                            res = json.loads(line[-1][6:])
+                        else:
+                            err = p.stderr.strip().splitlines()[-1:] or ["?"]
+                            oom = "memory" in p.stderr.lower() or "alloc" in p.stderr.lower() or p.returncode < 0
+                            res = {
+                                "agents": n,
+                                "knn": knn,
+                                "activation_checkpointing": bool(ckpt),
+                                "learner": learner,
+                                "status": "oom" if oom else "error",
+                                "error": err[0][:300],
+                            }
+                    except subprocess.TimeoutExpired:
+                        res = {
+                            "agents": n,
+                            "knn": knn,
+                            "activation_checkpointing": bool(ckpt),
+                            "learner": learner,
+                            "status": "timeout",
+                        }
+                    res["wall_s"] = round(time.perf_counter() - t, 1)
+                    print(json.dumps(res), flush=True)
+                    results.append(res)
+    out = {
+        "benchmark": "agent_scaling",
+        "scenario": "simple_spread_large (N agents, N landmarks)",
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "mem_cap_gb": args.mem_cap_gb,
+        "overrides": overrides,
+        "points": results,
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

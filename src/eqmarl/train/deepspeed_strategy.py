@@ -1,0 +1,243 @@
+"""``learner=deepspeed``: the PPO update on a DeepSpeed engine (ZeRO 0-3, offload, bf16).
+
+Same interface as :class:`~eqmarl.train.strategy.SingleStrategy`; the trainer does not
+know which learner it has.  What DeepSpeed adds here:
+
+* ZeRO stage 0-3 (``learner.zero_stage``): shards the optimizer state (1), gradients
+  (2) and parameters (3) over the data-parallel ranks.  With shared parameters the
+  model state is a few MB and sharding saves nothing worth having; with per-agent
+  parameters (``model.share_params=false``) it grows with the agent count, which is
+  where ZeRO earns its place;
+* ZeRO-Offload (``learner.offload_optimizer``): the optimizer state and step on the CPU;
+* bf16 (``learner.precision=bf16``): ``torch.autocast`` of the matrix products;
+  parameters, optimizer state and the equivariant coordinates stay float32;
+* micro-batches (``learner.micro_batches``): DeepSpeed's gradient accumulation, one
+  optimizer step per PPO minibatch;
+* gradient clipping at ``algo.max_grad_norm`` (DeepSpeed's own default, 1.0, is never used).
+
+One process works without a launcher: this module starts a one-rank gloo/NCCL process
+group itself (DeepSpeed would otherwise look for MPI).  Several ranks come from the
+usual launch path (SLURM through submitit, or torchrun): the process group exists
+already and DeepSpeed joins it.
+
+Checkpoints: DeepSpeed's sharded files under ``checkpoints/deepspeed/<tag>/`` (every
+rank writes its shard); the trainer's ``ckpt_<iteration>.pt`` beside them holds the
+counters, RNG and env state and a consolidated plain policy (``eqmarl eval``, cross-play
+and render read it without DeepSpeed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from eqmarl.train.strategy import SingleStrategy
+
+INSTALL_HINT = (
+    "learner=deepspeed needs DeepSpeed: DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]' "
+    "(or use learner=single / learner=ddp)"
+)
+
+
+def import_deepspeed(device: torch.device) -> Any:
+    """``import deepspeed`` with the CPU accelerator on CPU; a clear error when it is missing."""
+    if device.type == "cpu":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    try:
+        import deepspeed
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    return deepspeed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_process_group(device: torch.device, timeout_s: float) -> None:
+    """Start a one-rank process group when none exists (DeepSpeed needs one).
+
+    The rendezvous is passed explicitly (a free loopback port), not through ``RANK`` /
+    ``MASTER_PORT`` environment variables, so nothing leaks into processes started
+    later from this one (e.g. SLURM jobs submitted from the same Python process).
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{_free_port()}",
+        rank=0,
+        world_size=1,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+
+
+def deepspeed_config(learner: Any, max_grad_norm: float, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed config dict for ``learner.*`` (see the module docstring)."""
+    micro = int(learner.micro_batches)
+    # buckets of 2e7 elements (80 MB fp32) instead of DeepSpeed's 5e8: on these models a
+    # bucket as large as the default would outweigh the sharded state
+    zero: dict[str, Any] = {
+        "stage": int(learner.zero_stage),
+        "reduce_bucket_size": int(2e7),
+        "allgather_bucket_size": int(2e7),
+    }
+    if learner.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
+    if learner.zero_stage == 3:
+        # gather the full weights into the module's state dict when saving
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        # one "sample" per micro-batch: the PPO minibatch is the train batch
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": micro,
+        "train_batch_size": micro * world_size,
+        "gradient_clipping": float(max_grad_norm) if max_grad_norm > 0 else 0.0,
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+class DeepSpeedStrategy(SingleStrategy):
+    """PPO updates through a DeepSpeed engine.
+
+    Args:
+        module: the policy (actor and critic: one engine, one optimizer, one clip norm,
+            as with the other learners).
+        optimizer: the trainer's torch Adam (DeepSpeed wraps it; ZeRO shards its state).
+        max_grad_norm: ``algo.max_grad_norm`` (<= 0: no clipping).
+        learner: the ``learner`` config.
+    """
+
+    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, learner: Any) -> None:
+        device = next(module.parameters()).device
+        deepspeed = import_deepspeed(device)
+        ensure_process_group(device, float(getattr(learner, "timeout_s", 600)))
+        import torch.distributed as dist
+
+        super().__init__(module, optimizer, max_grad_norm, int(learner.micro_batches))
+        self._dist = dist
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.device = device
+        self.zero_stage = int(learner.zero_stage)
+        self.precision = str(learner.precision)
+        self.config = deepspeed_config(learner, max_grad_norm, self.world_size)
+        self._deepspeed = deepspeed
+        if self.zero_stage == 3:
+            # ZeRO-3 gathers a module's parameters when that module is called; a message-
+            # passing layer reads its edge_in weights directly (per-node projections)
+            for m in module.modules():
+                edge_in = getattr(m, "edge_in", None)
+                if isinstance(edge_in, nn.Linear):
+                    for p in edge_in.parameters():
+                        deepspeed.zero.register_external_parameter(m, p)
+        # DeepSpeed reads LOCAL_RANK (ZeRO-3 also after initializing); a one-process run is
+        # local rank 0. Only this variable is set: a job submitted later from this process
+        # gets its own from the launcher (submitit overwrites it), never a port or rank.
+        os.environ.setdefault("LOCAL_RANK", "0")
+        self.engine, self.ds_optimizer, _, _ = deepspeed.initialize(
+            model=module, optimizer=optimizer, config=self.config, dist_init_required=False
+        )
+        self._last_norm = torch.zeros(())
+
+    # -- the update ----------------------------------------------------------------
+    def forward(self, obs: Any, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                logp, ent, value = self.engine(obs, action)
+            return logp.float(), ent.float(), value.float()
+        return self.engine(obs, action)
+
+    def zero_grad(self) -> None:
+        """DeepSpeed zeroes the gradients itself after each optimizer step."""
+
+    def backward(self, loss: Tensor) -> None:
+        # the engine divides by gradient_accumulation_steps (= micro_batches) itself
+        self.engine.backward(loss)
+        if not self.engine.is_gradient_accumulation_boundary():
+            self.engine.step()  # counts the micro-step; the optimizer waits for the boundary
+
+    def optimizer_step(self) -> Tensor:
+        """Reduce over ranks, clip at ``algo.max_grad_norm`` and step (DeepSpeed does all three)."""
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        self._last_norm = torch.as_tensor(0.0 if norm is None else float(norm))
+        return self._last_norm
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.ds_optimizer.param_groups:
+            g["lr"] = lr
+
+    # -- collectives -----------------------------------------------------------------
+    def all_reduce_sum(self, x: Tensor) -> Tensor:
+        y = x.detach().clone()
+        self._dist.all_reduce(y, op=self._dist.ReduceOp.SUM)
+        return y
+
+    def all_reduce_mean(self, x: Tensor) -> Tensor:
+        return self.all_reduce_sum(x) / self.world_size
+
+    def all_gather_cat(self, x: Tensor) -> Tensor:
+        x = x.detach().contiguous()
+        parts = [torch.empty_like(x) for _ in range(self.world_size)]
+        self._dist.all_gather(parts, x)
+        return torch.cat(parts)
+
+    def any_rank(self, flag: bool) -> bool:
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def gather_objects(self, obj: Any) -> list[Any] | None:
+        out: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
+        self._dist.gather_object(obj, out, dst=0)
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------
+    def optimizer_state(self) -> dict[str, Any] | None:
+        return None  # in DeepSpeed's sharded files
+
+    def load_optimizer_state(self, state: dict[str, Any] | None, ckpt_dir: Path, tag: str | None) -> None:
+        if tag is None:
+            raise ValueError(
+                "this checkpoint was not written by learner=deepspeed (no DeepSpeed files); "
+                "resume it with the learner that wrote it"
+            )
+        path, _ = self.engine.load_checkpoint(str(Path(ckpt_dir) / "deepspeed"), tag=tag)
+        if path is None:
+            raise FileNotFoundError(f"DeepSpeed checkpoint {tag} not found under {Path(ckpt_dir) / 'deepspeed'}")
+
+    def save_sharded(self, ckpt_dir: Path, iteration: int, keep: int) -> str | None:
+        tag = f"iter_{iteration:06d}"
+        ds_dir = Path(ckpt_dir) / "deepspeed"
+        self.engine.save_checkpoint(str(ds_dir), tag=tag)
+        self._dist.barrier()
+        if self.rank == 0:  # keep the newest `keep` tags, like the ckpt_*.pt files
+            tags = sorted(p for p in ds_dir.iterdir() if p.is_dir() and p.name.startswith("iter_"))
+            for old in tags[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        return tag
+
+    def plain_state_dict(self) -> dict[str, Tensor]:
+        """Full fp32 parameters on every rank (ZeRO-3 gathers its shards)."""
+        if self.zero_stage == 3:
+            params = list(self.module.parameters())
+            with self._deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
