@@ -3,11 +3,11 @@
 ``env.backend`` picks the simulator:
 
 * ``smax``: JaxMARL's SMAX (:class:`eqmarl.envs.smax.SmaxSMACv2`), no StarCraft II needed;
-* ``sc2``: the real game (StarCraft II + SMACv2 maps, inside the project's image).  Its
-  adapter registers itself with :func:`register_backend` (``register_backend("sc2",
-  factory)``); until one is registered, or when StarCraft II is not installed, building
-  the env raises :class:`StarCraftIINotFound`, whose message names ``env.backend``, where
-  StarCraft II was looked for and the two ways out.
+* ``sc2``: the real game (StarCraft II + SMACv2 maps, inside the project's image), through
+  :mod:`eqmarl.envs.smacv2_sc2`; when StarCraft II is not installed, building the env
+  raises :class:`StarCraftIINotFound`, whose message names ``env.backend``, where
+  StarCraft II was looked for and the two ways out.  Other backends register with
+  :func:`register_backend` (``register_backend(name, factory)``).
 
 A backend factory is called as ``factory(num_envs=..., seed=..., device=..., **options)``
 with the scenario options of :func:`make_smacv2` and returns a batched env with the
@@ -68,10 +68,9 @@ def starcraft2_missing_message() -> str:
 def _make_sc2(**kwargs: Any) -> MultiAgentEnv:
     if find_starcraft2() is None:
         raise StarCraftIINotFound(starcraft2_missing_message())
-    raise StarCraftIINotFound(
-        "StarCraft II is installed, but no sc2 backend adapter is registered in this build "
-        "(eqmarl.envs.smacv2.register_backend('sc2', ...)); use env.backend=smax"
-    )
+    from eqmarl.envs.smacv2_sc2 import make_sc2_backend
+
+    return make_sc2_backend(**kwargs)
 
 
 def _make_smax(**kwargs: Any) -> MultiAgentEnv:
