@@ -52,3 +52,24 @@ def test_value_norm_matches_batch_statistics():
     assert math.isclose(vn.var.item(), allx.var(unbiased=False).item(), rel_tol=1e-9)
     x = torch.randn(10, dtype=torch.float64)
     torch.testing.assert_close(vn.denormalize(vn.normalize(x)), x)
+
+
+def test_ppo_weights_drop_samples_from_every_term():
+    """Samples with weight 0 (a crashed game's transitions) change no term; weight-1 samples
+    give exactly the loss of the kept samples alone."""
+    g = torch.Generator().manual_seed(0)
+    args = [torch.randn(8, 3, generator=g) for _ in range(7)]
+    keep = torch.ones(8, 3)
+    keep[[1, 5]] = 0.0
+    kw = {"clip_coef": 0.2, "vf_coef": 0.5, "ent_coef": 0.01, "clip_vloss": True, "norm_adv": False}
+    weighted = ppo_loss(*args, weights=keep, **kw)
+    subset = ppo_loss(*[a[keep[:, 0] > 0] for a in args], **kw)
+    for k in subset:
+        torch.testing.assert_close(weighted[k], subset[k], rtol=1e-6, atol=1e-7)
+    wild = [a.clone() for a in args]
+    for a in wild:
+        a[[1, 5]] = 1e6  # whatever a crashed game left there
+    again = ppo_loss(*wild, weights=keep, **kw)
+    for k in subset:
+        torch.testing.assert_close(again[k], weighted[k], rtol=1e-6, atol=1e-7)
+    assert ppo_loss(*args, **kw)["loss"].item() != weighted["loss"].item()

@@ -39,6 +39,8 @@ CSV_COLUMNS = [
     "win_rate",
     "eval_win_rate",
     "eval_win_rate_se",
+    # games or env worker processes restarted after a crash during the iteration
+    "env_restarts",
 ]
 
 

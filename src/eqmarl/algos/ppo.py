@@ -10,6 +10,18 @@ import torch
 from torch import Tensor, nn
 
 
+def normalize_advantages(adv: Tensor, weights: Tensor | None = None) -> Tensor:
+    """``(adv - mean) / (std + 1e-8)``; with ``weights`` (0/1) the statistics cover the
+    weight-1 samples only (unbiased std, as ``Tensor.std``)."""
+    if weights is None:
+        return (adv - adv.mean()) / (adv.std() + 1e-8)
+    w = weights.to(adv.dtype)
+    n = w.sum().clamp_min(2.0)
+    mean = (adv * w).sum() / n
+    std = (((adv - mean) ** 2 * w).sum() / (n - 1)).sqrt()
+    return (adv - mean) / (std + 1e-8)
+
+
 def ppo_loss(
     logprob: Tensor,
     old_logprob: Tensor,
@@ -23,31 +35,42 @@ def ppo_loss(
     ent_coef: float,
     clip_vloss: bool = False,
     norm_adv: bool = True,
+    weights: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """PPO loss terms (names as in CleanRL's ppo.py).
 
     All inputs have the same shape (e.g. ``[M, A]``: minibatch x agents); ``value``,
     ``old_value`` and ``returns`` are on the critic's (normalized) scale.
 
+    ``weights`` (same shape, 0 or 1; None: all 1) drops samples from every term, e.g. the
+    transitions of a crashed game that must not be learned from.
+
     Returns:
         dict with ``loss`` (to minimize), ``pg_loss``, ``v_loss``, ``entropy``,
         ``approx_kl`` (the ``(ratio - 1) - log ratio`` estimator), ``clipfrac``.
     """
+
+    def mean(x: Tensor) -> Tensor:
+        if weights is None:
+            return x.mean()
+        w = weights.to(x.dtype)
+        return (x * w).sum() / w.sum().clamp_min(1.0)
+
     if norm_adv:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        advantages = normalize_advantages(advantages, weights)
     logratio = logprob - old_logprob
     ratio = logratio.exp()
-    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+    pg_loss = mean(torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)))
     if clip_vloss:
         v_clipped = old_value + (value - old_value).clamp(-clip_coef, clip_coef)
-        v_loss = 0.5 * torch.max((value - returns) ** 2, (v_clipped - returns) ** 2).mean()
+        v_loss = 0.5 * mean(torch.max((value - returns) ** 2, (v_clipped - returns) ** 2))
     else:
-        v_loss = 0.5 * ((value - returns) ** 2).mean()
-    ent = entropy.mean()
+        v_loss = 0.5 * mean((value - returns) ** 2)
+    ent = mean(entropy)
     loss = pg_loss - ent_coef * ent + vf_coef * v_loss
     with torch.no_grad():
-        approx_kl = ((ratio - 1) - logratio).mean()
-        clipfrac = ((ratio - 1.0).abs() > clip_coef).float().mean()
+        approx_kl = mean((ratio - 1) - logratio)
+        clipfrac = mean(((ratio - 1.0).abs() > clip_coef).float())
     return {
         "loss": loss,
         "pg_loss": pg_loss,

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.algos.gae import gae
-from eqmarl.algos.ppo import ValueNorm, ppo_loss
+from eqmarl.algos.ppo import ValueNorm, normalize_advantages, ppo_loss
 from eqmarl.build import make_env
 from eqmarl.config import Config
 from eqmarl.envs import Observation
@@ -82,6 +82,11 @@ class Rollout:
     explained_var: float
     # win flags (1/0) of the episodes that ended, where the env reports info['win'] (SMACv2)
     episode_wins: Tensor | None = None
+    # [T, E, A] 0 for transitions of a crashed game (info['crashed'], the StarCraft II
+    # backend), which the update must not learn from; None when no game crashed
+    valid: Tensor | None = None
+    # games restarted after a crash during this rollout (info['restarts'])
+    env_restarts: float = 0.0
 
 
 class Trainer:
@@ -112,6 +117,8 @@ class Trainer:
         seed_everything(cfg.seed)  # same initial parameters on every rank
         policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
         self._keep_graph = policy.uses_graph
+        # envs that restart crashed games or workers report it; their restarts are logged
+        self._counts_restarts = hasattr(self.env, "restarts")
         self._knn = cfg.model.knn if self._keep_graph else 0
         if cfg.model.orbit_init is not None:
             head = policy.head
@@ -154,6 +161,8 @@ class Trainer:
         boot: list[tuple[int, Tensor, Tensor]] = []
         ep_rets: list[Tensor] = []
         wins: list[Tensor] = []
+        crashed_l: list[Tensor | None] = []
+        restarts = 0.0
         obs = self.obs
         op = self.other_play
         for t in range(a.rollout_steps):
@@ -176,6 +185,10 @@ class Trainer:
             ep_rets.append(res.episode_return)
             if "win" in res.info:
                 wins.append(res.info["win"])
+            crashed_l.append(res.info.get("crashed"))
+            for key in ("restarts", "worker_restart"):  # StarCraft II games, mpe2 worker processes
+                if key in res.info:
+                    restarts += float(res.info[key].float().sum())
             if op is not None:
                 op.new_episodes(res.done)
             obs = res.obs
@@ -195,6 +208,11 @@ class Trainer:
         vn.update(self.strategy.all_gather_cat(returns))  # same statistics on every rank
         ep = torch.stack(ep_rets).flatten()
         won = torch.stack(wins).flatten() if wins else None
+        valid = None
+        if any(c is not None and bool(c.any()) for c in crashed_l):
+            zeros = torch.zeros(env.num_envs, device=self.device)
+            crashed = torch.stack([zeros if c is None else c.to(zeros) for c in crashed_l])  # [T, E]
+            valid = (crashed == 0).float().unsqueeze(-1).expand_as(torch.stack(logp_l)).contiguous()
         return Rollout(
             obs=Observation.stack(obs_l),
             action=torch.stack(act_l),
@@ -205,6 +223,8 @@ class Trainer:
             episode_returns=ep[~torch.isnan(ep)],
             explained_var=explained_var,
             episode_wins=None if won is None else won[~torch.isnan(won)],
+            valid=valid,
+            env_restarts=restarts,
         )
 
     # ------------------------------------------------------------------- update
@@ -216,6 +236,7 @@ class Trainer:
         obs = ro.obs.map(flat)
         action, logprob, value = flat(ro.action), flat(ro.logprob), flat(ro.value)
         adv, returns = flat(ro.advantages), flat(ro.returns)
+        weights = None if ro.valid is None else flat(ro.valid)
         mb = n // a.num_minibatches
         micro = self.strategy.micro_batches  # equal micro-batches accumulated into one step
         mm = mb // micro
@@ -229,7 +250,7 @@ class Trainer:
                 idx = perm[i * mb : (i + 1) * mb]
                 adv_mb = adv[idx]
                 if a.norm_adv:  # over the whole minibatch, before it is split
-                    adv_mb = (adv_mb - adv_mb.mean()) / (adv_mb.std() + 1e-8)
+                    adv_mb = normalize_advantages(adv_mb, None if weights is None else weights[idx])
                 strat.zero_grad()
                 mterms = torch.zeros(len(LOSS_KEYS), device=self.device)
                 for j in range(micro):
@@ -250,6 +271,7 @@ class Trainer:
                         ent_coef=a.ent_coef,
                         clip_vloss=a.clip_vloss,
                         norm_adv=False,
+                        weights=None if weights is None else weights[sub],
                     )
                     strat.backward(terms["loss"])
                     mterms += torch.stack([terms[k].detach() for k in LOSS_KEYS])
@@ -434,6 +456,9 @@ class Trainer:
                         ro.episode_wins.new_tensor([ro.episode_wins.sum(), ro.episode_wins.numel()])
                     )
                     metrics["win_rate"] = float(w[0] / w[1]) if w[1] > 0 else float("nan")
+                if self._counts_restarts:
+                    restarted = torch.tensor([ro.env_restarts], device=self.device)
+                    metrics["env_restarts"] = float(self.strategy.all_reduce_sum(restarted)[0])
                 if logger is not None and (last or self.iteration % cfg.logger.log_every == 0):
                     logger.log(metrics)
                 ck = cfg.train.checkpoint_every
