@@ -70,20 +70,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import EnvSpec, Observation, StepResult
+from eqmarl.envs.base import Observation, StepResult
 from eqmarl.envs.graph import EntityGraph
 from eqmarl.envs.smacv2_scenarios import (
     CHOICE_ATTACK,
     CHOICE_MOVE,
     COMPASS,
+    NODE_FEATURES,
     SMAX_UNIT_TYPES,
     check_scenario,
+    smacv2_spec,
 )
 from eqmarl.envs.vector import ProcessVectorEnv, WorkerCrash
 
 DEFAULT_ENV_CLASS = "smacv2.env.starcraft2.wrapper:StarCraftCapabilityEnvWrapper"
-NODE_FEATURES = 5 + len(SMAX_UNIT_TYPES)
-FLAT_NODE = NODE_FEATURES + 4
 # SMACv2 action indices of eqmarl's compass order N, E, S, W (SMACv2: 2 N, 3 S, 4 E, 5 W)
 SC2_COMPASS = (2, 4, 3, 5)
 SC2_NOOP, SC2_STOP, SC2_ATTACK0 = 0, 1, 6
@@ -483,18 +483,7 @@ class SC2SMACv2:
         self._node_group = torch.cat(
             [torch.zeros(n_units, dtype=torch.long), torch.ones(n_enemies, dtype=torch.long)]
         ).to(self.device)
-        self.spec = EnvSpec(
-            n_agents=n_units,
-            obs_dim=(self.n_nodes + 1) * FLAT_NODE,
-            state_dim=self.n_nodes * FLAT_NODE,
-            action_type="mixed",
-            action_dim=4,
-            episode_limit=episode_limit,
-            n_nodes=self.n_nodes,
-            node_feat_dim=NODE_FEATURES,
-            move_directions=[(i, dx, dy) for i, (dx, dy) in enumerate(COMPASS)] if movement == "discrete" else [],
-            n_targets=n_enemies,
-        )
+        self.spec = smacv2_spec(n_units, n_enemies, episode_limit, movement)
         self._t = torch.zeros(num_envs, dtype=torch.long)
         self._ret = torch.zeros(num_envs)
         self._rec: dict[str, np.ndarray] = {}

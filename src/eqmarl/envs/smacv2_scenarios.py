@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eqmarl.envs.base import EnvSpec
+
 # SMAX's unit types, in the order of its unit_type_names (the index is the type id)
 SMAX_UNIT_TYPES = ("marine", "marauder", "stalker", "zealot", "zergling", "hydralisk")
 RACES: dict[str, tuple[str, str]] = {
@@ -195,3 +197,27 @@ def make_race_unit_types(n_allies: int, n_enemies: int, width: float, height: fl
             return jnp.concatenate([ally, enemy]).astype(jnp.uint8)
 
     return RaceUnitTypes()
+
+
+# invariant node features of the SMACv2 entity graph: health, alive, ally, enemy, cooldown,
+# and the unit type one-hot over SMAX's six types (both backends)
+NODE_FEATURES = 5 + len(SMAX_UNIT_TYPES)
+# per-node features of the flat observation: h, x, v
+FLAT_NODE = NODE_FEATURES + 4
+
+
+def smacv2_spec(n_units: int, n_enemies: int, episode_limit: int, movement: str) -> EnvSpec:
+    """The :class:`EnvSpec` every SMACv2 backend presents (mixed actions, one node per unit)."""
+    n_nodes = n_units + n_enemies
+    return EnvSpec(
+        n_agents=n_units,
+        obs_dim=(n_nodes + 1) * FLAT_NODE,
+        state_dim=n_nodes * FLAT_NODE,
+        action_type="mixed",
+        action_dim=4,
+        episode_limit=episode_limit,
+        n_nodes=n_nodes,
+        node_feat_dim=NODE_FEATURES,
+        move_directions=[(i, dx, dy) for i, (dx, dy) in enumerate(COMPASS)] if movement == "discrete" else [],
+        n_targets=n_enemies,
+    )

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import EnvSpec, Observation, StepResult
+from eqmarl.envs.base import Observation, StepResult
 from eqmarl.envs.graph import EntityGraph
 from eqmarl.envs.smacv2_scenarios import (
     CHOICE_ATTACK,
@@ -59,6 +59,7 @@ from eqmarl.envs.smacv2_scenarios import (
     check_scenario,
     make_race_unit_types,
     make_start_positions,
+    smacv2_spec,
 )
 
 MAP_SIZE = 32.0
@@ -66,10 +67,6 @@ MAP_SIZE = 32.0
 POS_SCALE = MAP_SIZE / 2
 # moves never end closer than this to a wall (SMAX kills units touching a wall)
 WALL_MARGIN = 0.5
-# invariant node features: health, alive, ally, enemy, cooldown, 6-way type
-NODE_FEATURES = 5 + len(SMAX_UNIT_TYPES)
-# per-node features of the flat observation: h, x, v
-FLAT_NODE = NODE_FEATURES + 4
 
 
 def import_jax() -> Any:
@@ -185,18 +182,7 @@ class SmaxSMACv2:
         self._node_group = torch.cat(
             [torch.zeros(n_units, dtype=torch.long), torch.ones(n_enemies, dtype=torch.long)]
         ).to(self.device)
-        self.spec = EnvSpec(
-            n_agents=n_units,
-            obs_dim=(self.n_nodes + 1) * FLAT_NODE,
-            state_dim=self.n_nodes * FLAT_NODE,
-            action_type="mixed",
-            action_dim=4,
-            episode_limit=episode_limit,
-            n_nodes=self.n_nodes,
-            node_feat_dim=NODE_FEATURES,
-            move_directions=[(i, dx, dy) for i, (dx, dy) in enumerate(COMPASS)] if movement == "discrete" else [],
-            n_targets=n_enemies,
-        )
+        self.spec = smacv2_spec(n_units, n_enemies, episode_limit, movement)
         self.reset(seed)
 
     # -- the pure jax side (one env; vmapped and jitted in __init__) ------------------

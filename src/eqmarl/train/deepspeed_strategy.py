@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from eqmarl.train.strategy import SingleStrategy
+from eqmarl.train.strategy import RankCollectives, SingleStrategy
 
 INSTALL_HINT = (
     "learner=deepspeed needs DeepSpeed: DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]' "
@@ -113,7 +113,7 @@ def deepspeed_config(learner: Any, max_grad_norm: float, world_size: int) -> dic
     }
 
 
-class DeepSpeedStrategy(SingleStrategy):
+class DeepSpeedStrategy(RankCollectives, SingleStrategy):
     """PPO updates through a DeepSpeed engine.
 
     Args:
@@ -184,30 +184,9 @@ class DeepSpeedStrategy(SingleStrategy):
         for g in self.ds_optimizer.param_groups:
             g["lr"] = lr
 
-    # -- collectives -----------------------------------------------------------------
-    def all_reduce_sum(self, x: Tensor) -> Tensor:
-        y = x.detach().clone()
-        self._dist.all_reduce(y, op=self._dist.ReduceOp.SUM)
-        return y
-
-    def all_reduce_mean(self, x: Tensor) -> Tensor:
-        return self.all_reduce_sum(x) / self.world_size
-
-    def all_gather_cat(self, x: Tensor) -> Tensor:
-        x = x.detach().contiguous()
-        parts = [torch.empty_like(x) for _ in range(self.world_size)]
-        self._dist.all_gather(parts, x)
-        return torch.cat(parts)
-
-    def any_rank(self, flag: bool) -> bool:
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
-
-    def gather_objects(self, obj: Any) -> list[Any] | None:
-        out: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
-        self._dist.gather_object(obj, out, dst=0)
-        return out
+    # -- collectives (RankCollectives) -------------------------------------------------
+    def _collective_device(self) -> torch.device:
+        return self.device
 
     # -- checkpoints -------------------------------------------------------------------
     def optimizer_state(self) -> dict[str, Any] | None:

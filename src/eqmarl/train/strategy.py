@@ -141,7 +141,44 @@ class SingleStrategy:
         return [obj]
 
 
-class DdpStrategy(SingleStrategy):
+class RankCollectives:
+    """The collectives over the ranks of an initialized process group (``self._dist``),
+    shared by the distributed strategies; ``_collective_device`` says where small
+    tensors live (NCCL needs them on the GPU)."""
+
+    _dist: Any
+    rank: int
+    world_size: int
+
+    def _collective_device(self) -> torch.device:
+        raise NotImplementedError
+
+    def all_reduce_sum(self, x: Tensor) -> Tensor:
+        y = x.detach().clone()
+        self._dist.all_reduce(y, op=self._dist.ReduceOp.SUM)
+        return y
+
+    def all_reduce_mean(self, x: Tensor) -> Tensor:
+        return self.all_reduce_sum(x) / self.world_size
+
+    def all_gather_cat(self, x: Tensor) -> Tensor:
+        x = x.detach().contiguous()
+        parts = [torch.empty_like(x) for _ in range(self.world_size)]
+        self._dist.all_gather(parts, x)
+        return torch.cat(parts)
+
+    def any_rank(self, flag: bool) -> bool:
+        t = torch.tensor([1.0 if flag else 0.0], device=self._collective_device())
+        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def gather_objects(self, obj: Any) -> list[Any] | None:
+        out: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
+        self._dist.gather_object(obj, out, dst=0)
+        return out
+
+
+class DdpStrategy(RankCollectives, SingleStrategy):
     """Data parallel over the ranks of an initialized ``torch.distributed`` process group.
 
     Parameters are broadcast from rank 0 at construction; after every backward the
@@ -185,30 +222,8 @@ class DdpStrategy(SingleStrategy):
             g.copy_(flat[offset : offset + n].view_as(g))
             offset += n
 
-    def all_reduce_sum(self, x: Tensor) -> Tensor:
-        y = x.detach().clone()
-        self._dist.all_reduce(y, op=self._dist.ReduceOp.SUM)
-        return y
-
-    def all_reduce_mean(self, x: Tensor) -> Tensor:
-        return self.all_reduce_sum(x) / self.world_size
-
-    def all_gather_cat(self, x: Tensor) -> Tensor:
-        x = x.detach().contiguous()
-        parts = [torch.empty_like(x) for _ in range(self.world_size)]
-        self._dist.all_gather(parts, x)
-        return torch.cat(parts)
-
-    def any_rank(self, flag: bool) -> bool:
-        device = self._params[0].device if self._params else torch.device("cpu")
-        t = torch.tensor([1.0 if flag else 0.0], device=device)
-        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
-
-    def gather_objects(self, obj: Any) -> list[Any] | None:
-        out: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
-        self._dist.gather_object(obj, out, dst=0)
-        return out
+    def _collective_device(self) -> torch.device:
+        return self._params[0].device if self._params else torch.device("cpu")
 
 
 def init_distributed(backend: str, timeout_s: float, device: torch.device) -> tuple[int, int]:
