@@ -71,7 +71,6 @@ import torch
 from torch import Tensor
 
 from eqmarl.envs.base import Observation, StepResult
-from eqmarl.envs.graph import EntityGraph
 from eqmarl.envs.smacv2_scenarios import (
     CHOICE_ATTACK,
     CHOICE_MOVE,
@@ -79,6 +78,7 @@ from eqmarl.envs.smacv2_scenarios import (
     NODE_FEATURES,
     SMAX_UNIT_TYPES,
     check_scenario,
+    smacv2_observation,
     smacv2_spec,
 )
 from eqmarl.envs.vector import ProcessVectorEnv, WorkerCrash
@@ -496,20 +496,7 @@ class SC2SMACv2:
         v = torch.from_numpy(rec[prefix + "v"]).to(dev)
         alive = torch.from_numpy(rec[prefix + "alive"]).to(dev).bool()
         mask = torch.from_numpy(rec[prefix + "mask"]).to(dev).bool()
-        e = h.shape[0]
-        nodes = torch.cat([h, x, v], dim=-1)
-        state = nodes.reshape(e, -1)
-        obs = torch.cat([nodes[:, : self.n_allies], state.unsqueeze(1).expand(-1, self.n_allies, -1)], dim=-1)
-        graph = EntityGraph(
-            h=h,
-            x=x,
-            v=v,
-            node_mask=alive,
-            agent_node=self._agent_node,
-            edge_rule="bipartite",
-            node_group=self._node_group.expand(e, -1),
-        )
-        return Observation(obs=obs, state=state, graph=graph, action_mask=mask)
+        return smacv2_observation(h, x, v, alive, mask, self._agent_node, self._node_group)
 
     def _fail(self, w: int, why: str) -> None:
         self._fails[w] += 1

@@ -40,7 +40,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from eqmarl.envs.base import EnvSpec
+import torch
+from torch import Tensor
+
+from eqmarl.envs.base import EnvSpec, Observation
+from eqmarl.envs.graph import EntityGraph
 
 # SMAX's unit types, in the order of its unit_type_names (the index is the type id)
 SMAX_UNIT_TYPES = ("marine", "marauder", "stalker", "zealot", "zergling", "hydralisk")
@@ -221,3 +225,35 @@ def smacv2_spec(n_units: int, n_enemies: int, episode_limit: int, movement: str)
         move_directions=[(i, dx, dy) for i, (dx, dy) in enumerate(COMPASS)] if movement == "discrete" else [],
         n_targets=n_enemies,
     )
+
+
+def smacv2_observation(
+    h: Tensor, x: Tensor, v: Tensor, alive: Tensor, mask: Tensor, agent_node: Tensor, node_group: Tensor
+) -> Observation:
+    """The :class:`Observation` every SMACv2 backend presents, from per-node arrays.
+
+    Args:
+        h: ``[E, N, NODE_FEATURES]`` invariant node features (allies first).
+        x, v: ``[E, N, 2]`` positions and last movements.
+        alive: ``[E, N]`` bool node mask.
+        mask: ``[E, A, ...]`` bool action mask.
+        agent_node: ``[A]`` node index of each agent.
+        node_group: ``[N]`` 0 ally, 1 enemy (the bipartite edge rule's groups).
+
+    The flat observation of agent ``i`` is its own node's ``[h, x, v]`` followed by the
+    global state (every node's ``[h, x, v]``): full observability, as in the paper.
+    """
+    e, n_allies = h.shape[0], agent_node.numel()
+    nodes = torch.cat([h, x, v], dim=-1)  # [E, N, FLAT_NODE]
+    state = nodes.reshape(e, -1)
+    obs = torch.cat([nodes[:, :n_allies], state.unsqueeze(1).expand(-1, n_allies, -1)], dim=-1)
+    graph = EntityGraph(
+        h=h,
+        x=x,
+        v=v,
+        node_mask=alive,
+        agent_node=agent_node,
+        edge_rule="bipartite",
+        node_group=node_group.expand(e, -1),
+    )
+    return Observation(obs=obs, state=state, graph=graph, action_mask=mask)

@@ -49,7 +49,6 @@ import torch
 from torch import Tensor
 
 from eqmarl.envs.base import Observation, StepResult
-from eqmarl.envs.graph import EntityGraph
 from eqmarl.envs.smacv2_scenarios import (
     CHOICE_ATTACK,
     CHOICE_MOVE,
@@ -59,6 +58,7 @@ from eqmarl.envs.smacv2_scenarios import (
     check_scenario,
     make_race_unit_types,
     make_start_positions,
+    smacv2_observation,
     smacv2_spec,
 )
 
@@ -328,21 +328,7 @@ class SmaxSMACv2:
         v = _to_torch(f[prefix + "v"], dev)
         alive = _to_torch(f[prefix + "alive"], dev).bool()
         mask = _to_torch(f[prefix + "mask"], dev).bool()
-        e = h.shape[0]
-        nodes = torch.cat([h, x, v], dim=-1)  # [E, N, FLAT_NODE]
-        state = nodes.reshape(e, -1)
-        own = nodes[:, : self.n_allies]
-        obs = torch.cat([own, state.unsqueeze(1).expand(-1, self.n_allies, -1)], dim=-1)
-        graph = EntityGraph(
-            h=h,
-            x=x,
-            v=v,
-            node_mask=alive,
-            agent_node=self._agent_node,
-            edge_rule="bipartite",
-            node_group=self._node_group.expand(e, -1),
-        )
-        return Observation(obs=obs, state=state, graph=graph, action_mask=mask)
+        return smacv2_observation(h, x, v, alive, mask, self._agent_node, self._node_group)
 
     def reset(self, seed: int | None = None) -> Observation:
         """Reset every env; env ``i`` draws from ``fold_in(PRNGKey(seed), i)``."""
