@@ -4,6 +4,7 @@ are counted (the StarCraft II backend reports both; any env may)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -39,9 +40,11 @@ def test_crashed_transitions_get_no_gradient_and_restarts_are_counted(tmp_path: 
     assert crashed.sum() == 3 and crashed[:, 2].sum() == 3 and crashed[2, 2] and crashed[5, 2]
 
     # whatever the crashed transitions hold, the update ends at the same parameters
-    wild = copy.copy(ro)
-    wild.advantages = ro.advantages.masked_fill(crashed.unsqueeze(-1), 1e4)
-    wild.returns = ro.returns.masked_fill(crashed.unsqueeze(-1), -1e4)
+    wild = dataclasses.replace(
+        ro,
+        advantages=ro.advantages.masked_fill(crashed.unsqueeze(-1), 1e4),
+        returns=ro.returns.masked_fill(crashed.unsqueeze(-1), -1e4),
+    )
     state = copy.deepcopy(tr.state_dict())
     params = []
     for r in (ro, wild):
@@ -54,12 +57,6 @@ def test_crashed_transitions_get_no_gradient_and_restarts_are_counted(tmp_path: 
     # without the mask those transitions would move the parameters
     tr.load_state_dict(copy.deepcopy(state))
     torch.manual_seed(5)
-    tr.update(copy.replace(wild, valid=None) if hasattr(copy, "replace") else _unmasked(wild))
+    tr.update(dataclasses.replace(wild, valid=None))
     moved = torch.cat([p.detach().flatten() for p in tr.policy.parameters()])
     assert not torch.equal(moved, params[0])
-
-
-def _unmasked(ro):
-    out = copy.copy(ro)
-    out.valid = None
-    return out
