@@ -162,7 +162,7 @@ class Trainer:
         ep_rets: list[Tensor] = []
         wins: list[Tensor] = []
         crashed_l: list[Tensor | None] = []
-        restarts = 0.0
+        restarts = torch.zeros((), device=self.device)  # summed on device; read once per rollout
         obs = self.obs
         op = self.other_play
         for t in range(a.rollout_steps):
@@ -188,7 +188,7 @@ class Trainer:
             crashed_l.append(res.info.get("crashed"))
             for key in ("restarts", "worker_restart"):  # StarCraft II games, mpe2 worker processes
                 if key in res.info:
-                    restarts += float(res.info[key].float().sum())
+                    restarts += res.info[key].float().sum()
             if op is not None:
                 op.new_episodes(res.done)
             obs = res.obs
@@ -224,7 +224,7 @@ class Trainer:
             explained_var=explained_var,
             episode_wins=None if won is None else won[~torch.isnan(won)],
             valid=valid,
-            env_restarts=restarts,
+            env_restarts=float(restarts),
         )
 
     # ------------------------------------------------------------------- update
