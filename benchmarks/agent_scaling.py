@@ -2,13 +2,13 @@
 """Agent-count scaling of E2GN2 PPO: memory and speed, complete vs kNN graphs.
 
     python benchmarks/agent_scaling.py [--agents 10,30,100,300,1000,3000] [--graphs 0,8,16]
-        [--ckpt 0,1] [--learners single] [--mem-cap-gb 6] [--out docs/results/agent_scaling.json]
-        [hydra overrides...]
+        [--ckpt 0,1] [--learners single] [--env mpe|smax] [--mem-cap-gb 6]
+        [--out docs/results/agent_scaling.json] [hydra overrides...]
 
 Every point (agents N, ``model.knn``, ``model.activation_checkpointing``, learner) runs
 in a fresh process on ``env.scenario=simple_spread_large`` (N agents, N landmarks: 2N
-graph nodes) with a capped address space (``--mem-cap-gb``; a point that does not fit is
-reported as ``"oom"``).  Per point it measures:
+graph nodes; ``--env smax``: SMAX N-vs-N, N allies and N enemies) with a capped address
+space (``--mem-cap-gb``; a point that does not fit is reported as ``"oom"``).  Per point it measures:
 
 * ``update_peak_mb``: peak memory of the first PPO update (``algo.epochs=1``, one
   minibatch), CUDA: ``torch.cuda.max_memory_allocated`` above the pre-update level;
@@ -52,10 +52,17 @@ def compose(overrides: list[str]):  # type: ignore[no-untyped-def]
         return to_config(hcompose("config", overrides=overrides))
 
 
-def point_overrides(n: int, knn: int, ckpt: int, learner: str, extra: list[str]) -> list[str]:
+# the scaling scenario per --env: N agents and N other nodes each
+SCENARIOS = {
+    "mpe": lambda n: ["env.scenario=simple_spread_large", f"env.n_agents={n}"],
+    # SMAX N-vs-N (surrounded starts) on a map scaled to 10v10's unit density (env.map_size=null)
+    "smax": lambda n: ["env=smax", f"env.n_units={n}", f"env.n_enemies={n}", "env.start_positions=surrounded"],
+}
+
+
+def point_overrides(n: int, knn: int, ckpt: int, learner: str, extra: list[str], env: str = "mpe") -> list[str]:
     return [
-        "env.scenario=simple_spread_large",
-        f"env.n_agents={n}",
+        *SCENARIOS[env](n),
         f"model.knn={knn}",
         f"model.activation_checkpointing={'true' if ckpt else 'false'}",
         f"learner={learner}",
@@ -141,7 +148,11 @@ def measure(overrides: list[str]) -> dict:
     saved = sum(storages.values())
     g = graph_batch(flat.graph, True, torch.float32, cfg.model.knn)
     n_nodes = g.num_nodes
-    edges = n_nodes * (g.nbr.shape[-1] if g.nbr is not None else n_nodes - 1)
+    # edges of one graph under the env's edge rule and masks (mean over the minibatch)
+    if cfg.model.knn:
+        edges = round(int(flat.graph.with_knn(cfg.model.knn).neighbor_valid.sum()) / frames)
+    else:
+        edges = round(int(flat.graph.adjacency().sum()) / frames)
     n_layers = cfg.model.layers
     return {
         "agents": n_agents,
@@ -169,6 +180,7 @@ def main() -> None:
     ap.add_argument("--graphs", default="0,8,16", help="model.knn values (0: complete graph)")
     ap.add_argument("--ckpt", default="0,1", help="activation checkpointing off/on")
     ap.add_argument("--learners", default="single")
+    ap.add_argument("--env", default="mpe", choices=sorted(SCENARIOS), help="mpe: simple_spread_large; smax: N-vs-N")
     ap.add_argument("--mem-cap-gb", type=float, default=6.0)
     ap.add_argument("--timeout-s", type=float, default=900)
     ap.add_argument("--out", default=None)
@@ -182,7 +194,7 @@ def main() -> None:
         for knn in [int(v) for v in args.graphs.split(",")]:
             for ckpt in [int(v) for v in args.ckpt.split(",")]:
                 for learner in args.learners.split(","):
-                    ov = point_overrides(n, knn, ckpt, learner, overrides)
+                    ov = point_overrides(n, knn, ckpt, learner, overrides, args.env)
                     cap = int(args.mem_cap_gb * 2**30)
 
                     def limit(cap: int = cap) -> None:
@@ -226,7 +238,7 @@ def main() -> None:
                     results.append(res)
     out = {
         "benchmark": "agent_scaling",
-        "scenario": "simple_spread_large (N agents, N landmarks)",
+        "scenario": {"mpe": "simple_spread_large (N agents, N landmarks)", "smax": "SMAX N-vs-N, surrounded"}[args.env],
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         "mem_cap_gb": args.mem_cap_gb,
         "overrides": overrides,

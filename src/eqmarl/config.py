@@ -10,6 +10,7 @@ key and the allowed values, so a bad sweep stops before anything runs or is subm
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -123,6 +124,9 @@ class Smacv2EnvConfig(EnvConfig):
     movement: str = "continuous"
     # steps after which an episode is truncated (SMAX's default 100; SMACv2 on SC2: 200)
     episode_limit: int = 100
+    # smax only: side of the square map; null = SMACv2's 32 up to 10 units per side, larger
+    # teams (N-vs-N) on ceil(32 * sqrt(N / 10)) so the unit density stays that of 10v10
+    map_size: Optional[float] = None
 
 
 # --------------------------------------------------------------------------- model
@@ -553,6 +557,8 @@ def _validate_smacv2(env: Smacv2EnvConfig, cluster: str) -> None:
         key, _, rest = str(e).partition("=")
         value, _, allowed = rest.partition("; allowed: ")
         raise ConfigError(key, value, allowed) from None
+    if env.map_size is not None and (env.backend != "smax" or not (math.isfinite(env.map_size) and env.map_size >= 8)):
+        raise ConfigError("env.map_size", env.map_size, "null, or a number >= 8 with env.backend=smax")
     if env.backend == "sc2" and cluster == "local" and find_starcraft2() is None:
         # a local run stops here; on SLURM the job's node (or image) is checked when the env is built
         raise ConfigError("env.backend", "sc2", "smax here: " + starcraft2_missing_message())

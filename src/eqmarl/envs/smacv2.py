@@ -96,8 +96,12 @@ def make_smacv2(
     surround_sides: str = "all",
     movement: str = "continuous",
     episode_limit: int = 100,
+    map_size: float | None = None,
 ) -> MultiAgentEnv:
     """Build a SMACv2 env on ``backend`` (see :mod:`eqmarl.envs.smacv2_scenarios` for the options).
+
+    ``map_size`` (SMAX only): side of the map; None scales it with the team size
+    (:func:`eqmarl.envs.smax.smax_map_size`). StarCraft II's maps are fixed.
 
     Raises:
         ValueError: a bad option (the message names the ``env.`` key and the allowed values).
@@ -106,6 +110,11 @@ def make_smacv2(
     if backend not in _BACKENDS:
         raise ValueError(f"env.backend={backend!r}; allowed: {', '.join(sorted(set(BACKENDS) | set(_BACKENDS)))}")
     check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
+    extra: dict[str, Any] = {}
+    if map_size is not None:
+        if backend != "smax":
+            raise ValueError(f"env.map_size={map_size!r}; allowed: null with backend={backend} (its maps are fixed)")
+        extra["map_size"] = map_size
     return _BACKENDS[backend](
         num_envs=num_envs,
         seed=seed,
@@ -118,4 +127,5 @@ def make_smacv2(
         surround_sides=surround_sides,
         movement=movement,
         episode_limit=episode_limit,
+        **extra,
     )

@@ -73,11 +73,14 @@ MASK_COMPASS = slice(3, 7)
 MASK_TARGETS = 7
 
 
-def diagonal_points(width: float, height: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """SMACv2's four diagonals: (corners, inner points), indexed by diagonal 0..3."""
-    cx, cy = width / 2, height / 2
+def diagonal_points(
+    width: float, height: float, inner_offset: float = 2.0
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """SMACv2's four diagonals: (corners, inner points ``inner_offset`` from the centre on
+    each axis), indexed by diagonal 0..3."""
+    cx, cy, d = width / 2, height / 2, inner_offset
     corners = [(0.0, 0.0), (0.0, height), (width, height), (width, 0.0)]
-    inner = [(cx - 2, cy - 2), (cx - 2, cy + 2), (cx + 2, cy + 2), (cx + 2, cy - 2)]
+    inner = [(cx - d, cy - d), (cx - d, cy + d), (cx + d, cy + d), (cx + d, cy - d)]
     return corners, inner
 
 
@@ -117,13 +120,14 @@ def make_start_positions(
     margin: float = 1.0,
     ally_jitter: float = 2.0,
     enemy_jitter: float = 1.0,
+    inner_offset: float = 2.0,
 ) -> Any:
     """A SMAX start-position generator (``generate(key) -> [n_allies + n_enemies, 2]``,
     allies first) for the settings above; a subclass of jaxmarl's ``Distribution``."""
     import jax
     import jax.numpy as jnp
 
-    corners_l, inner_l = diagonal_points(width, height)
+    corners_l, inner_l = diagonal_points(width, height, inner_offset)
     allowed_t = SURROUND_SIDES[surround_sides]
 
     class StartPositions(_distribution_base()):  # type: ignore[misc]

@@ -41,6 +41,7 @@ The reward is SMAX's (damage dealt, normalised, plus 1 for a win: at most 2 per 
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -63,8 +64,25 @@ from eqmarl.envs.smacv2_scenarios import (
 )
 
 MAP_SIZE = 32.0
-# positions enter the graph as (pos - centre) / POS_SCALE, i.e. in [-1, 1]
+# positions enter the graph as (pos - centre) / POS_SCALE: in [-1, 1] on SMACv2's map, and
+# in the same units on larger maps (a policy sees the same distances on every map)
 POS_SCALE = MAP_SIZE / 2
+# teams up to this size play on SMACv2's map; larger ones on a map scaled to keep its density
+DENSITY_TEAM = 10
+
+
+def smax_map_size(n_units: int, n_enemies: int, map_size: float | None = None) -> float:
+    """Side of the square SMAX map for these team sizes.
+
+    ``map_size`` if given; else SMACv2's 32 for teams of up to :data:`DENSITY_TEAM` units,
+    and ``ceil(32 * sqrt(n / DENSITY_TEAM))`` for a larger team of ``n``, so N-vs-N battles keep
+    the unit density of 10v10 (the spawn jitters and diagonals scale with the side).
+    """
+    if map_size is not None:
+        return float(round(map_size))  # SMAX's map sides are integers
+    return float(math.ceil(MAP_SIZE * max(1.0, math.sqrt(max(n_units, n_enemies) / DENSITY_TEAM))))
+
+
 # moves never end closer than this to a wall (SMAX kills units touching a wall)
 WALL_MARGIN = 0.5
 
@@ -111,6 +129,8 @@ class SmaxSMACv2:
         device: torch device of the returned tensors.
         enemy_attack_mode: the heuristic enemy's targets: closest | random.
         check_actions: raise if an action is unavailable (costs a device sync per step).
+        map_size: side of the square map (None: :func:`smax_map_size`'s rule; SMACv2's 32
+            up to 10 units per side).
     """
 
     def __init__(
@@ -128,8 +148,13 @@ class SmaxSMACv2:
         device: str = "cpu",
         enemy_attack_mode: str = "closest",
         check_actions: bool = False,
+        map_size: float | None = None,
     ) -> None:
         check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
+        if map_size is not None and not (math.isfinite(map_size) and map_size >= 8):
+            raise ValueError(f"env.map_size={map_size!r}; allowed: null (by team size) or a number >= 8")
+        self.map_size = size = smax_map_size(n_units, n_enemies, map_size)
+        scale = size / MAP_SIZE
         jax = import_jax()
         import jax.numpy as jnp
         from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
@@ -152,8 +177,8 @@ class SmaxSMACv2:
         self._smax = HeuristicEnemySMAX(
             attack_mode=enemy_attack_mode,
             scenario=scenario,
-            map_width=int(MAP_SIZE),
-            map_height=int(MAP_SIZE),
+            map_width=int(size),
+            map_height=int(size),
             # SMAX ends an episode when its step count *before* the step reaches max_steps,
             # i.e. after max_steps + 1 steps; eqmarl's limit counts steps taken
             max_steps=episode_limit - 1,
@@ -163,9 +188,19 @@ class SmaxSMACv2:
         inner = self._smax._env
         # eqmarl's SMACv2 generators replace SMAX's (read by SMAX's reset)
         inner.position_generator = make_start_positions(
-            n_units, n_enemies, MAP_SIZE, MAP_SIZE, start_positions, p, surround_sides
+            n_units,
+            n_enemies,
+            size,
+            size,
+            start_positions,
+            p,
+            surround_sides,
+            margin=1.0 * scale,
+            ally_jitter=2.0 * scale,
+            enemy_jitter=1.0 * scale,
+            inner_offset=2.0 * scale,
         )
-        inner.unit_type_generator = make_race_unit_types(n_units, n_enemies, MAP_SIZE, MAP_SIZE, race)
+        inner.unit_type_generator = make_race_unit_types(n_units, n_enemies, size, size, race)
         self._inner = inner
         # map units per env step at |v| = 1, per unit type
         self._step_dist = np.asarray(inner.unit_type_velocities) * inner.time_per_step * inner.world_steps_per_env_step
@@ -205,7 +240,7 @@ class SmaxSMACv2:
             ],
             axis=-1,
         )
-        x = (s.unit_positions - MAP_SIZE / 2) / POS_SCALE
+        x = (s.unit_positions - self.map_size / 2) / POS_SCALE
         v = s.prev_movement_actions
         keep = alive_f[:, None]
         h, x, v = h * keep, x * keep, v * keep
@@ -213,7 +248,7 @@ class SmaxSMACv2:
         pos = s.unit_positions[:n]
         dist = jnp.asarray(self._step_dist)[types[:n]][:, None, None]  # [A, 1, 1]
         target = pos[:, None, :] + dist * jnp.array(COMPASS)[None]  # [A, 4, 2]
-        inside = jnp.all((target >= WALL_MARGIN) & (target <= MAP_SIZE - WALL_MARGIN), axis=-1)
+        inside = jnp.all((target >= WALL_MARGIN) & (target <= self.map_size - WALL_MARGIN), axis=-1)
         a_alive = alive[:n]
         compass = inside & a_alive[:, None] if self.movement == "discrete" else jnp.repeat(a_alive[:, None], 4, 1)
         avail = inner.get_avail_actions(s)
@@ -233,6 +268,10 @@ class SmaxSMACv2:
         import jax.numpy as jnp
 
         _, state = self._smax.reset(key)
+        # SMAX's reset pushes overlapping units apart, which can move a unit of a dense
+        # spawn across a wall (where SMAX kills it): keep every unit inside
+        pos = jnp.clip(state.state.unit_positions, WALL_MARGIN, self.map_size - WALL_MARGIN)
+        state = state.replace(state=state.state.replace(unit_positions=pos))
         # strong dtypes, as after a step (else the jitted step compiles twice)
         state = self._jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
         return state, self._features(state)
@@ -257,7 +296,7 @@ class SmaxSMACv2:
             norm = jnp.linalg.norm(vec, axis=-1, keepdims=True)
             vec = vec / jnp.maximum(norm, 1.0)
             # shorten a move that would end within WALL_MARGIN of a wall
-            end = jnp.clip(pos + vec * dist, WALL_MARGIN, MAP_SIZE - WALL_MARGIN)
+            end = jnp.clip(pos + vec * dist, WALL_MARGIN, self.map_size - WALL_MARGIN)
             vec = (end - pos) / dist
         moving = choice == CHOICE_MOVE
         attacking = choice == CHOICE_ATTACK
