@@ -14,6 +14,8 @@ space (``--mem-cap-gb``; a point that does not fit is reported as ``"oom"``).  P
   minibatch), CUDA: ``torch.cuda.max_memory_allocated`` above the pre-update level;
   CPU: the resident set sampled every millisecond during the update minus the one
   before it (the rollout's freed buffers are reused, so this is a lower bound);
+* ``rollout_peak_mb``: the same for the first rollout (its graph forwards run
+  ``train.inference_chunk_envs`` envs at a time when set);
 * ``saved_bytes_per_edge_layer``: the bytes autograd keeps for backward (the distinct
   storages seen by ``torch.autograd.graph.saved_tensors_hooks`` over one actor+critic
   forward of the minibatch) divided by edges x message-passing layers x 2 networks; the facts sheet's
@@ -102,29 +104,33 @@ def measure(overrides: list[str]) -> dict:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
-    # memory: the first update (a sampler thread records the resident set every ms)
-    ro = tr.rollout()
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    rss0, peak, stop = rss_mb(), [0.0], threading.Event()
+    def peak_growth_mb(fn):  # type: ignore[no-untyped-def]
+        """(fn(), peak memory during fn above the level before it, MB); CPU: a sampler
+        thread records the resident set every ms."""
+        sync()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        rss0, peak, stop = rss_mb(), [0.0], threading.Event()
 
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], rss_mb())
-            time.sleep(0.001)
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_mb())
+                time.sleep(0.001)
 
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    tr.update(ro)
-    sync()
-    stop.set()
-    th.join()
-    if cuda:
-        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        peak_mb = max(peak[0], rss_mb()) - rss0
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        out = fn()
+        sync()
+        stop.set()
+        th.join()
+        if cuda:
+            return out, (torch.cuda.max_memory_allocated() - base) / 2**20
+        return out, max(peak[0], rss_mb()) - rss0
+
+    # memory: the first rollout (train.inference_chunk_envs bounds it) and the first update
+    ro, rollout_peak_mb = peak_growth_mb(tr.rollout)
+    _, peak_mb = peak_growth_mb(lambda: tr.update(ro))
     # speed: the next whole iteration
     t0 = time.perf_counter()
     ro = tr.rollout()
@@ -165,6 +171,8 @@ def measure(overrides: list[str]) -> dict:
         "samples_per_update": frames,
         "edges_per_graph": edges,
         "update_peak_mb": round(peak_mb, 1),
+        "rollout_peak_mb": round(rollout_peak_mb, 1),
+        "inference_chunk_envs": cfg.train.inference_chunk_envs,
         "saved_mb": round(saved / 2**20, 1),
         "saved_bytes_per_edge_layer": round(saved / (frames * edges * n_layers * 2), 1),
         "rollout_s": round(t1 - t0, 3),

@@ -174,3 +174,26 @@ def test_update_uses_exactly_the_rollout_graph() -> None:
     stripped = dataclasses.replace(mb, graph=dataclasses.replace(mb.graph, neighbors=None, neighbor_valid=None))
     logp2, _, _ = tr.policy.evaluate(stripped, ro.action.reshape((-1, *ro.action.shape[2:]))[idx])
     assert torch.equal(logp, logp2)
+
+
+def test_inference_chunks_give_the_unchunked_results() -> None:
+    """``train.inference_chunk_envs``: rollouts and evaluations run the policy a few envs
+    at a time; the stored log-probs and values equal one forward over all envs, and the
+    deterministic evaluation equals the unchunked one."""
+    from eqmarl.models.policy import over_env_chunks
+    from eqmarl.train.trainer import Trainer
+
+    base = [*TINY, "env.n_agents=6", "train.num_envs=8", "train.eval_episodes=7"]
+    tr = Trainer(compose([*base, "train.inference_chunk_envs=3"]), run_dir=__import__("pathlib").Path("/tmp/unused"))
+    ro = tr.rollout()
+    flat = ro.obs.map(lambda t: t.reshape((-1, *t.shape[2:])))
+    with torch.no_grad():
+        logp, _, value = tr.policy.evaluate(flat, ro.action.reshape((-1, *ro.action.shape[2:])))
+    torch.testing.assert_close(logp, ro.logprob.reshape(logp.shape), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(value, ro.value.reshape(value.shape), rtol=1e-5, atol=1e-5)
+    one = tr.policy.act(flat, deterministic=True)
+    for a, b in zip(over_env_chunks(lambda o: tr.policy.act(o, deterministic=True), flat, 5), one):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    whole = Trainer(compose(base), run_dir=__import__("pathlib").Path("/tmp/unused"))
+    whole.policy.load_state_dict(tr.policy.state_dict())
+    assert whole.evaluate() == pytest.approx(tr.evaluate(), rel=1e-5)

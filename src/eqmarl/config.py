@@ -237,6 +237,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     # stop after this many iterations (None: run to total_env_steps); for tests and benchmarks
     max_iterations: Optional[int] = None
+    # envs per policy forward in rollouts and evaluations (0: all at once); bounds inference
+    # memory when graphs are large (e.g. complete graphs of hundreds of agents)
+    inference_chunk_envs: int = 0
 
 
 # -------------------------------------------------------------------------- logger
@@ -658,7 +661,7 @@ def validate(cfg: Config) -> None:
     _positive("train.num_envs", t.num_envs)
     _positive("train.eval_episodes", t.eval_episodes)
     _positive("train.keep_checkpoints", t.keep_checkpoints)
-    for k in ("eval_every", "checkpoint_every", "threads"):
+    for k in ("eval_every", "checkpoint_every", "threads", "inference_chunk_envs"):
         _positive(f"train.{k}", getattr(t, k), allow_zero=True)
     _choice("train.device", t.device, ["cpu", "cuda", "auto"])
     batch = a.rollout_steps * t.num_envs

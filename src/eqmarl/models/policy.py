@@ -8,6 +8,7 @@ with attributes ``out_dim`` and ``equivariant``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -60,6 +61,23 @@ class ActOutput(NamedTuple):
     value: Tensor  # [E, A] (normalized scale if value normalization is on)
 
 
+def _env_slice(t: Tensor, start: int, size: int) -> Tensor:
+    return t[start : start + size]
+
+
+def over_env_chunks(fn: Callable[[Observation], Any], obs: Observation, chunk: int) -> Any:
+    """``fn(obs)`` computed over slices of at most ``chunk`` envs (the leading dim) and
+    concatenated: the same result with the memory of one slice (``chunk <= 0``: all at once).
+    ``fn`` returns a tensor or a tuple of tensors, each with the envs as its leading dim."""
+    n = obs.obs.shape[0]
+    if chunk <= 0 or n <= chunk:
+        return fn(obs)
+    parts = [fn(obs.map(functools.partial(_env_slice, start=s, size=chunk))) for s in range(0, n, chunk)]
+    if isinstance(parts[0], tuple):
+        return type(parts[0])(*(torch.cat(x) for x in zip(*parts)))
+    return torch.cat(parts)
+
+
 class ActorCritic:
     """``act`` and ``evaluate`` from a module's ``distribution(obs)`` and ``value(obs)``
     (shared by :class:`Policy` and wrappers such as :class:`~eqmarl.wrappers.eqc.EQC`)."""
@@ -73,8 +91,11 @@ class ActorCritic:
         raise NotImplementedError
 
     @torch.no_grad()
-    def act(self, obs: Observation, deterministic: bool = False) -> ActOutput:
-        """Sample (or take the mode of) the policy; log-prob and value of that action."""
+    def act(self, obs: Observation, deterministic: bool = False, chunk: int = 0) -> ActOutput:
+        """Sample (or take the mode of) the policy; log-prob and value of that action
+        (``chunk`` > 0: computed ``chunk`` envs at a time, see :func:`over_env_chunks`)."""
+        if 0 < chunk < obs.obs.shape[0]:
+            return over_env_chunks(lambda o: self.act(o, deterministic), obs, chunk)
         dist = self.distribution(obs)
         action = dist.mode() if deterministic else dist.sample()
         return ActOutput(action, dist.log_prob(action), self.value(obs))

@@ -29,6 +29,7 @@ from eqmarl.config import Config
 from eqmarl.envs import Observation
 from eqmarl.models import Policy, make_policy
 from eqmarl.models.heads import CategoricalHead
+from eqmarl.models.policy import over_env_chunks
 from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
 from eqmarl.train.checkpoint import save_checkpoint
 from eqmarl.train.malloc import tune_malloc
@@ -165,12 +166,13 @@ class Trainer:
         restarts = torch.zeros((), device=self.device)  # summed on device; read once per rollout
         obs = self.obs
         op = self.other_play
+        chunk = self.cfg.train.inference_chunk_envs
         for t in range(a.rollout_steps):
             if op is not None:  # act (and store) in each agent's relabelled world
                 obs = op.observation(obs)
             if self._knn and obs.graph is not None:  # the update reuses this exact graph
                 obs = dataclasses.replace(obs, graph=obs.graph.with_knn(self._knn))
-            out = policy.act(obs)
+            out = policy.act(obs, chunk=chunk)
             res = env.step(out.action if op is None else op.env_action(out.action))
             obs_l.append(obs if self._keep_graph else dataclasses.replace(obs, graph=None))
             act_l.append(out.action)
@@ -181,7 +183,7 @@ class Trainer:
             done_l.append(res.done)
             if bool(res.truncated.any()):
                 final = res.final_obs if op is None else op.observation(res.final_obs)
-                boot.append((t, res.truncated, policy.value(final)))
+                boot.append((t, res.truncated, over_env_chunks(policy.value, final, chunk)))
             ep_rets.append(res.episode_return)
             if "win" in res.info:
                 wins.append(res.info["win"])
@@ -195,7 +197,7 @@ class Trainer:
         self.obs = obs
         value = torch.stack(val_l)
         last_obs = obs if op is None else op.observation(obs)
-        next_value = torch.cat([value[1:], policy.value(last_obs).unsqueeze(0)])
+        next_value = torch.cat([value[1:], over_env_chunks(policy.value, last_obs, chunk).unsqueeze(0)])
         for t, mask, v_final in boot:
             next_value[t] = torch.where(mask.unsqueeze(-1), v_final, next_value[t])
         vn = self.value_norm
@@ -301,8 +303,9 @@ class Trainer:
             ret = torch.full((env.num_envs,), float("nan"), device=self.device)
             win = torch.full((env.num_envs,), float("nan"), device=self.device)
             length = torch.zeros(env.num_envs, device=self.device)
+            chunk = self.cfg.train.inference_chunk_envs
             for _ in range(self.spec.episode_limit):
-                res = env.step(self.policy.distribution(obs).mode())
+                res = env.step(over_env_chunks(lambda o: self.policy.distribution(o).mode(), obs, chunk))
                 new = res.done & torch.isnan(ret)
                 ret = torch.where(new, res.episode_return, ret)
                 if "win" in res.info:
