@@ -100,6 +100,17 @@ def test_deepspeed_one_process_equals_single(tmp_path: Path, stage: int) -> None
 
 
 @pytest.mark.slow
+def test_zero3_with_per_agent_weights_equals_single(tmp_path: Path) -> None:
+    """ZeRO-3 partitions the stacked per-agent weights; the Gaussian head's log-std, used
+    after the head's forward (inside the distribution), is gathered with the whole policy."""
+    per_agent = ["model=mlp", "model.share_params=false", "model.knn=0"]
+    ref = run_iterations(tmp_path / "ref", [*per_agent, "learner=single"])
+    ds = run_iterations(tmp_path / "ds", [*per_agent, "learner=deepspeed", "learner.zero_stage=3"])
+    assert ref.policy.state_dict()["head.log_std"].shape[0] == 5  # one row per agent
+    assert max_param_diff(ds.strategy.plain_state_dict(), ref.policy.state_dict()) < DS_TOLERANCE
+
+
+@pytest.mark.slow
 def test_deepspeed_bf16_and_offload_train(tmp_path: Path) -> None:
     ds = run_iterations(
         tmp_path / "ds",

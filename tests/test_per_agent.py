@@ -114,9 +114,3 @@ def test_trains_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert st["policy"]["actor_encoder.net.0.weight"].shape[0] == 4
     p = make_policy(cfg.model, _spec(4), False)
     assert p.state_dict().keys() == st["policy"].keys()
-
-
-def test_zero3_with_per_agent_weights_is_refused() -> None:
-    with pytest.raises(ConfigError) as e:
-        compose([*TINY, "model=mlp", "model.share_params=false", "learner=deepspeed", "learner.zero_stage=3"])
-    assert e.value.key == "learner.zero_stage"

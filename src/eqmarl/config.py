@@ -714,10 +714,6 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(
                     f"learner.{key}", val, f"{default!r} with learner.name={ln.name} (a learner=deepspeed setting)"
                 )
-    if ln.name == "deepspeed" and ln.zero_stage == 3 and not cfg.model.share_params:
-        # DeepSpeed 0.19's stage-3 backward fails on the stacked per-agent weights (a
-        # gradient of shape [A, D] meets a released partition); stages 0-2 work
-        raise ConfigError("learner.zero_stage", 3, "0, 1 or 2 with model.share_params=false")
     if ln.offload_optimizer and ln.zero_stage == 0:
         raise ConfigError(
             "learner.offload_optimizer", True, "false with learner.zero_stage=0 (ZeRO-Offload needs stage >= 1)"

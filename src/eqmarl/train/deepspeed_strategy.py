@@ -147,6 +147,13 @@ class DeepSpeedStrategy(RankCollectives, SingleStrategy):
                 if isinstance(edge_in, nn.Linear):
                     for p in edge_in.parameters():
                         deepspeed.zero.register_external_parameter(m, p)
+                # an action head returns a distribution object holding its log-std: the
+                # parameter is used after the head's forward and in backward, where ZeRO-3
+                # only re-gathers parameters whose module produced tensors; tie it to the
+                # whole policy, whose forward returns the loss terms
+                log_std = getattr(m, "log_std", None)
+                if isinstance(log_std, nn.Parameter):
+                    deepspeed.zero.register_external_parameter(module, log_std)
         # DeepSpeed reads LOCAL_RANK (ZeRO-3 also after initializing); a one-process run is
         # local rank 0. Only this variable is set: a job submitted later from this process
         # gets its own from the launcher (submitit overwrites it), never a port or rank.
