@@ -519,7 +519,7 @@ class _Mpe2Slot:
 
     def set_state(self, blob: bytes) -> None:
         """Restore :meth:`get_state`."""
-        st = pickle.loads(blob)  # noqa: S301  (our own checkpoint's bytes)
+        st = pickle.loads(blob)  # our own checkpoint's bytes
         for obj, attrs in zip(self._env_chain(), st["env"]):
             vars(obj).update(attrs)
         world = self.env.unwrapped.world
@@ -648,15 +648,16 @@ class Mpe2MPE(MpeBackend):
 
     def state_dict(self) -> dict[str, Any]:
         """Every slot's PettingZoo env (world, np_random), prey generator, seeds and counters."""
-        last = self._last
+        last, graph = self._last, self._last.graph
+        assert graph is not None  # the mpe2 observation always has its entity graph
         return {
             "t": self._t.clone(),
             "ret": self._ret.clone(),
             "seeds": self._pool.seeds,
             "slots": self._pool.call("get_state"),
             "obs": last.obs.cpu().clone(),
-            "x": last.graph.x.cpu().clone(),
-            "v": last.graph.v.cpu().clone(),
+            "x": graph.x.cpu().clone(),
+            "v": graph.v.cpu().clone(),
         }
 
     def load_state_dict(self, st: dict[str, Any]) -> Observation:

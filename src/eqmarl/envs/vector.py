@@ -72,6 +72,7 @@ def _worker(conn: Connection, env_fns: list[EnvFactory], threads: int) -> None:
                 cmd, data = conn.recv()
             except (EOFError, KeyboardInterrupt):
                 break
+            out: Any
             try:
                 if cmd == "step":
                     out = _stack([env.step(a) for env, a in zip(envs, data)])

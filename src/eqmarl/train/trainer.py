@@ -13,6 +13,7 @@ import functools
 import math
 import random
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from eqmarl.envs import Observation
 from eqmarl.models import Policy, make_policy
 from eqmarl.models.heads import CategoricalHead
 from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
-from eqmarl.train.checkpoint import save_checkpoint
+from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
 from eqmarl.train.malloc import tune_malloc
 from eqmarl.train.strategy import make_strategy
 from eqmarl.wrappers.eqc import EQC
@@ -463,7 +464,12 @@ class Trainer:
                     logger.log(metrics)
                 ck = cfg.train.checkpoint_every
                 if last or stop or (ck > 0 and self.iteration % ck == 0):
-                    self.save()
+                    try:
+                        self.save()
+                    except CheckpointWriteError as e:  # final/stop checkpoint: the run fails with it
+                        if last or stop:
+                            raise
+                        print(f"[eqmarl] warning: {e}; training continues and tries again", file=sys.stderr)
         finally:
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, prev)
