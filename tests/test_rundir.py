@@ -74,6 +74,7 @@ def test_fresh_run_refuses_a_dir_holding_another_run(trained, tmp_path, clean_en
 
 
 # ------------------------------------------------------------------------------ locks
+@pytest.mark.slow
 def test_second_live_process_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path, clean_env_module):
     d = tmp_path / "busy"
     many = [o for o in FAST if not o.startswith("train.total_env_steps")] + ["train.total_env_steps=400000"]
@@ -106,6 +107,7 @@ def test_second_live_process_is_refused_and_a_killed_ones_lock_is_taken_over(tmp
     assert not (d / LOCK_NAME).exists()  # released at the end
 
 
+@pytest.mark.slow
 def test_a_requeued_slurm_job_takes_over_its_own_lock(trained, tmp_path, clean_env_module):
     """A preempted attempt of SLURM job 4242 left its lock (its pid may even be alive on
     this host): the requeued attempt of the same job continues; any other job is refused."""
