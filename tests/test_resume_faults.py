@@ -157,3 +157,19 @@ def test_mpe2_resume_is_exact(tmp_path, one_thread):
     a, b = resumed.policy.state_dict(), full.policy.state_dict()
     assert resumed.iteration == full.iteration == 5
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_resume_without_simulator_state_says_it_is_not_exact(tmp_path, capsys, one_thread):
+    """The Hanabi engine backend cannot export its games: the resume says so (old main: silent)."""
+    pytest.importorskip("hanabi_learning_environment")
+    from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from eqmarl.train.trainer import Trainer
+
+    base = [*FAST, "env=hanabi", "env.backend=engine", "model=mlp", "train.max_iterations=1"]
+    Trainer(compose(base), tmp_path / "run").run()
+    state = load_checkpoint(resolve_checkpoint(tmp_path / "run"))
+    assert state["env"] is None
+    capsys.readouterr()
+    Trainer(compose(base), tmp_path / "run").load_state_dict(state)
+    err = capsys.readouterr().err
+    assert "env=hanabi with env.backend=engine cannot save its simulator state" in err and "not bit-exact" in err

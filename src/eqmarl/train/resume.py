@@ -24,6 +24,16 @@ RESUME_ACCEPTS = (
 CHECKPOINT_KEYS = ("config", "policy", "optimizer", "iteration", "env_steps", "rng")
 
 
+def inexact_resume_note(env_cfg: Any) -> str:
+    """What a resume from a checkpoint without the simulator's state means (said at resume time)."""
+    backend = getattr(env_cfg, "backend", None)
+    what = f"env={env_cfg.name} with env.backend={backend}" if backend else f"env={env_cfg.name}"
+    return (
+        f"{what} cannot save its simulator state (or this checkpoint holds none): the resumed run starts "
+        "new episodes and is not bit-exact"
+    )
+
+
 class ResumeError(ValueError):
     """A ``resume=`` that cannot be honoured (the launcher prints it and exits with code 2)."""
 

@@ -33,6 +33,7 @@ from eqmarl.models.heads import CategoricalHead
 from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
 from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
 from eqmarl.train.malloc import tune_malloc
+from eqmarl.train.resume import inexact_resume_note
 from eqmarl.train.strategy import make_strategy
 from eqmarl.wrappers.eqc import EQC
 from eqmarl.wrappers.other_play import OtherPlay
@@ -373,6 +374,8 @@ class Trainer:
         if state.get("env") is not None and hasattr(self.env, "load_state_dict"):
             self.obs = self.env.load_state_dict(state["env"])
         else:  # the backend cannot export its simulator state: start fresh episodes
+            if self.rank == 0:
+                print(f"[eqmarl] warning: {inexact_resume_note(self.cfg.env)}", file=sys.stderr, flush=True)
             self.obs = self.env.reset(seed=self.env_seed + self.iteration)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
