@@ -63,7 +63,7 @@ def main(dict_cfg: DictConfig) -> float | None:
     from eqmarl.train.rundir import RunDirError, check_fresh_run_dir, remove_hydra_only_dir
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    hydra_dir = HydraConfig.get().runtime.output_dir
+    hydra_dir, refused = HydraConfig.get().runtime.output_dir, False
     try:
         check_resume_value(dict_cfg.get("resume"))
         cfg = to_config(dict_cfg)
@@ -81,9 +81,10 @@ def main(dict_cfg: DictConfig) -> float | None:
             check_fresh_run_dir(run_dir)  # a requeued SLURM job continues in its own run dir
     except (ConfigError, FileNotFoundError, ResumeError, RunDirError) as e:
         print(f"eqmarl: {e}", file=sys.stderr)
+        refused = True
         sys.exit(2)
-    finally:  # a resume continues in its checkpoint's dir: drop the empty one hydra made
-        if dict_cfg.get("resume") is not None and not multirun:
+    finally:  # a refused launch, or a resume (it continues in its checkpoint's dir): drop hydra's empty dir
+        if (refused or dict_cfg.get("resume") is not None) and not multirun:
             remove_hydra_only_dir(hydra_dir, HydraConfig.get().job.name)
     cfg.logger.group = default_wandb_group(cfg, HydraConfig.get().sweep.dir if multirun else None)
     try:
