@@ -303,10 +303,16 @@ class ProcessVectorEnv:
             raise ValueError(f"got {len(args)} argument tuples for {self.num_envs} envs")
         sent = [self._send(w, ("call", (method, list(args[sl])))) for w, sl in enumerate(self._slices)]
         out: list[Any] = []
+        error: Exception | None = None
         for w in range(self.num_workers):
-            if not sent[w]:
-                raise WorkerCrash(f"env worker {w} is gone")
-            out.extend(self._recv(w))
+            try:
+                if not sent[w]:
+                    raise WorkerCrash(f"env worker {w} is gone")
+                out.extend(self._recv(w))
+            except (WorkerCrash, WorkerError) as e:  # read the other answers first: pipes stay in sync
+                error = error or e
+        if error is not None:
+            raise error
         return out
 
     @property
