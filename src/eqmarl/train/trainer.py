@@ -413,6 +413,10 @@ class Trainer:
         Ctrl-C (SIGINT) is deferred to the end of the iteration: the trainer saves a
         checkpoint and returns; ``resume=<run dir>`` continues.  A second Ctrl-C aborts.
 
+        A checkpoint the disk refuses (full, read-only) replaces nothing: a periodic one
+        warns and training goes on (the next one tries again); the final or stop
+        checkpoint raises :class:`~eqmarl.train.checkpoint.CheckpointWriteError`.
+
         Returns:
             the last logged metrics.
         """
