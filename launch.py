@@ -12,6 +12,7 @@ key and the allowed values.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -28,22 +29,23 @@ from eqmarl.launch import register_resolvers  # noqa: E402
 
 register_resolvers()
 
-# Keys a resumed run may change from the command line; everything else comes from the
-# checkpoint, so the run continues exactly as it started.
-RESUMABLE_OVERRIDES = ("train.total_env_steps", "train.max_iterations", "logger.")
 
+def _resume_config(dict_cfg: DictConfig, target: str, wanted):
+    """The checkpoint's config plus the command line's resumable overrides (eqmarl.train.resume)."""
+    import dataclasses
 
-def _resume_config(dict_cfg: DictConfig, target: str):
-    """The checkpoint's config plus the command line's resumable overrides."""
     from hydra.core.hydra_config import HydraConfig
 
-    from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
+    from eqmarl.train.checkpoint import run_dir_of
+    from eqmarl.train.resume import ResumeError, load_resume_checkpoint, refused_message, refused_overrides, resumable
 
-    ckpt = resolve_checkpoint(target)
-    saved = OmegaConf.merge(dict_cfg, load_checkpoint(ckpt)["config"])
-    overrides = [
-        o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~").startswith(RESUMABLE_OVERRIDES)
-    ]
+    ckpt, state = load_resume_checkpoint(target)
+    task = list(HydraConfig.get().overrides.task)
+    refused = refused_overrides(task, dataclasses.asdict(wanted), state["config"])
+    if refused:
+        raise ResumeError(refused_message(target, refused))
+    saved = OmegaConf.merge(dict_cfg, state["config"])
+    overrides = [o for o in task if resumable(o.split("=", 1)[0].lstrip("+~"))]
     if overrides:
         saved = OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides))
     OmegaConf.update(saved, "resume", str(target))
@@ -56,9 +58,14 @@ def main(dict_cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from eqmarl.launch.job import TrainJob, default_wandb_group, in_submitit_job, run_training
+    from eqmarl.train.checkpoint import CheckpointWriteError
+    from eqmarl.train.resume import ResumeError, check_resume_value
+    from eqmarl.train.rundir import RunDirError, check_fresh_run_dir, remove_hydra_only_dir
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    hydra_dir, refused = HydraConfig.get().runtime.output_dir, False
     try:
+        check_resume_value(dict_cfg.get("resume"))
         cfg = to_config(dict_cfg)
         if cfg.cluster.name == "slurm" and not multirun:
             print(
@@ -67,17 +74,30 @@ def main(dict_cfg: DictConfig) -> float | None:
                 file=sys.stderr,
             )
             sys.exit(2)
-        run_dir, ckpt = Path(HydraConfig.get().runtime.output_dir), None
+        run_dir, ckpt = Path(hydra_dir), None
         if cfg.resume:
-            cfg, run_dir, ckpt = _resume_config(dict_cfg, cfg.resume)
-    except (ConfigError, FileNotFoundError) as e:
+            cfg, run_dir, ckpt = _resume_config(dict_cfg, cfg.resume, cfg)
+        elif not (in_submitit_job() and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0):
+            check_fresh_run_dir(run_dir)  # a requeued SLURM job continues in its own run dir
+    except (ConfigError, FileNotFoundError, ResumeError, RunDirError) as e:
+        print(f"eqmarl: {e}", file=sys.stderr)
+        refused = True
+        sys.exit(2)
+    finally:  # a refused launch, or a resume (it continues in its checkpoint's dir): drop hydra's empty dir
+        if (refused or dict_cfg.get("resume") is not None) and not multirun:
+            remove_hydra_only_dir(hydra_dir, HydraConfig.get().job.name)
+    cfg.logger.group = default_wandb_group(cfg, HydraConfig.get().sweep.dir if multirun else None)
+    try:
+        if in_submitit_job():  # a SLURM job: ranks, preemption, requeue (eqmarl.launch.job.TrainJob)
+            metrics = TrainJob(cfg, run_dir, ckpt)()
+        else:
+            metrics = run_training(cfg, run_dir, ckpt)
+    except RunDirError as e:  # another process trains there, or it is not writable
         print(f"eqmarl: {e}", file=sys.stderr)
         sys.exit(2)
-    cfg.logger.group = default_wandb_group(cfg, HydraConfig.get().sweep.dir if multirun else None)
-    if in_submitit_job():  # a SLURM job: ranks, preemption, requeue (eqmarl.launch.job.TrainJob)
-        metrics = TrainJob(cfg, run_dir, ckpt)()
-    else:
-        metrics = run_training(cfg, run_dir, ckpt)
+    except CheckpointWriteError as e:  # the final (or stop) checkpoint: the run ends without it
+        print(f"eqmarl: {e}. The run stopped; resume={run_dir} continues from the last saved one", file=sys.stderr)
+        sys.exit(1)
     print(f"[eqmarl] run dir: {run_dir}")
     if "eval_return" in metrics:
         print(f"[eqmarl] final eval return: {metrics['eval_return']:.2f} after {int(metrics['env_steps'])} env steps")

@@ -120,7 +120,14 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("module", "layer"),
-    [("eqmarl.envs.base", "interface"), ("eqmarl.envs.mpe", "envs"), ("eqmarl.cli", "launch")],
+    [
+        ("eqmarl.envs.base", "interface"),
+        ("eqmarl.envs.mpe", "envs"),
+        ("eqmarl.cli", "launch"),
+        ("eqmarl.train.rundir", "train"),
+        ("eqmarl.train.resume", "train"),
+        ("eqmarl.launch.callbacks", "launch"),
+    ],
 )
 def test_layer_of(module: str, layer: str) -> None:
     assert LAYERS[layer_of(module)][0] == layer

@@ -21,12 +21,17 @@ from pathlib import Path
 def plot(run_dirs: list[str]) -> int:
     from eqmarl.eval.plots import plot_learning_curve
 
+    plotted = 0
     for d in run_dirs:
         csv = Path(d) / "metrics.csv"
-        if not csv.exists():
-            print(f"eqmarl plot: {csv} not found", file=sys.stderr)
-            return 2
+        if not csv.exists():  # e.g. a dir hydra made for a failed launch: note it, go on
+            print(f"eqmarl plot: skipping {d}: not a run dir (no metrics.csv)", file=sys.stderr)
+            continue
         print(plot_learning_curve(csv, Path(d) / "learning_curve.png", title=Path(d).name))
+        plotted += 1
+    if not plotted:
+        print("eqmarl plot: no run dir (with metrics.csv) among " + ", ".join(run_dirs), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -20,6 +20,8 @@ use ``C9``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -103,6 +105,14 @@ class LeverGame:
             episode_length=torch.ones(self.num_envs, dtype=torch.long, device=self.device),
             info={"coordinated": agree.float()},
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing to save: the game is deterministic and every episode is one step."""
+        return {}
+
+    def load_state_dict(self, st: dict[str, Any]) -> Observation:
+        """Restore :meth:`state_dict`; returns the (constant) current observation."""
+        return self._obs
 
     def close(self) -> None:
         pass

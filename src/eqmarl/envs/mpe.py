@@ -18,6 +18,7 @@ equivariant vectors are world-frame positions and velocities (origin at the aren
 from __future__ import annotations
 
 import contextlib
+import pickle
 from typing import Any
 
 import torch
@@ -490,8 +491,47 @@ class _Mpe2Slot:
                 rec[k] = new[k]
         return rec
 
+    # -- exact resume: the PettingZoo env (its world and np_random) and the prey generator
+    def _env_chain(self) -> list[Any]:
+        """The PettingZoo wrappers down to the raw env (linked by ``aec_env``/``env``)."""
+        out = [self.env]
+        while True:
+            attrs = vars(out[-1])
+            nxt = next((attrs[k] for k in _MPE2_LINKS if k in attrs), None)
+            if nxt is None:
+                return out
+            out.append(nxt)
+
+    def get_state(self) -> bytes:
+        """Everything this slot's future depends on, pickled (the PettingZoo envs pickle only
+        their constructor arguments, so their attributes are taken one by one; the pygame
+        render surfaces are left out)."""
+
+        def picklable(v: Any) -> bool:
+            try:
+                pickle.dumps(v)
+            except Exception:
+                return False
+            return True
+
+        attrs = [{k: v for k, v in vars(o).items() if k not in _MPE2_LINKS and picklable(v)} for o in self._env_chain()]
+        return pickle.dumps({"env": attrs, "gen": self._gen.get_state()})
+
+    def set_state(self, blob: bytes) -> None:
+        """Restore :meth:`get_state`."""
+        st = pickle.loads(blob)  # our own checkpoint's bytes
+        for obj, attrs in zip(self._env_chain(), st["env"]):
+            vars(obj).update(attrs)
+        world = self.env.unwrapped.world
+        self._agents = list(world.agents)
+        self._entities = self._agents + list(world.landmarks)
+        self._gen.set_state(st["gen"])
+
     def close(self) -> None:
         self.env.close()
+
+
+_MPE2_LINKS = ("aec_env", "env")
 
 
 class Mpe2MPE(MpeBackend):
@@ -605,6 +645,31 @@ class Mpe2MPE(MpeBackend):
         self._ret += reward[:, 0]
         self._last = obs
         return self._finish_step(obs, final_obs, reward, terminated, truncated, info={"worker_restart": restarted})
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every slot's PettingZoo env (world, np_random), prey generator, seeds and counters."""
+        last, graph = self._last, self._last.graph
+        assert graph is not None  # the mpe2 observation always has its entity graph
+        return {
+            "t": self._t.clone(),
+            "ret": self._ret.clone(),
+            "seeds": self._pool.seeds,
+            "slots": self._pool.call("get_state"),
+            "obs": last.obs.cpu().clone(),
+            "x": graph.x.cpu().clone(),
+            "v": graph.v.cpu().clone(),
+        }
+
+    def load_state_dict(self, st: dict[str, Any]) -> Observation:
+        """Restore :meth:`state_dict`; returns the current observation."""
+        if len(st["slots"]) != self.num_envs:
+            raise ValueError(f"env state of {len(st['slots'])} envs for {self.num_envs} envs")
+        self._pool.call("set_state", [(b,) for b in st["slots"]])
+        self._pool.seeds = st["seeds"]
+        self._t.copy_(st["t"])
+        self._ret.copy_(st["ret"])
+        self._last = self._observation({k: st[k].numpy() for k in ("obs", "x", "v")})
+        return self._last
 
     def close(self) -> None:
         pool = getattr(self, "_pool", None)

@@ -72,11 +72,15 @@ def _worker(conn: Connection, env_fns: list[EnvFactory], threads: int) -> None:
                 cmd, data = conn.recv()
             except (EOFError, KeyboardInterrupt):
                 break
+            out: Any
             try:
                 if cmd == "step":
                     out = _stack([env.step(a) for env, a in zip(envs, data)])
                 elif cmd == "reset":
                     out = _stack([env.reset(s) for env, s in zip(envs, data)])
+                elif cmd == "call":  # a method of every env of the slice, one argument tuple each
+                    name, args = data
+                    out = [getattr(env, name)(*a) for env, a in zip(envs, args)]
                 elif cmd == "close":
                     conn.send(("ok", None))
                     break
@@ -284,6 +288,41 @@ class ProcessVectorEnv:
         if len(actions) != self.num_envs:
             raise ValueError(f"got {len(actions)} actions for {self.num_envs} envs")
         return self._call("step", [actions[sl] for sl in self._slices])
+
+    def call(self, method: str, args: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
+        """Call ``method`` on every env slot (slot ``i`` with ``*args[i]``); their answers in slot order.
+
+        Unlike :meth:`step`, a crashed or hung worker is not restarted here: it raises
+        :class:`WorkerCrash` (the caller's request was not served).
+        """
+        if self._closed:
+            raise RuntimeError("ProcessVectorEnv is closed")
+        if args is None:
+            args = [()] * self.num_envs
+        if len(args) != self.num_envs:
+            raise ValueError(f"got {len(args)} argument tuples for {self.num_envs} envs")
+        sent = [self._send(w, ("call", (method, list(args[sl])))) for w, sl in enumerate(self._slices)]
+        out: list[Any] = []
+        error: Exception | None = None
+        for w in range(self.num_workers):
+            try:
+                if not sent[w]:
+                    raise WorkerCrash(f"env worker {w} is gone")
+                out.extend(self._recv(w))
+            except (WorkerCrash, WorkerError) as e:  # read the other answers first: pipes stay in sync
+                error = error or e
+        if error is not None:
+            raise error
+        return out
+
+    @property
+    def seeds(self) -> list[int | None]:
+        """Each slot's last reset seed (a restarted worker resets its envs with them)."""
+        return list(self._seeds)
+
+    @seeds.setter
+    def seeds(self, seeds: Sequence[int | None]) -> None:
+        self._seeds = list(seeds)
 
     def close(self) -> None:
         """Stop every worker and reap it (idempotent)."""

@@ -46,6 +46,29 @@ def run_training(
     world_size: int = 1,
     on_trainer: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
+    """:func:`train_in_run_dir` holding the run dir's lock (rank 0; see eqmarl.train.rundir).
+
+    Raises:
+        eqmarl.train.rundir.RunDirError: another live process trains in ``run_dir``, or
+            it is not writable.
+    """
+    from eqmarl.train.rundir import RunDirLock
+
+    if rank != 0:
+        return train_in_run_dir(cfg, run_dir, checkpoint, rank=rank, world_size=world_size, on_trainer=on_trainer)
+    with RunDirLock(run_dir):
+        return train_in_run_dir(cfg, run_dir, checkpoint, rank=rank, world_size=world_size, on_trainer=on_trainer)
+
+
+def train_in_run_dir(
+    cfg: Config,
+    run_dir: Path,
+    checkpoint: Path | None = None,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    on_trainer: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
     """Train in this process; continue from ``checkpoint`` when given.
 
     Writes into ``run_dir`` (rank 0 only): ``config.json``, ``metrics.csv``,

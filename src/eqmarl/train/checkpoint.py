@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,38 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full or read-only disk); the earlier ones are intact."""
+
+
 def save_checkpoint(run_dir: Path, iteration: int, state: dict[str, Any], keep: int = 3) -> Path:
-    """Save ``state`` as ``checkpoints/ckpt_<iteration>.pt``; keep the newest ``keep`` files."""
+    """Save ``state`` as ``checkpoints/ckpt_<iteration>.pt``; keep the newest ``keep`` files.
+
+    Raises:
+        CheckpointWriteError: the disk refused the write (no space, read-only, file size
+            limit).  Nothing was replaced or pruned: the previous checkpoint and ``latest``
+            are as they were (the message names them).
+    """
     ckpt_dir = Path(run_dir) / "checkpoints"
     buf = io.BytesIO()
     torch.save(state, buf)
     path = ckpt_dir / f"ckpt_{iteration:06d}.pt"
-    atomic_write_bytes(path, buf.getvalue())
-    atomic_write_bytes(ckpt_dir / "latest", path.name.encode())
+    before = list_checkpoints(ckpt_dir)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:
+        prev = f"the previous checkpoint {before[-1]} is intact" if before else "no earlier checkpoint exists"
+        err = CheckpointWriteError(
+            f"checkpoint not saved: cannot write {path} ({e.strerror or e}); {prev}. "
+            f"Free space on that disk or make {ckpt_dir} writable"
+        )
+        err.errno = e.errno
+        raise err from e
+    try:
+        atomic_write_bytes(ckpt_dir / "latest", path.name.encode())
+    except OSError as e:  # the new file is complete; resume picks the newest file, not `latest`
+        print(f"[eqmarl] warning: saved {path} but could not update {ckpt_dir / 'latest'}: {e}", file=sys.stderr)
+        return path
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -71,7 +96,7 @@ def resolve_checkpoint(target: str | Path) -> Path:
     """A checkpoint file from a file path, a run directory or its ``checkpoints/`` dir.
 
     For a directory, the newest checkpoint that loads is returned (a damaged newest file
-    falls back to the one before).
+    falls back to the one before, saying on stderr which file it skipped and why).
 
     Raises:
         FileNotFoundError: nothing loadable there.
@@ -80,13 +105,20 @@ def resolve_checkpoint(target: str | Path) -> Path:
     if p.is_file():
         return p
     ckpt_dir = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    skipped = []
     for cand in reversed(list_checkpoints(ckpt_dir)):
         try:
             torch.load(cand, map_location="cpu", weights_only=False)
-            return cand
-        except Exception:
+        except Exception as e:
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+            print(f"[eqmarl] skipping checkpoint {cand}: it does not load ({why})", file=sys.stderr, flush=True)
+            skipped.append(cand.name)
             continue
-    raise FileNotFoundError(f"resume={str(target)!r}: no readable checkpoint in {ckpt_dir}")
+        if skipped:
+            print(f"[eqmarl] using the newest readable checkpoint {cand}", file=sys.stderr, flush=True)
+        return cand
+    why = f" (unreadable: {', '.join(skipped)})" if skipped else ""
+    raise FileNotFoundError(f"resume={str(target)!r}: no readable checkpoint in {ckpt_dir}{why}")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

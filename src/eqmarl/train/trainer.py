@@ -13,6 +13,7 @@ import functools
 import math
 import random
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,8 +32,9 @@ from eqmarl.models import Policy, make_policy
 from eqmarl.models.heads import CategoricalHead
 from eqmarl.models.policy import over_env_chunks
 from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
-from eqmarl.train.checkpoint import save_checkpoint
+from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
 from eqmarl.train.malloc import tune_malloc
+from eqmarl.train.resume import inexact_resume_note
 from eqmarl.train.strategy import make_strategy
 from eqmarl.wrappers.eqc import EQC
 from eqmarl.wrappers.other_play import OtherPlay
@@ -375,6 +377,8 @@ class Trainer:
         if state.get("env") is not None and hasattr(self.env, "load_state_dict"):
             self.obs = self.env.load_state_dict(state["env"])
         else:  # the backend cannot export its simulator state: start fresh episodes
+            if self.rank == 0:
+                print(f"[eqmarl] warning: {inexact_resume_note(self.cfg.env)}", file=sys.stderr, flush=True)
             self.obs = self.env.reset(seed=self.env_seed + self.iteration)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
@@ -411,6 +415,10 @@ class Trainer:
 
         Ctrl-C (SIGINT) is deferred to the end of the iteration: the trainer saves a
         checkpoint and returns; ``resume=<run dir>`` continues.  A second Ctrl-C aborts.
+
+        A checkpoint the disk refuses (full, read-only) replaces nothing: a periodic one
+        warns and training goes on (the next one tries again); the final or stop
+        checkpoint raises :class:`~eqmarl.train.checkpoint.CheckpointWriteError`.
 
         Returns:
             the last logged metrics.
@@ -466,7 +474,12 @@ class Trainer:
                     logger.log(metrics)
                 ck = cfg.train.checkpoint_every
                 if last or stop or (ck > 0 and self.iteration % ck == 0):
-                    self.save()
+                    try:
+                        self.save()
+                    except CheckpointWriteError as e:  # final/stop checkpoint: the run fails with it
+                        if last or stop:
+                            raise
+                        print(f"[eqmarl] warning: {e}; training continues and tries again", file=sys.stderr)
         finally:
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, prev)
