@@ -2,6 +2,7 @@
 """Per-rank model-state memory of learner=deepspeed at ZeRO 0/1/2/3 (per-agent parameters).
 
     python benchmarks/zero_memory.py [--agents 100] [--hidden 256] [--stages 0,1,2,3] [--ranks 2]
+        [--precisions fp32,bf16]
 
 For each ZeRO stage, ``--ranks`` local processes (gloo, CPU accelerator) build the
 ``model.share_params=false`` MLP policy for ``--agents`` agents (Psi parameters, every
@@ -19,7 +20,12 @@ weights).  Each rank reports:
 ZeRO's accounting for fp32 Adam: 4 (params) + 4 (grads) + 8 (Adam m, v) = 16 bytes per
 parameter at stage 0, with the optimizer state (plus DeepSpeed's fp32 partition copy)
 divided by the ranks at stage 1, the gradients too at stage 2, the parameters too at
-stage 3.  The last line printed is one JSON object.
+stage 3.  With ``learner.precision=bf16`` (16-bit weights and gradients, fp32 master
+weights and Adam state in the optimizer: 2 + 2 + 12 bytes per parameter) stage 2 on 2
+ranks holds 2 + 14/2 = 9 of 16 bytes (56 %); in fp32 it holds 4 + 12/2 = 10 bytes plus
+DeepSpeed's fp32 partition copy.  ``rest_vs_stage0`` compares with the same precision's
+stage 0, ``rest_vs_fp32_stage0`` with fp32 stage 0.  The last line printed is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def rank_main(rank: int, world: int, port: int, args: argparse.Namespace, stage: int, out: object) -> None:
+def rank_main(
+    rank: int, world: int, port: int, args: argparse.Namespace, stage: int, precision: str, out: object
+) -> None:
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -81,7 +89,7 @@ def rank_main(rank: int, world: int, port: int, args: argparse.Namespace, stage:
         psi = sum(p.numel() for p in policy.parameters())
         opt = torch.optim.Adam(policy.parameters(), lr=1e-4, eps=1e-5)
         learner = SimpleNamespace(
-            zero_stage=stage, offload_optimizer=False, precision="fp32", micro_batches=1, timeout_s=600
+            zero_stage=stage, offload_optimizer=False, precision=precision, micro_batches=1, timeout_s=600
         )
         strat = DeepSpeedStrategy(policy, opt, 0.5, learner)
         obs = Observation(obs=torch.randn(4, n_agents, 8), state=torch.randn(4, 8 * n_agents))
@@ -113,18 +121,23 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--stages", default="0,1,2,3")
     ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--precisions", default="fp32,bf16", help="learner.precision values")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     rows = []
-    for stage in [int(s) for s in args.stages.split(",")]:
+    points = [(p, int(s)) for p in args.precisions.split(",") for s in args.stages.split(",")]
+    for precision, stage in points:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         q = ctx.Queue()
-        procs = [ctx.Process(target=rank_main, args=(r, args.ranks, port, args, stage, q)) for r in range(args.ranks)]
+        procs = [
+            ctx.Process(target=rank_main, args=(r, args.ranks, port, args, stage, precision, q))
+            for r in range(args.ranks)
+        ]
         for p in procs:
             p.start()
         got = q.get(timeout=1800)
@@ -132,6 +145,7 @@ def main() -> None:
             p.join()
         psi = got[0]["params"]
         row = {
+            "precision": precision,
             "zero_stage": stage,
             "ranks": args.ranks,
             "params": psi,
@@ -141,10 +155,12 @@ def main() -> None:
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
-    base = {r["zero_stage"]: max(r["per_rank_rest_mb"]) for r in rows}
+    base = {(r["precision"], r["zero_stage"]): max(r["per_rank_rest_mb"]) for r in rows}
     for r in rows:
-        if 0 in base and base[0] > 0:
-            r["rest_vs_stage0"] = round(max(r["per_rank_rest_mb"]) / base[0], 3)
+        rest = max(r["per_rank_rest_mb"])
+        for key, ref in (("rest_vs_stage0", (r["precision"], 0)), ("rest_vs_fp32_stage0", ("fp32", 0))):
+            if base.get(ref, 0) > 0:
+                r[key] = round(rest / base[ref], 3)
     out = {
         "benchmark": "zero_memory",
         "agents": args.agents,
