@@ -21,6 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from eqmarl.config import ConfigError, register_configs, to_config
+from eqmarl.launch.checks import checked_config, run_main
 
 register_configs()
 
@@ -59,7 +60,7 @@ def main(dict_cfg: DictConfig) -> float | None:
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        cfg = to_config(dict_cfg)
+        cfg = checked_config(dict_cfg, HydraConfig.get().overrides.task)
         if cfg.cluster.name == "slurm" and not multirun:
             print(
                 "eqmarl: cluster=slurm submits jobs through hydra's submitit launcher, which runs in multirun mode "
@@ -85,4 +86,4 @@ def main(dict_cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # bad input of any kind: one line, exit 2
