@@ -87,15 +87,14 @@ def run_main(main: Callable[[], Any]) -> None:
     A run stopped for non-finite updates prints its message and exits 1; other
     exceptions propagate (a traceback, exit code 1).
     """
-    from eqmarl.train.nonfinite import NonFiniteError
-
     os.environ["HYDRA_FULL_ERROR"] = "1"  # hydra raises instead of printing and exiting 1
     try:
         main()
-    except NonFiniteError as e:  # training stopped itself: its message says why and what to do
-        print(f"eqmarl: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
     except Exception as e:
+        nonfinite = sys.modules.get("eqmarl.train.nonfinite")  # loaded if training ran (no torch import here)
+        if nonfinite is not None and isinstance(e, nonfinite.NonFiniteError):
+            print(f"eqmarl: {e}", file=sys.stderr, flush=True)  # it says why and what to do
+            sys.exit(1)
         if not is_bad_input(e):
             raise
         exit_bad_input(e)
