@@ -60,14 +60,7 @@ def main(dict_cfg: DictConfig) -> float | None:
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        cfg = checked_config(dict_cfg, HydraConfig.get().overrides.task)
-        if cfg.cluster.name == "slurm" and not multirun:
-            print(
-                "eqmarl: cluster=slurm submits jobs through hydra's submitit launcher, which runs in multirun mode "
-                "only: add -m, e.g. python launch.py -m cluster=slurm seed=0",
-                file=sys.stderr,
-            )
-            sys.exit(2)
+        cfg = checked_config(dict_cfg, HydraConfig.get().overrides.task, multirun)
         run_dir, ckpt = Path(HydraConfig.get().runtime.output_dir), None
         if cfg.resume:
             cfg, run_dir, ckpt = _resume_config(dict_cfg, cfg.resume)

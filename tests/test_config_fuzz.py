@@ -160,6 +160,8 @@ def generate() -> list[tuple[list[str], str]]:
         (["model.eqc=C3"], "model.eqc"),
         (["env=lever", "model=mlp", "env.payoffs=[1.0]"], "env.payoffs"),
         (["env=smacv2"], "env.backend"),
+        (["experiment=lever", "model=gnn"], "model.name"),
+        (["cluster=slurm"], "cluster.name"),
     ]
     return cases
 
@@ -184,7 +186,7 @@ def hydra_compose():  # type: ignore[no-untyped-def]
 def check(compose, overrides: list[str]) -> str | None:  # type: ignore[no-untyped-def]
     """launch.py's path in process: the one-line message of a bad input, None when valid."""
     try:
-        checked_config(compose("config", overrides=overrides), overrides)
+        checked_config(compose("config", overrides=overrides), overrides, multirun=False)
     except Exception as e:
         assert is_bad_input(e), f"{overrides}: not reported as bad input: {type(e).__name__}: {e}"
         return bad_input_message(e)
@@ -216,7 +218,7 @@ def test_generated_values_that_are_valid_train_to_the_end(hydra_compose, tmp_pat
 
     over = [*TINY, "model=mlp", "train.num_envs=4", "train.total_env_steps=200", *overrides]
     assert check(hydra_compose, over) is None
-    cfg = checked_config(hydra_compose("config", overrides=over), over)
+    cfg = checked_config(hydra_compose("config", overrides=over), over, multirun=False)
     metrics = run_training(cfg, tmp_path)
     assert metrics["env_steps"] == 200 and (tmp_path / "checkpoints" / "latest").exists()
 

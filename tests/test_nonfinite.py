@@ -143,6 +143,7 @@ def _rank_main(rank: int, world: int, port: int, out: dict) -> None:
     destroy_distributed()
 
 
+@pytest.mark.slow
 def test_ddp_ranks_agree_to_skip_when_one_rank_has_a_nonfinite_loss() -> None:
     world, port = 2, _free_port()
     with mp.Manager() as m:

@@ -24,10 +24,22 @@ from eqmarl.config import Config, ConfigError, check_overrides, to_config
 _HYDRA_TAIL = ("Config search path", "Set the environment variable HYDRA_FULL_ERROR", "See https://hydra.cc")
 
 
-def checked_config(dict_cfg: Any, overrides: Sequence[str]) -> Config:
-    """The typed, validated config of one run; raises :class:`ConfigError` naming the key."""
+def checked_config(dict_cfg: Any, overrides: Sequence[str], multirun: bool = True) -> Config:
+    """The typed, validated config of one run; raises :class:`ConfigError` naming the key.
+
+    ``multirun``: launched with ``-m`` (``cluster=slurm`` needs it: submitit's launcher
+    runs in multirun mode only).
+    """
     check_overrides(dict_cfg, overrides)
-    return to_config(dict_cfg)
+    cfg = to_config(dict_cfg)
+    if cfg.cluster.name == "slurm" and not multirun:
+        raise ConfigError(
+            "cluster.name",
+            "slurm",
+            "local without -m (cluster=slurm submits jobs through hydra's submitit launcher, which runs in "
+            "multirun mode only): add -m, e.g. python launch.py -m cluster=slurm seed=0",
+        )
+    return cfg
 
 
 def is_bad_input(e: BaseException) -> bool:

@@ -70,9 +70,12 @@ class NonFiniteGuard:
 
 
 def all_finite(tensors: Iterable[Any]) -> bool:
-    """True when every floating-point tensor in ``tensors`` is finite (one sync)."""
-    flags = [torch.isfinite(t).all() for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
-    return bool(torch.stack([f.cpu() for f in flags]).all()) if flags else True
+    """True when every floating-point tensor in ``tensors`` is finite (one sync per device)."""
+    flags: dict[torch.device, list[torch.Tensor]] = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            flags.setdefault(t.device, []).append(torch.isfinite(t).all())
+    return all(bool(torch.stack(f).all()) for f in flags.values())
 
 
 def _tensors(obj: Any) -> Iterable[torch.Tensor]:
