@@ -22,6 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from eqmarl.config import ConfigError, register_configs, to_config
+from eqmarl.launch.checks import checked_config, run_main
 
 register_configs()
 
@@ -66,14 +67,7 @@ def main(dict_cfg: DictConfig) -> float | None:
     hydra_dir, refused = HydraConfig.get().runtime.output_dir, False
     try:
         check_resume_value(dict_cfg.get("resume"))
-        cfg = to_config(dict_cfg)
-        if cfg.cluster.name == "slurm" and not multirun:
-            print(
-                "eqmarl: cluster=slurm submits jobs through hydra's submitit launcher, which runs in multirun mode "
-                "only: add -m, e.g. python launch.py -m cluster=slurm seed=0",
-                file=sys.stderr,
-            )
-            sys.exit(2)
+        cfg = checked_config(dict_cfg, HydraConfig.get().overrides.task, multirun)
         run_dir, ckpt = Path(hydra_dir), None
         if cfg.resume:
             cfg, run_dir, ckpt = _resume_config(dict_cfg, cfg.resume, cfg)
@@ -105,4 +99,4 @@ def main(dict_cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # bad input of any kind: one line, exit 2

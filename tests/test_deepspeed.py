@@ -48,9 +48,9 @@ def first_update_grads(overrides: list[str]) -> list[torch.Tensor]:
     grads: list[torch.Tensor] = []
     step = tr.strategy.optimizer_step
 
-    def record() -> torch.Tensor:
+    def record(*args: bool) -> torch.Tensor:
         grads.extend(p.grad.detach().clone() for p in tr.policy.parameters())
-        return step()
+        return step(*args)
 
     tr.strategy.optimizer_step = record  # type: ignore[method-assign]
     tr.update(tr.rollout())

@@ -240,6 +240,9 @@ class TrainConfig:
     # envs per policy forward in rollouts and evaluations (0: all at once); bounds inference
     # memory when graphs are large (e.g. complete graphs of hundreds of agents)
     inference_chunk_envs: int = 0
+    # stop the run after this many consecutive optimizer steps skipped for a non-finite
+    # loss or gradient norm (each skip is logged as nonfinite_skips; see eqmarl.train.nonfinite)
+    max_nonfinite_updates: int = 5
 
 
 # -------------------------------------------------------------------------- logger
@@ -467,15 +470,54 @@ def unknown_keys(node: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
     return out
 
 
+# groups of configs/ that a run cannot do without (experiment is optional: ~experiment is fine)
+REQUIRED_GROUPS = ("env", "model", "algo", "logger", "cluster", "learner", "container")
+
+
+def check_overrides(dict_cfg: Any, overrides: Any) -> None:
+    """What the composed config no longer shows about the command line's overrides.
+
+    ``env.continuous_actions=2`` composes to ``True`` and ``~model`` to the schema's
+    defaults; both are refused here (bool keys take only ``true``/``false``; eqmarl's
+    groups and keys cannot be deleted).  Sweep overrides (``a=1,2``) are skipped: each
+    point is checked on its own.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import BooleanNode, DictConfig
+
+    for o in OverridesParser.create().parse_overrides(list(overrides)):
+        key = o.key_or_group
+        if o.package:
+            key = f"{o.package}.{key}" if key else o.package
+        if key.split(".")[0] in ("hydra", "experiment") or o.is_sweep_override():
+            continue
+        if o.is_delete():
+            if key in REQUIRED_GROUPS:
+                allowed = f"an option of the {key} group ({key}=<name>); the group cannot be deleted"
+            else:
+                allowed = "a value; eqmarl's keys cannot be deleted (set the key instead)"
+            raise ConfigError(key, f"~{key}", allowed)
+        node = dict_cfg
+        for part in key.split("."):
+            node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+        if isinstance(node, BooleanNode) and not isinstance(o.value(), bool):
+            raise ConfigError(key, o.value(), "true or false")
+
+
 def to_config(dict_cfg: Any) -> Config:
     """Convert a composed hydra config to typed objects, then validate it."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     unknown = unknown_keys(dict_cfg)
     if unknown:
         key, known = unknown[0]
         raise ConfigError(key, OmegaConf.select(dict_cfg, key), f"an existing key; known here: {', '.join(known)}")
-    obj = OmegaConf.to_object(dict_cfg)
+    try:
+        obj = OmegaConf.to_object(dict_cfg)
+    except OmegaConfBaseException as e:  # a missing mandatory value (e.g. the env group deleted with ~env)
+        key = str(getattr(e, "full_key", "") or "config")
+        raise ConfigError(key, "???", f"a value; {key} has no default (e.g. choose a config group option)") from None
     assert isinstance(obj, Config)
     validate(obj)
     return obj
@@ -574,6 +616,136 @@ def validate_env_overrides(env: EnvConfig) -> None:
         _validate_smacv2(env, "local")
 
 
+# ------------------------------------------------------------ values that must work
+# seeds: numpy's legacy seeding takes [0, 2**32); ranks add 1_000_003 * rank, evaluation 777
+MAX_SEED = 2**31 - 1
+# train.num_envs / train.eval_episodes: envs stepped as one batch
+MAX_ENVS = 1_000_000
+# model.init_log_std: std = exp(init_log_std) must stay a usable float32
+MAX_ABS_INIT_LOG_STD = 20.0
+# lower bound of the rollout memory per frame and agent (observation, action, log-prob,
+# value, advantage, return: at least 64 float32); a batch above the machine's RAM is refused
+MIN_BYTES_PER_AGENT_FRAME = 256
+# the allowed range of each float key, for the message when a value is not finite
+FLOAT_RANGES = {
+    "algo.lr": "> 0",
+    "algo.clip_coef": "> 0",
+    "algo.vf_coef": ">= 0",
+    "algo.ent_coef": ">= 0",
+    "algo.gamma": "in [0, 1]",
+    "algo.gae_lambda": "in [0, 1]",
+    "algo.max_grad_norm": "(<= 0: no clipping)",
+    "algo.target_kl": "> 0, or null (never stop early)",
+    "model.init_log_std": f"in [-{MAX_ABS_INIT_LOG_STD:g}, {MAX_ABS_INIT_LOG_STD:g}]",
+    "env.p": "in [0, 1]",
+    "env.payoffs": "(one payoff per lever)",
+}
+
+
+def _floats(node: Any, prefix: str) -> list[tuple[str, float]]:
+    """Every float in a config dataclass (lists and dicts included), with its dotted key."""
+    import dataclasses
+
+    if isinstance(node, float):
+        return [(prefix, node)]
+    if dataclasses.is_dataclass(node):
+        items: Any = ((f.name, getattr(node, f.name)) for f in dataclasses.fields(node))
+    elif isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        return [(prefix, v) for x in node for _, v in _floats(x, prefix)]
+    else:
+        return []
+    return [kv for k, v in items for kv in _floats(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def validate_finite(cfg: Any) -> None:
+    """Refuse NaN and infinite values anywhere in the config (``algo.lr=inf``, ``model.init_log_std=nan``)."""
+    import math
+
+    for key, v in _floats(cfg, ""):
+        if not math.isfinite(v):
+            rng = FLOAT_RANGES.get(key)
+            raise ConfigError(key, v, "a finite number" + (f" {rng}" if rng else ""))
+
+
+def _n_agents(env: EnvConfig) -> int:
+    for k in ("n_agents", "players", "n_units"):
+        if isinstance(getattr(env, k, None), int):
+            return int(getattr(env, k))
+    return 1
+
+
+def _physical_memory() -> int | None:
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _validate_accepted_values(cfg: Config) -> None:
+    """Values the types accept but training cannot use, or would silently ignore."""
+    import importlib.util
+
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError("seed", cfg.seed, f"an integer in [0, {MAX_SEED}]")
+    t, a, m = cfg.train, cfg.algo, cfg.model
+    if t.max_iterations is not None and t.max_iterations < 1:
+        raise ConfigError(
+            "train.max_iterations", t.max_iterations, "an integer >= 1, or null (train to total_env_steps)"
+        )
+    if t.max_nonfinite_updates < 1:
+        raise ConfigError("train.max_nonfinite_updates", t.max_nonfinite_updates, "an integer >= 1")
+    if a.target_kl is not None and not a.target_kl > 0:
+        raise ConfigError("algo.target_kl", a.target_kl, "a number > 0, or null (never stop early)")
+    if not abs(m.init_log_std) <= MAX_ABS_INIT_LOG_STD:
+        raise ConfigError("model.init_log_std", m.init_log_std, FLOAT_RANGES["model.init_log_std"])
+    from eqmarl.models.message_passing import GRAPH_BACKENDS
+
+    _choice("model.graph_backend", m.graph_backend, GRAPH_BACKENDS)
+    env = cfg.env
+    if isinstance(env, MpeEnvConfig) and env.scenario != "simple_tag":
+        # simple_tag's keys: another scenario would ignore them
+        for key, val, default in (
+            ("n_landmarks", env.n_landmarks, None),
+            ("n_prey", env.n_prey, 1),
+            ("prey_policy", env.prey_policy, "flee"),
+        ):
+            if val != default:
+                raise ConfigError(
+                    f"env.{key}",
+                    val,
+                    f"{default if default is not None else 'null'} with env.scenario={env.scenario} "
+                    f"(a simple_tag setting; {env.scenario} ignores it)",
+                )
+    for key, n in (("train.num_envs", t.num_envs), ("train.eval_episodes", t.eval_episodes)):
+        if n > MAX_ENVS:
+            raise ConfigError(key, n, f"an integer in [1, {MAX_ENVS:,}]")
+    ram = _physical_memory()
+    need = a.rollout_steps * t.num_envs * _n_agents(env) * MIN_BYTES_PER_AGENT_FRAME
+    if cfg.cluster.name == "local" and ram and need > ram:
+        raise ConfigError(
+            "train.num_envs",
+            t.num_envs,
+            f"a smaller batch: algo.rollout_steps*train.num_envs*agents needs at least {need / 2**30:.1f} GiB "
+            f"for the rollout, this machine has {ram / 2**30:.1f} GiB",
+        )
+    if cfg.cluster.name == "local":  # a SLURM job's node is checked when the job starts
+        if t.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("train.device", "cuda", "cpu or auto here (no CUDA device is visible)")
+        if cfg.learner.name == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError(
+                "learner.name",
+                "deepspeed",
+                "single or ddp here (DeepSpeed is not installed: DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]')",
+            )
+
+
 # encoders that read Observation.graph (only MPE provides one so far)
 GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 
@@ -583,6 +755,8 @@ def validate(cfg: Config) -> None:
     from eqmarl.models.mlp import ACTIVATIONS
     from eqmarl.models.policy import ENCODERS, _load_graph_models
 
+    validate_finite(cfg)
+    _validate_accepted_values(cfg)
     _choice("env.name", cfg.env.name, list(ENV_SCHEMAS))
     _positive("env.episode_limit", cfg.env.episode_limit, allow_zero=isinstance(cfg.env, HanabiEnvConfig))
     if isinstance(cfg.env, LeverEnvConfig):

@@ -41,6 +41,8 @@ CSV_COLUMNS = [
     "eval_win_rate_se",
     # games or env worker processes restarted after a crash during the iteration
     "env_restarts",
+    # optimizer steps skipped for a non-finite loss or gradient (eqmarl.train.nonfinite)
+    "nonfinite_skips",
 ]
 
 

@@ -92,6 +92,8 @@ def train_in_run_dir(
 
     run_dir = Path(run_dir)
     main = rank == 0
+    if world_size == 1:
+        cfg = one_rank_learner(cfg)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_resolved_config(cfg, run_dir)
@@ -134,6 +136,14 @@ def train_in_run_dir(
     finally:
         logger.close()
     return metrics
+
+
+def one_rank_learner(cfg: Config) -> Config:
+    """The config one process trains: ``learner=ddp`` alone is ``learner=single`` (with a note)."""
+    if cfg.learner.name != "ddp":
+        return cfg
+    print("[eqmarl] learner=ddp with one rank: training with learner=single", flush=True)
+    return dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="single"))
 
 
 def default_wandb_group(cfg: Config, sweep_dir: str | Path | None) -> str | None:
@@ -196,10 +206,7 @@ def setup_ranks(cfg: Config) -> tuple[Config, int, int]:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=int(cpus)))
     world = job_world_size()
     if world <= 1:
-        if cfg.learner.name == "ddp":
-            print("[eqmarl] learner=ddp with one rank: training with learner=single", flush=True)
-            cfg = dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="single"))
-        return cfg, 0, 1
+        return one_rank_learner(cfg), 0, 1
     if cfg.learner.name == "single":
         cfg = dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="ddp"))
     if cfg.learner.name not in ("ddp", "deepspeed"):

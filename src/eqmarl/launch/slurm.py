@@ -15,7 +15,6 @@ The configuration lives in ``configs/cluster/slurm.yaml``; this module only pass
 
 from __future__ import annotations
 
-import copy
 import functools
 import sys
 from collections.abc import Sequence
@@ -24,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
-from omegaconf import open_dict, read_write
 
 if TYPE_CHECKING:
     from eqmarl.config import Config
@@ -82,26 +80,10 @@ class SlurmLauncher(_SubmititSlurmLauncher):
 
     def validate_sweep(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> list[Config]:
         """Compose and validate every sweep point; on the first bad one print why and exit 2."""
-        from eqmarl.config import to_config
+        from eqmarl.launch.checks import validate_sweep
 
         assert self.hydra_context is not None and self.config is not None
-        cfgs = []
-        for i, overrides in enumerate(job_overrides):
-            try:
-                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-                task_cfg = copy.deepcopy(cfg)
-                with read_write(task_cfg), open_dict(task_cfg):
-                    del task_cfg["hydra"]
-                cfgs.append(to_config(task_cfg))  # also rejects keys the schema does not have
-            except Exception as e:  # ConfigError, or hydra/omegaconf composition and type errors
-                point = " ".join(overrides) or "(no overrides)"
-                print(
-                    f"eqmarl: sweep point #{initial_job_idx + i} [{point}]: {e}\n"
-                    f"eqmarl: nothing was submitted ({len(job_overrides)} job(s) in this sweep)",
-                    file=sys.stderr,
-                )
-                sys.exit(2)
-        return cfgs
+        return validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, "submitted")
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Requeue this sweep point after the running TrainJob has saved (None: no requeue)."""

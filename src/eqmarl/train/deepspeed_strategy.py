@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from eqmarl.train.strategy import RankCollectives, SingleStrategy
+from eqmarl.train.strategy import RankCollectives, SingleStrategy, grad_norm
 
 INSTALL_HINT = (
     "learner=deepspeed needs DeepSpeed: DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]' "
@@ -180,12 +180,49 @@ class DeepSpeedStrategy(RankCollectives, SingleStrategy):
         if not self.engine.is_gradient_accumulation_boundary():
             self.engine.step()  # counts the micro-step; the optimizer waits for the boundary
 
-    def optimizer_step(self) -> Tensor:
-        """Reduce over ranks, clip at ``algo.max_grad_norm`` and step (DeepSpeed does all three)."""
+    def optimizer_step(self, loss_finite: bool = True) -> Tensor:
+        """Reduce over ranks, clip at ``algo.max_grad_norm`` and step (DeepSpeed does all three).
+
+        Non-finite loss or gradients (eqmarl.train.nonfinite): ZeRO stages 1-2 skip such a
+        step themselves (their overflow check); at stage 0 the step is taken and undone
+        (the torch optimizer's state is kept before it, as in ``single``); stage 3 cannot
+        undo it and stops the run.
+        """
+        bad_loss = self.any_rank(not loss_finite)
+        if self.zero_stage == 0:  # the gradients are reduced into .grad at the boundary: check them first
+            norm = grad_norm(self._params)
+            self.skipped = self.any_rank(bad_loss or not bool(torch.isfinite(norm)))
+            undo = self._take() if self.skipped else None
+            if not self.skipped:
+                self.snapshot()
+            self.engine.step()  # also when skipped: DeepSpeed counts its steps and zeroes the gradients
+            if undo is not None:
+                self._restore(undo)
+            self._last_norm = norm.detach().float().cpu()
+            return self._last_norm
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
         self._last_norm = torch.as_tensor(0.0 if norm is None else float(norm))
+        overflow = bool(getattr(self.ds_optimizer, "overflow", False))  # ZeRO 1-2 skipped the step
+        self.skipped = self.any_rank(bad_loss or overflow or not bool(torch.isfinite(self._last_norm)))
+        if self.skipped and not overflow:
+            self.rollback()  # stages 1-3 cannot undo a step: stops the run
         return self._last_norm
+
+    @property
+    def can_rollback(self) -> bool:  # type: ignore[override]
+        return self.zero_stage == 0
+
+    def rollback(self) -> None:
+        if not self.can_rollback:
+            from eqmarl.train.nonfinite import NonFiniteError
+
+            raise NonFiniteError(
+                f"a non-finite optimizer step cannot be undone with learner.zero_stage={self.zero_stage} "
+                "(its optimizer state is sharded); the run stops here without writing a checkpoint. Likely causes: "
+                "algo.lr too high or algo.max_grad_norm off; the newest checkpoint in the run dir is the last good one"
+            )
+        super().rollback()
 
     def set_lr(self, lr: float) -> None:
         for g in self.ds_optimizer.param_groups:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,56 @@ class SingleStrategy:
         """Accumulate the gradient of one micro-batch's mean loss."""
         (loss / self.micro_batches).backward()
 
-    def optimizer_step(self) -> Tensor:
-        """Reduce, clip and apply the accumulated gradients; the norm before clipping."""
+    def optimizer_step(self, loss_finite: bool = True) -> Tensor:
+        """Reduce, clip and apply the accumulated gradients; the norm before clipping.
+
+        The step is skipped on every rank (``self.skipped``) when ``loss_finite`` is False on
+        any rank or the gradient norm is not finite; before an applied step the parameters
+        and optimizer state are kept, so :meth:`rollback` can undo it.
+        """
         self.reduce_gradients()
         if self.max_grad_norm > 0:
             gn = nn.utils.clip_grad_norm_(self._params, self.max_grad_norm, foreach=True)
         else:
-            gn = torch.zeros(())
+            gn = grad_norm(self._params)
+        self.skipped = self.any_rank(not (loss_finite and bool(torch.isfinite(gn))))
+        if self.skipped:
+            self.zero_grad()
+            return gn
+        self.snapshot()
         self.optimizer.step()
         return gn
+
+    # -- undoing a step (eqmarl.train.nonfinite) --
+    skipped = False
+    can_rollback = True
+    _last: tuple[list[Tensor], dict[Any, Any]] | None = None
+
+    def _take(self) -> tuple[list[Tensor], dict[Any, Any]]:
+        state = {
+            p: {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in st.items()}
+            for p, st in self.optimizer.state.items()
+        }
+        return [p.detach().clone() for p in self._params], state
+
+    def _restore(self, snap: tuple[list[Tensor], dict[Any, Any]]) -> None:
+        params, state = snap
+        with torch.no_grad():
+            for s, p in zip(params, self._params):
+                p.copy_(s)
+        self.optimizer.state.clear()
+        self.optimizer.state.update(
+            {p: {k: v.clone() if isinstance(v, Tensor) else v for k, v in st.items()} for p, st in state.items()}
+        )
+
+    def snapshot(self) -> None:
+        """Keep the parameters and optimizer state (before a step)."""
+        self._last = self._take()
+
+    def rollback(self) -> None:
+        """Restore the parameters and optimizer state of the last :meth:`snapshot`."""
+        if self._last is not None:
+            self._restore(self._last)
 
     def set_lr(self, lr: float) -> None:
         for g in self.optimizer.param_groups:
@@ -139,6 +181,12 @@ class SingleStrategy:
     def gather_objects(self, obj: Any) -> list[Any] | None:
         """Every rank's picklable ``obj`` as a list on rank 0 (None on the other ranks)."""
         return [obj]
+
+
+def grad_norm(params: Sequence[Tensor]) -> Tensor:
+    """The global 2-norm of the parameters' gradients (0 when there are none)."""
+    norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
 class RankCollectives:

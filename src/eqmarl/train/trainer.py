@@ -34,6 +34,7 @@ from eqmarl.models.policy import over_env_chunks
 from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
 from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
 from eqmarl.train.malloc import tune_malloc
+from eqmarl.train.nonfinite import NonFiniteError, NonFiniteGuard, all_finite, state_is_finite, stop_message
 from eqmarl.train.resume import inexact_resume_note
 from eqmarl.train.strategy import make_strategy
 from eqmarl.wrappers.eqc import EQC
@@ -153,6 +154,7 @@ class Trainer:
         self.obs = self.env.reset(seed=self.env_seed)
         self._stop_requested = False
         self.last_eval: dict[str, float] = {}
+        self.nonfinite = NonFiniteGuard(cfg.train.max_nonfinite_updates)
 
     # ------------------------------------------------------------------ rollout
     @torch.no_grad()
@@ -245,7 +247,7 @@ class Trainer:
         micro = self.strategy.micro_batches  # equal micro-batches accumulated into one step
         mm = mb // micro
         sums = torch.zeros(len(LOSS_KEYS) + 1, device=self.device)
-        steps = 0
+        steps = skips = 0
         strat = self.strategy
         mterms = torch.zeros(len(LOSS_KEYS), device=self.device)
         for _ in range(a.epochs):
@@ -279,17 +281,57 @@ class Trainer:
                     )
                     strat.backward(terms["loss"])
                     mterms += torch.stack([terms[k].detach() for k in LOSS_KEYS])
-                grad_norm = strat.optimizer_step()
+                grad_norm = strat.optimizer_step(bool(torch.isfinite(mterms[0])))
                 mterms /= micro
+                if strat.skipped:
+                    skips += 1
+                    self._skipped_step(rollback=self.nonfinite.record(skipped=True))
+                    continue
+                self.nonfinite.record(skipped=False)
                 sums += torch.cat([mterms, grad_norm.detach().reshape(1).to(mterms)])
                 steps += 1
             approx_kl = mterms[LOSS_KEYS.index("approx_kl")]
             if a.target_kl is not None and float(strat.all_reduce_mean(approx_kl)) > a.target_kl:
                 break
-        means = (sums / steps).tolist()
+        if self.nonfinite.pending:  # the last step's parameters must give finite outputs
+            with torch.no_grad():
+                outs = strat.forward(obs.map(functools.partial(_take, idx=idx)), action[idx])
+            finite = not strat.any_rank(not all_finite(outs))
+            rollback = self.nonfinite.confirm(finite)
+            if not finite:
+                skips += 1
+                self._skipped_step(rollback)
+        means = (sums / steps).tolist() if steps else [float("nan")] * (len(LOSS_KEYS) + 1)
         out = dict(zip((*LOSS_KEYS, "grad_norm"), means))
         out["explained_var"] = ro.explained_var
+        out["nonfinite_skips"] = float(skips)
         return out
+
+    def _skipped_step(self, rollback: bool) -> None:
+        """A skipped optimizer step (eqmarl.train.nonfinite): roll back the unconfirmed step
+        before it, warn, and stop the run after ``train.max_nonfinite_updates`` in a row."""
+        guard = self.nonfinite
+        if rollback:
+            self.strategy.rollback()
+        if self.strategy.is_main:
+            print(
+                f"[eqmarl] warning: iteration {self.iteration + 1}: non-finite loss or gradient norm, optimizer step "
+                f"skipped{' and the one before rolled back' if rollback else ''} ({guard.streak} in a row; the run "
+                f"stops at train.max_nonfinite_updates={guard.max_consecutive})",
+                flush=True,
+            )
+        if guard.exhausted:
+            a = self.cfg.algo
+            msg = stop_message(guard.streak, self.iteration + 1, a.lr, a.max_grad_norm, self._last_checkpoint())
+            raise NonFiniteError(msg)
+
+    def _last_checkpoint(self) -> str | None:
+        from eqmarl.train.checkpoint import resolve_checkpoint
+
+        try:
+            return str(resolve_checkpoint(self.run_dir))
+        except (FileNotFoundError, OSError, ValueError):
+            return None
 
     # ----------------------------------------------------------------- evaluate
     @torch.no_grad()
@@ -391,6 +433,15 @@ class Trainer:
         """Write a checkpoint (rank 0); in a multi-rank job every rank must call it (it gathers
         each rank's RNG and env state, so a resumed job continues every rank exactly)."""
         state = self.state_dict()
+        if self.strategy.any_rank(not state_is_finite(state["policy"], state["optimizer"], state["value_norm"])):
+            if self.strategy.is_main:  # a checkpoint never holds NaN/inf: resume finds the last finite one
+                print(
+                    f"[eqmarl] warning: checkpoint of iteration {self.iteration} not written: the parameters or "
+                    f"optimizer state hold non-finite values; the last good checkpoint is "
+                    f"{self._last_checkpoint() or '(none yet)'}",
+                    flush=True,
+                )
+            return None
         state["sharded_tag"] = self.strategy.save_sharded(
             self.run_dir / "checkpoints", self.iteration, self.cfg.train.keep_checkpoints
         )
