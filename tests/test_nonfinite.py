@@ -88,6 +88,18 @@ def test_a_step_that_overflows_the_parameters_is_rolled_back(tmp_path: Path) -> 
     tr.rollout()  # on the old code: VMAS asserts on NaN actions
 
 
+def test_without_rollback_copies_such_a_step_stops_the_run(tmp_path: Path) -> None:
+    """train.rollback_nonfinite=false keeps no copy of the model state (for large per-agent
+    models): the overflowing step cannot be undone, so the run stops with a clear message."""
+    tr = Trainer(
+        compose([*SMALL, "algo.lr=1e30", "train.max_nonfinite_updates=100", "train.rollback_nonfinite=false"]),
+        tmp_path,
+    )
+    with pytest.raises(NonFiniteError, match=r"train\.rollback_nonfinite=false"):
+        tr.update(tr.rollout())
+    assert tr.strategy._last is None
+
+
 def test_a_nonfinite_state_is_never_checkpointed(tmp_path: Path) -> None:
     tr = Trainer(compose(SMALL), tmp_path)
     assert tr.save() is not None  # iteration 0, finite

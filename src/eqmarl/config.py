@@ -243,6 +243,11 @@ class TrainConfig:
     # stop the run after this many consecutive optimizer steps skipped for a non-finite
     # loss or gradient norm (each skip is logged as nonfinite_skips; see eqmarl.train.nonfinite)
     max_nonfinite_updates: int = 5
+    # keep a copy of the parameters and optimizer state before each optimizer step, so a
+    # step that makes them non-finite is undone (learners single, ddp, deepspeed ZeRO-0);
+    # costs one more copy of the model state (12 B per fp32 parameter with Adam): turn it
+    # off for large per-agent models, and such a step then stops the run instead
+    rollback_nonfinite: bool = True
 
 
 # -------------------------------------------------------------------------- logger

@@ -124,14 +124,28 @@ class SingleStrategy:
             {p: {k: v.clone() if isinstance(v, Tensor) else v for k, v in st.items()} for p, st in state.items()}
         )
 
+    # False (train.rollback_nonfinite=false): no copy before each step; a step that must be
+    # undone stops the run instead
+    keep_snapshots = True
+
     def snapshot(self) -> None:
         """Keep the parameters and optimizer state (before a step)."""
-        self._last = self._take()
+        if self.keep_snapshots:
+            self._last = self._take()
 
     def rollback(self) -> None:
         """Restore the parameters and optimizer state of the last :meth:`snapshot`."""
         if self._last is not None:
             self._restore(self._last)
+        elif not self.keep_snapshots:
+            from eqmarl.train.nonfinite import NonFiniteError
+
+            raise NonFiniteError(
+                "an optimizer step made the parameters non-finite and cannot be undone "
+                "(train.rollback_nonfinite=false keeps no copy of the model state); the run stops here without "
+                "writing a checkpoint. Likely causes: algo.lr too high or algo.max_grad_norm off; the newest "
+                "checkpoint in the run dir is the last good one"
+            )
 
     def set_lr(self, lr: float) -> None:
         for g in self.optimizer.param_groups:

@@ -143,6 +143,7 @@ class Trainer:
         self.strategy = (strategy or make_strategy)(
             cfg.learner.name, self.policy, self.optimizer, a.max_grad_norm, learner=cfg.learner
         )
+        self.strategy.keep_snapshots = cfg.train.rollback_nonfinite
         seed_everything(self.env_seed + 1)
         self.batch_frames = a.rollout_steps * cfg.train.num_envs
         self.frames_per_iteration = self.batch_frames * world_size
