@@ -20,10 +20,12 @@ weights).  Each rank reports:
 ZeRO's accounting for fp32 Adam: 4 (params) + 4 (grads) + 8 (Adam m, v) = 16 bytes per
 parameter at stage 0, with the optimizer state (plus DeepSpeed's fp32 partition copy)
 divided by the ranks at stage 1, the gradients too at stage 2, the parameters too at
-stage 3.  With ``learner.precision=bf16`` (16-bit weights and gradients, fp32 master
-weights and Adam state in the optimizer: 2 + 2 + 12 bytes per parameter) stage 2 on 2
-ranks holds 2 + 14/2 = 9 of 16 bytes (56 %); in fp32 it holds 4 + 12/2 = 10 bytes plus
-DeepSpeed's fp32 partition copy.  ``rest_vs_stage0`` compares with the same precision's
+stage 3.  With ``learner.precision=bf16_weights`` (16-bit weights and gradients, fp32
+master weights and Adam state in the optimizer: 2 + 2 + 12 bytes per parameter) stage 2
+on 2 ranks holds 2 + 14/2 = 9 of 16 bytes (56 %); in fp32 it holds 4 + 12/2 = 10 bytes
+plus DeepSpeed's fp32 partition copy (``learner.precision=bf16`` is autocast only: its
+model state is fp32's).  The trainer's optional copy for undoing non-finite steps
+(``train.rollback_nonfinite``) is left out: it is not model state.  ``rest_vs_stage0`` compares with the same precision's
 stage 0, ``rest_vs_fp32_stage0`` with fp32 stage 0.  The last line printed is one JSON
 object.
 """
@@ -92,6 +94,9 @@ def rank_main(
             zero_stage=stage, offload_optimizer=False, precision=precision, micro_batches=1, timeout_s=600
         )
         strat = DeepSpeedStrategy(policy, opt, 0.5, learner)
+        # the model state ZeRO shards, without the trainer's optional per-step copy for
+        # undoing non-finite steps (train.rollback_nonfinite; +12 B/parameter at stage 0)
+        strat.keep_snapshots = False
         obs = Observation(obs=torch.randn(4, n_agents, 8), state=torch.randn(4, 8 * n_agents))
         logp, _, value = strat.forward(obs, torch.randn(4, n_agents, 2))
         strat.backward(-(logp.mean() + value.mean()))
@@ -121,7 +126,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--stages", default="0,1,2,3")
     ap.add_argument("--ranks", type=int, default=2)
-    ap.add_argument("--precisions", default="fp32,bf16", help="learner.precision values")
+    ap.add_argument("--precisions", default="fp32,bf16_weights", help="learner.precision values")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch.multiprocessing as mp

@@ -4,6 +4,7 @@ consolidated checkpoint that evaluates without DeepSpeed."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,28 @@ def test_zero3_with_per_agent_weights_equals_single(tmp_path: Path) -> None:
     ds = run_iterations(tmp_path / "ds", [*per_agent, "learner=deepspeed", "learner.zero_stage=3"])
     assert ref.policy.state_dict()["head.log_std"].shape[0] == 5  # one row per agent
     assert max_param_diff(ds.strategy.plain_state_dict(), ref.policy.state_dict()) < DS_TOLERANCE
+
+
+@pytest.mark.slow
+def test_bf16_weights_train(tmp_path: Path) -> None:
+    """learner.precision=bf16_weights: DeepSpeed's bf16 mode (16-bit weights, fp32 master
+    copy in the optimizer); rollouts run under autocast and hand float32 to PPO, the
+    weights move, and the consolidated policy loads into a plain float32 policy."""
+    from eqmarl.models import make_policy
+
+    start = run_iterations(tmp_path / "start", ["learner=single"], iterations=0).policy.state_dict()
+    ds = run_iterations(
+        tmp_path / "ds", ["learner=deepspeed", "learner.zero_stage=2", "learner.precision=bf16_weights"]
+    )
+    weights = ds.strategy.plain_state_dict()
+    assert {v.dtype for v in weights.values()} == {torch.bfloat16}
+    assert max_param_diff(weights, start) > 1e-3  # the fp32 master weights took the steps
+    ro = ds.rollout()
+    assert ro.logprob.dtype == ro.value.dtype == ro.action.dtype == torch.float32
+    assert bool(torch.isfinite(ro.logprob).all()) and math.isfinite(ds.update(ro)["loss"])
+    plain = make_policy(ds.cfg.model, ds.spec, centralized_critic=False)
+    plain.load_state_dict(weights)
+    assert next(plain.parameters()).dtype == torch.float32
 
 
 @pytest.mark.slow

@@ -395,7 +395,9 @@ class LearnerConfig:
     # deepspeed: keep the optimizer state (and step) on the CPU (ZeRO-Offload; stage >= 1)
     offload_optimizer: bool = False
     # deepspeed: fp32 | bf16 (autocast of the matrix products to bfloat16; parameters,
-    # optimizer state, positions and relative vectors stay float32)
+    # optimizer state, positions and relative vectors stay float32) | bf16_weights
+    # (DeepSpeed's bf16: 16-bit weights and gradients, fp32 master weights and Adam state
+    # in the optimizer, under autocast; the mode ZeRO's memory savings are quoted for)
     precision: str = "fp32"
 
 
@@ -882,7 +884,7 @@ def validate(cfg: Config) -> None:
             f"a divisor of the minibatch algo.rollout_steps*train.num_envs/algo.num_minibatches={mb}",
         )
     _choice("learner.zero_stage", ln.zero_stage, [0, 1, 2, 3])
-    _choice("learner.precision", ln.precision, ["fp32", "bf16"])
+    _choice("learner.precision", ln.precision, ["fp32", "bf16", "bf16_weights"])
     if ln.name != "deepspeed":
         for key, val, default in (
             ("zero_stage", ln.zero_stage, 0),

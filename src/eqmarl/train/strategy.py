@@ -21,6 +21,7 @@ where ``learner=deepspeed`` comes in.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from collections.abc import Sequence
@@ -172,6 +173,10 @@ class SingleStrategy:
     def plain_state_dict(self) -> dict[str, Tensor]:
         """The full policy parameters as a plain state dict (every rank calls it)."""
         return self.module.state_dict()
+
+    def inference(self) -> contextlib.AbstractContextManager[Any]:
+        """The context rollouts and evaluations run the policy in (16-bit weights need autocast)."""
+        return contextlib.nullcontext()
 
     def reduce_gradients(self) -> None:
         """Hook for distributed strategies (all-reduce); nothing to do for one process."""

@@ -30,7 +30,7 @@ from eqmarl.config import Config
 from eqmarl.envs import Observation
 from eqmarl.models import Policy, make_policy
 from eqmarl.models.heads import CategoricalHead
-from eqmarl.models.policy import over_env_chunks
+from eqmarl.models.policy import ActOutput, over_env_chunks
 from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
 from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
 from eqmarl.train.malloc import tune_malloc
@@ -64,6 +64,11 @@ def env_symmetry(env: Any, group: str) -> GroupAction:
 
 def _take(x: Tensor, idx: Tensor) -> Tensor:
     return x[idx]
+
+
+def _float32(x: Tensor) -> Tensor:
+    """Float tensors as float32 (16-bit weights give 16-bit outputs); others unchanged."""
+    return x.float() if x.is_floating_point() else x
 
 
 def seed_everything(seed: int) -> None:
@@ -158,11 +163,21 @@ class Trainer:
         self.nonfinite = NonFiniteGuard(cfg.train.max_nonfinite_updates)
 
     # ------------------------------------------------------------------ rollout
+    def _act(self, obs: Observation, chunk: int) -> ActOutput:
+        """The policy's action, log-prob and value (float32 whatever the learner's weights)."""
+        with self.strategy.inference():
+            out = self.policy.act(obs, chunk=chunk)
+        return ActOutput(_float32(out.action), out.logprob.float(), out.value.float())
+
+    def _value(self, obs: Observation, chunk: int) -> Tensor:
+        with self.strategy.inference():
+            return over_env_chunks(self.policy.value, obs, chunk).float()
+
     @torch.no_grad()
     def rollout(self) -> Rollout:
         """Collect ``T`` steps from every env; compute advantages and value targets."""
         a = self.cfg.algo
-        policy, env = self.policy, self.env
+        env = self.env
         obs_l, act_l, logp_l, val_l, rew_l, term_l, done_l = [], [], [], [], [], [], []
         boot: list[tuple[int, Tensor, Tensor]] = []
         ep_rets: list[Tensor] = []
@@ -177,7 +192,7 @@ class Trainer:
                 obs = op.observation(obs)
             if self._knn and obs.graph is not None:  # the update reuses this exact graph
                 obs = dataclasses.replace(obs, graph=obs.graph.with_knn(self._knn))
-            out = policy.act(obs, chunk=chunk)
+            out = self._act(obs, chunk)
             res = env.step(out.action if op is None else op.env_action(out.action))
             obs_l.append(obs if self._keep_graph else dataclasses.replace(obs, graph=None))
             act_l.append(out.action)
@@ -188,7 +203,7 @@ class Trainer:
             done_l.append(res.done)
             if bool(res.truncated.any()):
                 final = res.final_obs if op is None else op.observation(res.final_obs)
-                boot.append((t, res.truncated, over_env_chunks(policy.value, final, chunk)))
+                boot.append((t, res.truncated, self._value(final, chunk)))
             ep_rets.append(res.episode_return)
             if "win" in res.info:
                 wins.append(res.info["win"])
@@ -202,7 +217,7 @@ class Trainer:
         self.obs = obs
         value = torch.stack(val_l)
         last_obs = obs if op is None else op.observation(obs)
-        next_value = torch.cat([value[1:], over_env_chunks(policy.value, last_obs, chunk).unsqueeze(0)])
+        next_value = torch.cat([value[1:], self._value(last_obs, chunk).unsqueeze(0)])
         for t, mask, v_final in boot:
             next_value[t] = torch.where(mask.unsqueeze(-1), v_final, next_value[t])
         vn = self.value_norm
@@ -350,7 +365,9 @@ class Trainer:
             length = torch.zeros(env.num_envs, device=self.device)
             chunk = self.cfg.train.inference_chunk_envs
             for _ in range(self.spec.episode_limit):
-                res = env.step(over_env_chunks(lambda o: self.policy.distribution(o).mode(), obs, chunk))
+                with self.strategy.inference():
+                    mode = over_env_chunks(lambda o: self.policy.distribution(o).mode(), obs, chunk)
+                res = env.step(_float32(mode))
                 new = res.done & torch.isnan(ret)
                 ret = torch.where(new, res.episode_return, ret)
                 if "win" in res.info:
