@@ -149,6 +149,12 @@ class Trainer:
         self.wandb_run_id: str | None = None
         self.obs = self.env.reset(seed=self.env_seed)
         self._stop_requested = False
+        # the signal (SIGINT/SIGTERM) that stopped the run, None while none arrived
+        self.stop_signal: int | None = None
+        # signals that stop the run at the end of the iteration (a cluster job removes
+        # its preemption signal); a repeat of one aborts unless ``abort_on_repeat`` is off
+        self.stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+        self.abort_on_repeat = True
         self.last_eval: dict[str, float] = {}
 
     # ------------------------------------------------------------------ rollout
@@ -406,8 +412,10 @@ class Trainer:
     def run(self, logger=None) -> dict[str, float]:
         """Train until ``train.total_env_steps`` (or ``train.max_iterations``, or a stop request).
 
-        Ctrl-C (SIGINT) is deferred to the end of the iteration: the trainer saves a
-        checkpoint and returns; ``resume=<run dir>`` continues.  A second Ctrl-C aborts.
+        Ctrl-C (SIGINT) and SIGTERM (what SLURM, docker and kubernetes send before a
+        kill) are deferred to the end of the iteration: the trainer saves a checkpoint,
+        sets :attr:`stop_signal` and returns; ``resume=<run dir>`` continues.  A second
+        one aborts.
 
         Returns:
             the last logged metrics.
@@ -415,7 +423,7 @@ class Trainer:
         cfg = self.cfg
         if logger is not None:
             self.wandb_run_id = logger.wandb_run_id
-        prev = _install_sigint(self)
+        prev = _install_stop_handlers(self)
         metrics: dict[str, float] = {}
         start_wall = time.perf_counter() - self.wall_s
         try:
@@ -465,19 +473,37 @@ class Trainer:
                 if last or stop or (ck > 0 and self.iteration % ck == 0):
                     self.save()
         finally:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, prev)
+            for sig, handler in prev.items():
+                signal.signal(sig, handler)
         return metrics
 
 
-def _install_sigint(trainer: Trainer):
-    def handler(signum, frame):
-        if trainer._stop_requested:
-            raise KeyboardInterrupt
-        print("\n[eqmarl] stop requested: checkpointing at the end of this iteration (Ctrl-C again to abort)")
+def _install_stop_handlers(trainer: Trainer) -> dict[int, Any]:
+    """Route ``trainer.stop_signals`` to a stop at the end of the iteration.
+
+    Returns:
+        the handlers replaced (to restore); empty outside the main thread, where Python
+        cannot install signal handlers.
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        again = "Ctrl-C" if signum == signal.SIGINT else name
+        if trainer.stop_signal is not None:
+            if not trainer.abort_on_repeat:
+                print(f"\n[eqmarl] {name} again: still checkpointing at the end of this iteration", flush=True)
+                return
+            print(f"\n[eqmarl] {name} again: aborting without a checkpoint", flush=True)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        trainer.stop_signal = signum
+        print(
+            f"\n[eqmarl] stop requested ({name}): checkpointing at the end of this iteration ({again} again to abort)",
+            flush=True,
+        )
         trainer.request_stop()
 
-    try:
-        return signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        return signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in trainer.stop_signals}
