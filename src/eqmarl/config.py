@@ -255,6 +255,9 @@ class LoggerConfig:
     progress: bool = True
     # log training metrics every N iterations
     log_every: int = 1
+    # seconds to wait for the W&B server when the run starts online; unreachable by then:
+    # the run continues offline (upload later with `eqmarl sync <run dir>`)
+    wandb_init_timeout_s: float = 30.0
 
 
 # ------------------------------------------------------------------------- cluster
@@ -665,6 +668,9 @@ def validate(cfg: Config) -> None:
         )
     _choice("logger.wandb_mode", cfg.logger.wandb_mode, ["auto", "online", "offline", "disabled"])
     _positive("logger.log_every", cfg.logger.log_every)
+    wait = cfg.logger.wandb_init_timeout_s
+    if not (0 < wait < float("inf")):  # also refuses nan
+        raise ConfigError("logger.wandb_init_timeout_s", wait, "a finite number of seconds > 0")
     c = cfg.cluster  # every point of a sweep is checked before anything is submitted
     _choice("cluster.name", c.name, ["local", "slurm"])
     for k in ("nodes", "tasks_per_node", "timeout_min", "array_parallelism"):
