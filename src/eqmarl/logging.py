@@ -41,8 +41,10 @@ CSV_COLUMNS = [
     "win_rate",
     "eval_win_rate",
     "eval_win_rate_se",
-    # games or env worker processes restarted after a crash during the iteration
+    # games or env worker processes restarted after a crash or a hang during the iteration
     "env_restarts",
+    # of those, env workers killed for not answering within their timeout (hung)
+    "env_timeouts",
 ]
 
 

@@ -85,8 +85,10 @@ class Rollout:
     # [T, E, A] 0 for transitions of a crashed game (info['crashed'], the StarCraft II
     # backend), which the update must not learn from; None when no game crashed
     valid: Tensor | None = None
-    # games restarted after a crash during this rollout (info['restarts'])
+    # games or env worker processes restarted after a crash or a hang during this rollout
     env_restarts: float = 0.0
+    # of those, workers killed for not answering in time
+    env_timeouts: float = 0.0
 
 
 class Trainer:
@@ -119,6 +121,7 @@ class Trainer:
         self._keep_graph = policy.uses_graph
         # envs that restart crashed games or workers report it; their restarts are logged
         self._counts_restarts = hasattr(self.env, "restarts")
+        self._counts_timeouts = hasattr(self.env, "worker_timeouts")  # ... and hung workers
         self._knn = cfg.model.knn if self._keep_graph else 0
         if cfg.model.orbit_init is not None:
             head = policy.head
@@ -169,6 +172,8 @@ class Trainer:
         wins: list[Tensor] = []
         crashed_l: list[Tensor | None] = []
         restarts = torch.zeros((), device=self.device)  # summed on device; read once per rollout
+        # env worker processes (mpe2) restarted after a crash or a hang: counted by the env
+        workers0, timeouts0 = getattr(env, "worker_restarts", 0), getattr(env, "worker_timeouts", 0)
         obs = self.obs
         op = self.other_play
         for t in range(a.rollout_steps):
@@ -192,9 +197,8 @@ class Trainer:
             if "win" in res.info:
                 wins.append(res.info["win"])
             crashed_l.append(res.info.get("crashed"))
-            for key in ("restarts", "worker_restart"):  # StarCraft II games, mpe2 worker processes
-                if key in res.info:
-                    restarts += res.info[key].float().sum()
+            if "restarts" in res.info:  # games restarted (StarCraft II)
+                restarts += res.info["restarts"].float().sum()
             if op is not None:
                 op.new_episodes(res.done)
             obs = res.obs
@@ -230,7 +234,8 @@ class Trainer:
             explained_var=explained_var,
             episode_wins=None if won is None else won[~torch.isnan(won)],
             valid=valid,
-            env_restarts=float(restarts),
+            env_restarts=float(restarts) + getattr(env, "worker_restarts", 0) - workers0,
+            env_timeouts=float(getattr(env, "worker_timeouts", 0) - timeouts0),
         )
 
     # ------------------------------------------------------------------- update
@@ -465,8 +470,11 @@ class Trainer:
                     )
                     metrics["win_rate"] = float(w[0] / w[1]) if w[1] > 0 else float("nan")
                 if self._counts_restarts:
-                    restarted = torch.tensor([ro.env_restarts], device=self.device)
-                    metrics["env_restarts"] = float(self.strategy.all_reduce_sum(restarted)[0])
+                    restarted = torch.tensor([ro.env_restarts, ro.env_timeouts], device=self.device)
+                    restarted = self.strategy.all_reduce_sum(restarted)
+                    metrics["env_restarts"] = float(restarted[0])
+                    if self._counts_timeouts:
+                        metrics["env_timeouts"] = float(restarted[1])
                 if logger is not None and (last or self.iteration % cfg.logger.log_every == 0):
                     logger.log(metrics)
                 ck = cfg.train.checkpoint_every
