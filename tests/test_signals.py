@@ -28,8 +28,22 @@ def wait_for_rows(metrics, n, proc, timeout=180.0):
     raise AssertionError(f"no {n} rows in {metrics} after {timeout} s")
 
 
-def start(*args, env):
-    return subprocess.Popen(launch_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+@pytest.fixture
+def start():
+    """Start launch.py with these arguments; whatever is still running at the end is killed."""
+    procs = []
+
+    def start(*args, env):
+        procs.append(
+            subprocess.Popen(launch_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        )
+        return procs[-1]
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
 
 
 def saved_iteration(run_dir):
@@ -37,7 +51,7 @@ def saved_iteration(run_dir):
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_says_how_to_resume_and_exits_143(tmp_path, clean_env):
+def test_sigterm_checkpoints_says_how_to_resume_and_exits_143(tmp_path, clean_env, start):
     run = tmp_path / "run"
     proc = start(*LONG, f"hydra.run.dir={run}", env=clean_env)
     wait_for_rows(run / "metrics.csv", 1, proc)
@@ -60,7 +74,7 @@ def test_sigterm_checkpoints_says_how_to_resume_and_exits_143(tmp_path, clean_en
 
 
 @pytest.mark.slow
-def test_signal_ends_a_local_sweep(tmp_path, clean_env):
+def test_signal_ends_a_local_sweep(tmp_path, clean_env, start):
     sweep = tmp_path / "sweep"
     proc = start("-m", *LONG, "seed=0,1", f"hydra.sweep.dir={sweep}", env=clean_env)
     deadline = time.time() + 180
@@ -80,7 +94,7 @@ def test_signal_ends_a_local_sweep(tmp_path, clean_env):
 
 
 @pytest.mark.slow
-def test_second_sigterm_aborts(tmp_path, clean_env):
+def test_second_sigterm_aborts(tmp_path, clean_env, start):
     run = tmp_path / "run"
     # a longer iteration (≈ 1 s), so both signals land inside the same one
     slow = [*LONG, "algo.rollout_steps=100", "algo.epochs=8"]

@@ -221,8 +221,12 @@ class TrainConfig:
     num_envs: int = 200
     # device: cpu | cuda | auto (cuda if available)
     device: str = "cpu"
-    # torch CPU threads (0: torch's default)
-    threads: int = 0
+    # torch CPU threads (intra-op). 1 (default): robust when other processes share the
+    # cores; several threads spin-wait at every small op and collapse under contention
+    # (docs/results/threads_contention.json: 12-40x slower). 0: torch's default (one per
+    # core; on SLURM: the job's cpus per task); N: N threads, for big models on cores of
+    # your own (measure with benchmarks/threads_contention.py or train_throughput.py)
+    threads: int = 1
     # evaluate (deterministic actions) every N iterations (0: only at the end)
     eval_every: int = 20
     # episodes per evaluation (run as one batch of envs)
