@@ -223,9 +223,9 @@ class TrainConfig:
     device: str = "cpu"
     # torch CPU threads (intra-op). 1 (default): robust when other processes share the
     # cores; several threads spin-wait at every small op and collapse under contention
-    # (docs/results/threads_contention.json: 12-40x slower). 0: torch's default (one per
-    # core; on SLURM: the job's cpus per task); N: N threads, for big models on cores of
-    # your own (measure with benchmarks/threads_contention.py or train_throughput.py)
+    # (docs/results/threads_contention.json: 15-36x slower on 2 shared cores). 0: torch's
+    # default (one per core; on SLURM: the job's cpus per task), best with the environment
+    # variable OMP_WAIT_POLICY=PASSIVE; N: N threads. Measure: benchmarks/threads_contention.py
     threads: int = 1
     # evaluate (deterministic actions) every N iterations (0: only at the end)
     eval_every: int = 20
