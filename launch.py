@@ -58,7 +58,7 @@ def main(dict_cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from eqmarl.launch.job import TrainJob, default_wandb_group, in_submitit_job, run_training
+    from eqmarl.launch.job import TrainJob, default_wandb_group, exit_if_stopped, in_submitit_job, run_training
     from eqmarl.train.checkpoint import CheckpointWriteError
     from eqmarl.train.resume import ResumeError, check_resume_value
     from eqmarl.train.rundir import RunDirError, check_fresh_run_dir, remove_hydra_only_dir
@@ -83,9 +83,12 @@ def main(dict_cfg: DictConfig) -> float | None:
     cfg.logger.group = default_wandb_group(cfg, HydraConfig.get().sweep.dir if multirun else None)
     try:
         if in_submitit_job():  # a SLURM job: ranks, preemption, requeue (eqmarl.launch.job.TrainJob)
-            metrics = TrainJob(cfg, run_dir, ckpt)()
+            job = TrainJob(cfg, run_dir, ckpt)
+            metrics, trainer = job(), job.trainer
         else:
-            metrics = run_training(cfg, run_dir, ckpt)
+            trainers: list = []
+            metrics = run_training(cfg, run_dir, ckpt, on_trainer=trainers.append)
+            trainer = trainers[0]
     except RunDirError as e:  # another process trains there, or it is not writable
         print(f"eqmarl: {e}", file=sys.stderr)
         sys.exit(2)
@@ -93,6 +96,7 @@ def main(dict_cfg: DictConfig) -> float | None:
         print(f"eqmarl: {e}. The run stopped; resume={run_dir} continues from the last saved one", file=sys.stderr)
         sys.exit(1)
     print(f"[eqmarl] run dir: {run_dir}")
+    exit_if_stopped(trainer, run_dir, sweep=multirun)  # SIGINT/SIGTERM: resume hint, exit 130/143
     if "eval_return" in metrics:
         print(f"[eqmarl] final eval return: {metrics['eval_return']:.2f} after {int(metrics['env_steps'])} env steps")
     return metrics.get("eval_return")

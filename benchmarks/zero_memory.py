@@ -25,9 +25,9 @@ master weights and Adam state in the optimizer: 2 + 2 + 12 bytes per parameter) 
 on 2 ranks holds 2 + 14/2 = 9 of 16 bytes (56 %); in fp32 it holds 4 + 12/2 = 10 bytes
 plus DeepSpeed's fp32 partition copy (``learner.precision=bf16`` is autocast only: its
 model state is fp32's).  The trainer's optional copy for undoing non-finite steps
-(``train.rollback_nonfinite``) is left out: it is not model state.  ``rest_vs_stage0`` compares with the same precision's
-stage 0, ``rest_vs_fp32_stage0`` with fp32 stage 0.  The last line printed is one JSON
-object.
+(``train.rollback_nonfinite``) is left out: it is not model state.  ``rest_vs_stage0``
+compares with the same precision's stage 0, ``rest_vs_fp32_stage0`` with fp32 stage 0.
+The last line printed is one JSON object.
 """
 
 from __future__ import annotations

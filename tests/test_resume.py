@@ -111,8 +111,9 @@ def test_ctrl_c_checkpoints_and_resume_is_exact(tmp_path, clean_env):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-3000:]
+    assert proc.returncode == 130, out[-3000:]  # the shell's code for a SIGINT stop
     assert "stop requested" in out
+    assert f"Continue with: python launch.py resume={tmp_path / 'part'}" in out
     stopped_at = int(resolve_checkpoint(tmp_path / "part").stem.split("_")[1])
     assert 3 <= stopped_at < 100
     run_ok(

@@ -35,12 +35,41 @@ def plot(run_dirs: list[str]) -> int:
     return 0
 
 
-def sync(run_dirs: list[str], extra: list[str]) -> int:
+def sync(run_dirs: list[str], extra: list[str], timeout: float = 600.0) -> int:
+    """Upload the offline W&B runs under ``run_dirs`` with ``wandb sync`` of this Python's wandb.
+
+    ``extra`` options go to ``wandb sync``.  A sync that has not finished after ``timeout``
+    seconds is stopped (with the processes it started): exit 124, the run files stay.
+    """
+    import os
+    import signal
+
+    if not 0 < timeout < float("inf"):
+        print(f"eqmarl sync: --timeout={timeout}; allowed: a finite number of seconds > 0", file=sys.stderr)
+        return 2
     runs = [str(p) for d in run_dirs for p in sorted(Path(d).rglob("offline-run-*"))]
     if not runs:
         print("eqmarl sync: no offline W&B runs under " + ", ".join(run_dirs), file=sys.stderr)
         return 2
-    return subprocess.call(["wandb", "sync", *extra, *runs])
+    # the wandb package this eqmarl runs with, not whichever `wandb` comes first on PATH
+    proc = subprocess.Popen([sys.executable, "-m", "wandb", "sync", *extra, *runs], start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # wandb sync and the wandb-core service it started
+        proc.wait()
+        server = os.environ.get("WANDB_BASE_URL", "the W&B server")
+        print(
+            f"eqmarl sync: not finished after --timeout={timeout:g} s (is {server} reachable?); "
+            f"nothing was deleted: run `eqmarl sync {' '.join(run_dirs)}` again later, "
+            "with a larger --timeout for big runs",
+            file=sys.stderr,
+        )
+        return 124
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return 130
 
 
 def xplay(args: argparse.Namespace) -> int:
@@ -131,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dirs", nargs="+")
     s = sub.add_parser("sync", help="upload offline W&B runs found under run directories")
     s.add_argument("run_dirs", nargs="+")
+    s.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds before giving up (exit 124; the files stay); default 600"
+    )
     x = sub.add_parser("xplay", help="self-play/cross-play matrix of trained runs (zero-shot coordination)")
     x.add_argument("run_dirs", nargs="+", help="run directories, sweep directories or checkpoint files")
     x.add_argument("--games", type=int, default=1000, help="games per pairing")
@@ -183,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         return plot_curves(args)
     if args.cmd == "xplay":
         return xplay(args)
-    return sync(args.run_dirs, extra)
+    return sync(args.run_dirs, extra, args.timeout)
 
 
 if __name__ == "__main__":

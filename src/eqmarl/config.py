@@ -225,8 +225,12 @@ class TrainConfig:
     num_envs: int = 200
     # device: cpu | cuda | auto (cuda if available)
     device: str = "cpu"
-    # torch CPU threads (0: torch's default)
-    threads: int = 0
+    # torch CPU threads (intra-op). 1 (default): robust when other processes share the
+    # cores; several threads spin-wait at every small op and collapse under contention
+    # (docs/results/threads_contention.json: 15-36x slower on 2 shared cores). 0: torch's
+    # default (one per core; on SLURM: the job's cpus per task), best with the environment
+    # variable OMP_WAIT_POLICY=PASSIVE; N: N threads. Measure: benchmarks/threads_contention.py
+    threads: int = 1
     # evaluate (deterministic actions) every N iterations (0: only at the end)
     eval_every: int = 20
     # episodes per evaluation (run as one batch of envs)
@@ -270,6 +274,9 @@ class LoggerConfig:
     progress: bool = True
     # log training metrics every N iterations
     log_every: int = 1
+    # seconds to wait for the W&B server when the run starts online; unreachable by then:
+    # the run continues offline (upload later with `eqmarl sync <run dir>`)
+    wandb_init_timeout_s: float = 30.0
 
 
 # ------------------------------------------------------------------------- cluster
@@ -855,6 +862,9 @@ def validate(cfg: Config) -> None:
         )
     _choice("logger.wandb_mode", cfg.logger.wandb_mode, ["auto", "online", "offline", "disabled"])
     _positive("logger.log_every", cfg.logger.log_every)
+    wait = cfg.logger.wandb_init_timeout_s
+    if not (0 < wait < float("inf")):  # also refuses nan
+        raise ConfigError("logger.wandb_init_timeout_s", wait, "a finite number of seconds > 0")
     c = cfg.cluster  # every point of a sweep is checked before anything is submitted
     _choice("cluster.name", c.name, ["local", "slurm"])
     for k in ("nodes", "tasks_per_node", "timeout_min", "array_parallelism"):

@@ -3,6 +3,7 @@
 W&B runs online when an API key is configured, else offline (files under
 ``<run_dir>/wandb``; upload later with ``eqmarl sync``); ``logger.wandb_mode`` or
 ``WANDB_MODE`` force a mode, ``logger.wandb_mode=disabled`` turns it off.  Charts are keyed on ``env_steps``.
+A server that does not answer within ``logger.wandb_init_timeout_s`` turns the run offline (a warning says so).
 The API key is read by wandb from the environment; it is never written by eqmarl.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -39,8 +41,10 @@ CSV_COLUMNS = [
     "win_rate",
     "eval_win_rate",
     "eval_win_rate_se",
-    # games or env worker processes restarted after a crash during the iteration
+    # games or env worker processes restarted after a crash or a hang during the iteration
     "env_restarts",
+    # of those, env workers killed for not answering within their timeout (hung)
+    "env_timeouts",
     # optimizer steps skipped for a non-finite loss or gradient (eqmarl.train.nonfinite)
     "nonfinite_skips",
 ]
@@ -93,6 +97,14 @@ def wandb_key_configured() -> bool:
         return False
 
 
+def new_wandb_run_id() -> str:
+    """A fresh W&B run id (8 random lowercase letters and digits, like wandb's own)."""
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
 WandbMode = Literal["online", "offline", "disabled"]
 
 
@@ -107,7 +119,13 @@ def resolve_wandb_mode(mode: str) -> str:
 
 
 class WandbLogger:
-    """A W&B run that continues across resumes (same id)."""
+    """A W&B run that continues across resumes (same id).
+
+    Online, the server gets ``cfg.wandb_init_timeout_s`` seconds to answer; a server that
+    does not (unreachable, refusing, hanging) turns the run offline with a warning: its
+    files go to ``<run_dir>/wandb`` under the same run id, and ``eqmarl sync <run dir>``
+    uploads them later.  ``offline_fallback`` says whether that happened.
+    """
 
     def __init__(
         self,
@@ -123,20 +141,43 @@ class WandbLogger:
             raise ImportError("logger.wandb_mode needs wandb: pip install wandb (or logger.wandb_mode=disabled)") from e
         self._wandb = wandb
         mode = resolve_wandb_mode(cfg.wandb_mode)
-        self.run = wandb.init(
-            project=cfg.project,
-            entity=cfg.entity,
-            group=cfg.group,
-            job_type=cfg.job_type,
-            tags=list(cfg.tags) or None,
-            config=config_dict,
-            dir=str(run_dir),
-            mode=cast(WandbMode, mode),
-            id=run_id,
-            resume="allow",
-            name=name,
-            settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
-        )
+        # chosen here, so an offline fallback keeps the id the online run would have had
+        run_id = run_id or new_wandb_run_id()
+        self.offline_fallback = False
+
+        def init(mode: str, **settings: Any):
+            return wandb.init(
+                project=cfg.project,
+                entity=cfg.entity,
+                group=cfg.group,
+                job_type=cfg.job_type,
+                tags=list(cfg.tags) or None,
+                config=config_dict,
+                dir=str(run_dir),
+                mode=cast(WandbMode, mode),
+                id=run_id,
+                resume="allow",
+                name=name,
+                settings=wandb.Settings(console="off", x_disable_stats=True, silent=True, **settings),
+            )
+
+        if mode != "online":
+            self.run = init(mode)
+        else:
+            try:
+                self.run = init(mode, init_timeout=float(cfg.wandb_init_timeout_s))
+            except wandb.errors.Error as e:  # CommError (no answer in time), server errors
+                wandb.teardown()  # the failed run still holds its id in the wandb service
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                print(
+                    f"[eqmarl] warning: W&B did not start online within logger.wandb_init_timeout_s="
+                    f"{cfg.wandb_init_timeout_s:g} s ({reason}); continuing offline as run {run_id}, "
+                    f"files in {Path(run_dir) / 'wandb'}; upload later with: eqmarl sync {run_dir}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self.run = init("offline")
+                self.offline_fallback = True
         self.run.define_metric("env_steps")
         self.run.define_metric("*", step_metric="env_steps")
         self.run_id: str = self.run.id

@@ -585,8 +585,18 @@ class Mpe2MPE(MpeBackend):
 
     @property
     def restarts(self) -> int:
-        """Worker processes restarted after a crash so far."""
+        """Worker processes restarted after a crash or a hang so far."""
         return self._pool.restarts
+
+    @property
+    def worker_restarts(self) -> int:
+        """The same count, under the name the trainer logs worker processes by."""
+        return self._pool.restarts
+
+    @property
+    def worker_timeouts(self) -> int:
+        """Worker processes killed (and restarted) for not answering in time, so far."""
+        return self._pool.timeouts
 
     @property
     def worker_pids(self) -> list[int]:

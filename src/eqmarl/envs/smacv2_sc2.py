@@ -523,6 +523,11 @@ class SC2SMACv2:
     def observe(self) -> Observation:
         return self._observation(self._rec)
 
+    @property
+    def worker_timeouts(self) -> int:
+        """Game workers killed (and restarted) for taking longer than ``step_timeout``, so far."""
+        return self._pool.timeouts
+
     def step(self, actions: Tensor) -> StepResult:
         a = actions.detach().to(torch.float32).cpu().numpy()
         if a.shape != (self.num_envs, self.n_allies, 4):

@@ -19,7 +19,9 @@ call (``EOFError``/``BrokenPipeError`` on its pipe, or a dead process), restarte
 envs rebuilt from their factories and reset with the seeds they were last reset with.
 The records of those slots in that call are the reset records, the ``restarted`` mask
 returned by :meth:`ProcessVectorEnv.step` marks them, and :attr:`ProcessVectorEnv.restarts`
-counts restarts.  An exception raised by an env's own code is not a crash: it is re-raised
+counts restarts.  A worker that does not answer within ``timeout`` seconds counts as hung:
+it is killed and restarted the same way, and :attr:`ProcessVectorEnv.timeouts` counts it
+(the restart is counted in ``restarts`` too).  An exception raised by an env's own code is not a crash: it is re-raised
 in the parent as :class:`WorkerError`.
 
 Workers are started with the ``forkserver`` context by default: the server process imports
@@ -141,6 +143,7 @@ class ProcessVectorEnv:
         self.max_restarts = max_restarts
         self.threads = threads
         self.restarts = 0
+        self.timeouts = 0  # workers killed for not answering within ``timeout`` seconds
         self._ctx: Any = mp.get_context(context)  # the chosen start method's context (Process, Pipe)
         if context == "forkserver" and preload:
             # Only honoured before the (process-wide) fork server starts.
@@ -219,6 +222,7 @@ class ProcessVectorEnv:
                 if not proc.is_alive():
                     raise WorkerCrash(f"env worker {w} (pid {proc.pid}) died")
                 if self.timeout is not None and time.monotonic() - start > self.timeout:
+                    self.timeouts += 1
                     raise WorkerCrash(f"env worker {w} (pid {proc.pid}) timed out")
             status, payload = conn.recv()
         except (EOFError, ConnectionResetError, BrokenPipeError, OSError) as e:

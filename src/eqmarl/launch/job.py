@@ -146,6 +146,33 @@ def one_rank_learner(cfg: Config) -> Config:
     return dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="single"))
 
 
+def exit_if_stopped(trainer: Any, run_dir: Path, sweep: bool = False) -> None:
+    """After a run that SIGINT/SIGTERM stopped: say how to resume, exit ``128 + signal``.
+
+    The exit status follows the shell convention (130 after SIGINT, 143 after SIGTERM),
+    so scripts and schedulers see the run did not finish; in a local sweep the exit also
+    ends the sweep (hydra's launcher starts no further job).  Returns when no signal
+    stopped the run.
+    """
+    sig = None if trainer is None else trainer.stop_signal
+    if sig is None:
+        return
+    name = signal.Signals(sig).name
+    if trainer.rank == 0:
+        if trainer._done():
+            print(f"[eqmarl] {name}: the run had already finished; {run_dir} is complete", file=sys.stderr)
+        else:
+            print(
+                f"[eqmarl] stopped by {name} at iteration {trainer.iteration} ({trainer.env_steps} env steps); "
+                f"checkpoint saved. Continue with: python launch.py resume={run_dir}",
+                file=sys.stderr,
+            )
+        if sweep:
+            print("[eqmarl] the sweep stops here: no further jobs are started", file=sys.stderr)
+        sys.stderr.flush()
+    sys.exit(128 + sig)
+
+
 def default_wandb_group(cfg: Config, sweep_dir: str | Path | None) -> str | None:
     """W&B group of a run whose ``logger.group`` is unset.
 
@@ -295,7 +322,10 @@ class TrainJob:
         try:
             metrics = run_training(cfg, self.run_dir, ckpt, rank=rank, world_size=world, on_trainer=self._attach)
             trainer = self._trainer
-            self.preempted = bool(trainer._stop_requested and not trainer._done())
+            # preempted: stopped early by USR2 (here or on another rank), not by SIGTERM/SIGINT
+            self.preempted = bool(
+                trainer._stop_requested and not trainer._done() and (self._signalled or trainer.stop_signal is None)
+            )
         finally:
             if submitit_handler is not None:
                 signal.signal(sig, submitit_handler)
@@ -312,8 +342,17 @@ class TrainJob:
         TrainJob._active = None
         return metrics
 
+    @property
+    def trainer(self) -> Any:
+        """The Trainer of the last call (None before it exists)."""
+        return self._trainer
+
     def _attach(self, trainer: Any) -> None:
         self._trainer = trainer
+        # SIGTERM checkpoints too, but the preemption signal stays submitit's (and ours), and
+        # SLURM may deliver SIGTERM to a task more than once: a repeat does not abort here
+        trainer.stop_signals = tuple(s for s in trainer.stop_signals if s != _preempt_signal())
+        trainer.abort_on_repeat = False
         if self._signalled:
             trainer.request_stop()
 

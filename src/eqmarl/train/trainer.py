@@ -94,8 +94,10 @@ class Rollout:
     # [T, E, A] 0 for transitions of a crashed game (info['crashed'], the StarCraft II
     # backend), which the update must not learn from; None when no game crashed
     valid: Tensor | None = None
-    # games restarted after a crash during this rollout (info['restarts'])
+    # games or env worker processes restarted after a crash or a hang during this rollout
     env_restarts: float = 0.0
+    # of those, workers killed for not answering in time
+    env_timeouts: float = 0.0
 
 
 class Trainer:
@@ -128,6 +130,7 @@ class Trainer:
         self._keep_graph = policy.uses_graph
         # envs that restart crashed games or workers report it; their restarts are logged
         self._counts_restarts = hasattr(self.env, "restarts")
+        self._counts_timeouts = hasattr(self.env, "worker_timeouts")  # ... and hung workers
         self._knn = cfg.model.knn if self._keep_graph else 0
         if cfg.model.orbit_init is not None:
             head = policy.head
@@ -159,6 +162,12 @@ class Trainer:
         self.wandb_run_id: str | None = None
         self.obs = self.env.reset(seed=self.env_seed)
         self._stop_requested = False
+        # the signal (SIGINT/SIGTERM) that stopped the run, None while none arrived
+        self.stop_signal: int | None = None
+        # signals that stop the run at the end of the iteration (a cluster job removes
+        # its preemption signal); a repeat of one aborts unless ``abort_on_repeat`` is off
+        self.stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+        self.abort_on_repeat = True
         self.last_eval: dict[str, float] = {}
         self.nonfinite = NonFiniteGuard(cfg.train.max_nonfinite_updates)
 
@@ -184,6 +193,8 @@ class Trainer:
         wins: list[Tensor] = []
         crashed_l: list[Tensor | None] = []
         restarts = torch.zeros((), device=self.device)  # summed on device; read once per rollout
+        # env worker processes (mpe2) restarted after a crash or a hang: counted by the env
+        workers0, timeouts0 = getattr(env, "worker_restarts", 0), getattr(env, "worker_timeouts", 0)
         obs = self.obs
         op = self.other_play
         chunk = self.cfg.train.inference_chunk_envs
@@ -208,9 +219,8 @@ class Trainer:
             if "win" in res.info:
                 wins.append(res.info["win"])
             crashed_l.append(res.info.get("crashed"))
-            for key in ("restarts", "worker_restart"):  # StarCraft II games, mpe2 worker processes
-                if key in res.info:
-                    restarts += res.info[key].float().sum()
+            if "restarts" in res.info:  # games restarted (StarCraft II)
+                restarts += res.info["restarts"].float().sum()
             if op is not None:
                 op.new_episodes(res.done)
             obs = res.obs
@@ -246,7 +256,8 @@ class Trainer:
             explained_var=explained_var,
             episode_wins=None if won is None else won[~torch.isnan(won)],
             valid=valid,
-            env_restarts=float(restarts),
+            env_restarts=float(restarts) + getattr(env, "worker_restarts", 0) - workers0,
+            env_timeouts=float(getattr(env, "worker_timeouts", 0) - timeouts0),
         )
 
     # ------------------------------------------------------------------- update
@@ -482,8 +493,10 @@ class Trainer:
     def run(self, logger=None) -> dict[str, float]:
         """Train until ``train.total_env_steps`` (or ``train.max_iterations``, or a stop request).
 
-        Ctrl-C (SIGINT) is deferred to the end of the iteration: the trainer saves a
-        checkpoint and returns; ``resume=<run dir>`` continues.  A second Ctrl-C aborts.
+        Ctrl-C (SIGINT) and SIGTERM (what SLURM, docker and kubernetes send before a
+        kill) are deferred to the end of the iteration: the trainer saves a checkpoint,
+        sets :attr:`stop_signal` and returns; ``resume=<run dir>`` continues.  A second
+        one aborts.
 
         A checkpoint the disk refuses (full, read-only) replaces nothing: a periodic one
         warns and training goes on (the next one tries again); the final or stop
@@ -495,7 +508,7 @@ class Trainer:
         cfg = self.cfg
         if logger is not None:
             self.wandb_run_id = logger.wandb_run_id
-        prev = _install_sigint(self)
+        prev = _install_stop_handlers(self)
         metrics: dict[str, float] = {}
         start_wall = time.perf_counter() - self.wall_s
         try:
@@ -537,8 +550,11 @@ class Trainer:
                     )
                     metrics["win_rate"] = float(w[0] / w[1]) if w[1] > 0 else float("nan")
                 if self._counts_restarts:
-                    restarted = torch.tensor([ro.env_restarts], device=self.device)
-                    metrics["env_restarts"] = float(self.strategy.all_reduce_sum(restarted)[0])
+                    restarted = torch.tensor([ro.env_restarts, ro.env_timeouts], device=self.device)
+                    restarted = self.strategy.all_reduce_sum(restarted)
+                    metrics["env_restarts"] = float(restarted[0])
+                    if self._counts_timeouts:
+                        metrics["env_timeouts"] = float(restarted[1])
                 if logger is not None and (last or self.iteration % cfg.logger.log_every == 0):
                     logger.log(metrics)
                 ck = cfg.train.checkpoint_every
@@ -550,19 +566,37 @@ class Trainer:
                             raise
                         print(f"[eqmarl] warning: {e}; training continues and tries again", file=sys.stderr)
         finally:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, prev)
+            for sig, handler in prev.items():
+                signal.signal(sig, handler)
         return metrics
 
 
-def _install_sigint(trainer: Trainer):
-    def handler(signum, frame):
-        if trainer._stop_requested:
-            raise KeyboardInterrupt
-        print("\n[eqmarl] stop requested: checkpointing at the end of this iteration (Ctrl-C again to abort)")
+def _install_stop_handlers(trainer: Trainer) -> dict[int, Any]:
+    """Route ``trainer.stop_signals`` to a stop at the end of the iteration.
+
+    Returns:
+        the handlers replaced (to restore); empty outside the main thread, where Python
+        cannot install signal handlers.
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        again = "Ctrl-C" if signum == signal.SIGINT else name
+        if trainer.stop_signal is not None:
+            if not trainer.abort_on_repeat:
+                print(f"\n[eqmarl] {name} again: still checkpointing at the end of this iteration", flush=True)
+                return
+            print(f"\n[eqmarl] {name} again: aborting without a checkpoint", flush=True)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        trainer.stop_signal = signum
+        print(
+            f"\n[eqmarl] stop requested ({name}): checkpointing at the end of this iteration ({again} again to abort)",
+            flush=True,
+        )
         trainer.request_stop()
 
-    try:
-        return signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        return signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in trainer.stop_signals}

@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Iteration time vs ``train.threads`` on a machine where another process is busy.
+
+    python benchmarks/threads_contention.py [--busy N] [--rounds R] [--out FILE] [hydra overrides...]
+
+Trains a tiny default run (VMAS simple_spread, E2GN2, PPO; ``train.num_envs=24``,
+``train.total_env_steps=2400``: 4 iterations of 600 frames) through ``launch.py`` once per
+setting, each in a fresh process (OpenMP reads its environment once), first alone and
+then next to ``--busy`` processes that spin a core each (default 1: "another process is
+busy").  The settings:
+
+- ``threads=0``: torch's default (one intra-op thread per core), OpenMP's default wait
+  policy (threads spin at barriers);
+- ``threads=1``, ``threads=2``;
+- ``threads=0+passive``: torch's default with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads
+  sleep instead of spinning).
+
+The child processes get no ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, like a fresh shell.
+The figure per run is the median wall time of an iteration (``metrics.csv`` ``wall_s``
+differences, the first iteration excluded: it holds warm-up).  The machine may be
+running other work, so the settings are interleaved and compared within one run (repeat
+with ``--rounds``: medians over rounds).  Prints one JSON object (and writes ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_DEFAULT = [
+    "train.num_envs=24",
+    "train.total_env_steps=2400",
+    "train.eval_every=0",
+    "train.eval_episodes=8",
+    "train.checkpoint_every=0",
+    "logger.wandb_mode=disabled",
+    "logger.progress=false",
+]
+
+# name -> (train.threads, extra environment)
+SETTINGS: dict[str, tuple[int, dict[str, str]]] = {
+    "threads=0": (0, {}),
+    "threads=1": (1, {}),
+    "threads=2": (2, {}),
+    "threads=0+passive": (0, {"OMP_WAIT_POLICY": "PASSIVE"}),
+}
+
+SPIN = "while True:\n    pass\n"
+
+
+def iteration_seconds(metrics_csv: Path) -> list[float]:
+    walls = [float(r["wall_s"]) for r in csv.DictReader(metrics_csv.open())]
+    return [b - a for a, b in itertools.pairwise(walls)]
+
+
+def run_once(threads: int, extra_env: dict[str, str], overrides: list[str], workdir: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env.update(extra_env)
+    run_dir = Path(tempfile.mkdtemp(dir=workdir))
+    cmd = [
+        sys.executable,
+        str(ROOT / "launch.py"),
+        *TINY_DEFAULT,
+        *overrides,
+        f"train.threads={threads}",
+        f"hydra.run.dir={run_dir}",
+    ]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+    its = iteration_seconds(run_dir / "metrics.csv")
+    return {"iteration_s": statistics.median(its), "process_s": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--busy", type=int, default=1, help="competing processes that each spin one core")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat every measurement (medians over rounds)")
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+    args, overrides = ap.parse_known_args()
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0))
+    raw: dict[str, dict[str, list[float]]] = {name: {"alone": [], "contended": []} for name in SETTINGS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.rounds):
+            for contended in (False, True):
+                spinners = []
+                if contended:
+                    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.busy)]
+                try:
+                    for name, (threads, extra_env) in SETTINGS.items():
+                        r = run_once(threads, extra_env, overrides, Path(tmp))
+                        raw[name]["contended" if contended else "alone"].append(r["iteration_s"])
+                        where = "contended" if contended else "alone"
+                        print(f"{name:20s} {where:9s} {r['iteration_s']:.3f} s/it", file=sys.stderr)
+                finally:
+                    for s in spinners:
+                        s.kill()
+                        s.wait()
+    results = {}
+    for name, by in raw.items():
+        alone, cont = statistics.median(by["alone"]), statistics.median(by["contended"])
+        results[name] = {
+            "iteration_s_alone": round(alone, 3),
+            "iteration_s_contended": round(cont, 3),
+            "slowdown_under_contention": round(cont / alone, 2),
+        }
+    best_contended = min(r["iteration_s_contended"] for r in results.values())
+    for r in results.values():
+        r["contended_vs_best"] = round(r["iteration_s_contended"] / best_contended, 2)
+    out = {
+        "benchmark": "threads_contention",
+        "what": "median wall seconds per training iteration (600 frames: 24 envs x 25 steps, E2GN2, "
+        "VMAS simple_spread, 10 epochs x 4 minibatches), alone and next to busy processes",
+        "overrides": [*TINY_DEFAULT, *overrides],
+        "busy_processes": args.busy,
+        "rounds": args.rounds,
+        "cpu_cores_usable": cores,
+        "torch_default_threads": torch.get_num_threads() if "OMP_NUM_THREADS" not in os.environ else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "results": results,
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
