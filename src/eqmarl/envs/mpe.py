@@ -656,15 +656,27 @@ class Mpe2MPE(MpeBackend):
         self._last = obs
         return self._finish_step(obs, final_obs, reward, terminated, truncated, info={"worker_restart": restarted})
 
-    def state_dict(self) -> dict[str, Any]:
-        """Every slot's PettingZoo env (world, np_random), prey generator, seeds and counters."""
+    def state_dict(self) -> dict[str, Any] | None:
+        """Every slot's PettingZoo env (world, np_random), prey generator, seeds and counters
+        (None when a worker crashed or hung meanwhile: the next step restarts it)."""
         last, graph = self._last, self._last.graph
         assert graph is not None  # the mpe2 observation always has its entity graph
+        from eqmarl.envs.vector import WorkerCrash
+
+        try:
+            slots = self._pool.call("get_state")
+        except WorkerCrash as e:
+            print(
+                f"[eqmarl] warning: {e}; this checkpoint holds no env state (a resume from it starts new "
+                "episodes); the worker is restarted at the next step",
+                flush=True,
+            )
+            return None
         return {
             "t": self._t.clone(),
             "ret": self._ret.clone(),
             "seeds": self._pool.seeds,
-            "slots": self._pool.call("get_state"),
+            "slots": slots,
             "obs": last.obs.cpu().clone(),
             "x": graph.x.cpu().clone(),
             "v": graph.v.cpu().clone(),

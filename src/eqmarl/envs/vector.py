@@ -296,8 +296,9 @@ class ProcessVectorEnv:
     def call(self, method: str, args: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
         """Call ``method`` on every env slot (slot ``i`` with ``*args[i]``); their answers in slot order.
 
-        Unlike :meth:`step`, a crashed or hung worker is not restarted here: it raises
-        :class:`WorkerCrash` (the caller's request was not served).
+        Unlike :meth:`step`, a crashed or hung worker is not restarted here: it is stopped
+        (the next :meth:`step` restarts it and reports its slots as restarted) and
+        :class:`WorkerCrash` is raised (the caller's request was not served).
         """
         if self._closed:
             raise RuntimeError("ProcessVectorEnv is closed")
@@ -313,7 +314,10 @@ class ProcessVectorEnv:
                 if not sent[w]:
                     raise WorkerCrash(f"env worker {w} is gone")
                 out.extend(self._recv(w))
-            except (WorkerCrash, WorkerError) as e:  # read the other answers first: pipes stay in sync
+            except WorkerCrash as e:  # a late answer must not reach the next step: stop it now
+                self._stop(w, graceful=False)
+                error = error or e
+            except WorkerError as e:  # read the other answers first: pipes stay in sync
                 error = error or e
         if error is not None:
             raise error

@@ -161,6 +161,7 @@ class Trainer:
         self.wall_s = 0.0
         self.wandb_run_id: str | None = None
         self.obs = self.env.reset(seed=self.env_seed)
+        self._worker_counts = self._worker_counts_now()
         self._stop_requested = False
         # the signal (SIGINT/SIGTERM) that stopped the run, None while none arrived
         self.stop_signal: int | None = None
@@ -172,6 +173,10 @@ class Trainer:
         self.nonfinite = NonFiniteGuard(cfg.train.max_nonfinite_updates)
 
     # ------------------------------------------------------------------ rollout
+    def _worker_counts_now(self) -> tuple[int, int]:
+        """The env's (worker restarts, worker timeouts) so far (0, 0 without workers)."""
+        return getattr(self.env, "worker_restarts", 0), getattr(self.env, "worker_timeouts", 0)
+
     def _act(self, obs: Observation, chunk: int) -> ActOutput:
         """The policy's action, log-prob and value (float32 whatever the learner's weights)."""
         with self.strategy.inference():
@@ -193,8 +198,9 @@ class Trainer:
         wins: list[Tensor] = []
         crashed_l: list[Tensor | None] = []
         restarts = torch.zeros((), device=self.device)  # summed on device; read once per rollout
-        # env worker processes (mpe2) restarted after a crash or a hang: counted by the env
-        workers0, timeouts0 = getattr(env, "worker_restarts", 0), getattr(env, "worker_timeouts", 0)
+        # env worker processes (mpe2) restarted after a crash or a hang: counted by the env,
+        # since the last rollout (a hang met while checkpointing counts in the next one)
+        workers0, timeouts0 = self._worker_counts
         obs = self.obs
         op = self.other_play
         chunk = self.cfg.train.inference_chunk_envs
@@ -245,6 +251,7 @@ class Trainer:
             zeros = torch.zeros(env.num_envs, device=self.device)
             crashed = torch.stack([zeros if c is None else c.to(zeros) for c in crashed_l])  # [T, E]
             valid = (crashed == 0).float().unsqueeze(-1).expand_as(torch.stack(logp_l)).contiguous()
+        self._worker_counts = self._worker_counts_now()
         return Rollout(
             obs=Observation.stack(obs_l),
             action=torch.stack(act_l),
@@ -256,8 +263,8 @@ class Trainer:
             explained_var=explained_var,
             episode_wins=None if won is None else won[~torch.isnan(won)],
             valid=valid,
-            env_restarts=float(restarts) + getattr(env, "worker_restarts", 0) - workers0,
-            env_timeouts=float(getattr(env, "worker_timeouts", 0) - timeouts0),
+            env_restarts=float(restarts) + self._worker_counts[0] - workers0,
+            env_timeouts=float(self._worker_counts[1] - timeouts0),
         )
 
     # ------------------------------------------------------------------- update
