@@ -65,11 +65,17 @@ def launch_cmd(*overrides: str) -> list[str]:
     return [sys.executable, str(ROOT / "launch.py"), *overrides]
 
 
-@pytest.fixture
-def clean_env():
-    """Environment for CLI subprocesses: no W&B key, offline, quiet."""
+def subprocess_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: no W&B key, not inside a SLURM job, quiet, one thread."""
     env = dict(os.environ)
     env.pop("WANDB_API_KEY", None)
+    env.pop("SLURM_JOB_ID", None)
     env["WANDB_SILENT"] = "true"
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+@pytest.fixture
+def clean_env():
+    """:func:`subprocess_env` for one test."""
+    return subprocess_env()

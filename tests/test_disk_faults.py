@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import resource
 import shutil
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, launch_cmd, run_ok
+from tests.conftest import TINY, launch_cmd, run_ok, subprocess_env
 
 FAST = [*TINY, "train.eval_every=0"]
 QUIET = ["logger.progress=false", "logger.wandb_mode=disabled"]
@@ -28,12 +27,7 @@ QUIET = ["logger.progress=false", "logger.wandb_mode=disabled"]
 
 @pytest.fixture
 def env():
-    e = dict(os.environ)
-    e.pop("WANDB_API_KEY", None)
-    e.pop("SLURM_JOB_ID", None)
-    e["WANDB_SILENT"] = "true"
-    e.setdefault("OMP_NUM_THREADS", "1")
-    return e
+    return subprocess_env()
 
 
 @contextlib.contextmanager

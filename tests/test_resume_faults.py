@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, compose, launch_cmd, run_ok
+from tests.conftest import ROOT, TINY, compose, launch_cmd, run_ok, subprocess_env
 
 FAST = [*TINY, "train.eval_every=0"]
 QUIET = ["logger.progress=false", "logger.wandb_mode=disabled"]
@@ -22,11 +22,7 @@ QUIET = ["logger.progress=false", "logger.wandb_mode=disabled"]
 
 @pytest.fixture(scope="module")
 def env_module():
-    env = dict(os.environ)
-    env.pop("WANDB_API_KEY", None)
-    env.pop("SLURM_JOB_ID", None)
-    env["WANDB_SILENT"] = "true"
-    env.setdefault("OMP_NUM_THREADS", "1")
+    env = subprocess_env()
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from eqmarl.train.rundir import LOCK_NAME, RunDirError, RunDirLock
-from tests.conftest import CONFIGS, TINY, launch_cmd, run_ok
+from tests.conftest import CONFIGS, TINY, launch_cmd, run_ok, subprocess_env
 
 FAST = [*TINY, "train.eval_every=0"]
 # a resume that trains nothing more (the runs below are at iteration 2 or later)
@@ -42,12 +42,7 @@ def trained(tmp_path_factory, clean_env_module):
 
 @pytest.fixture(scope="module")
 def clean_env_module():
-    env = dict(os.environ)
-    env.pop("WANDB_API_KEY", None)
-    env.pop("SLURM_JOB_ID", None)
-    env["WANDB_SILENT"] = "true"
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
+    return subprocess_env()
 
 
 def copy_run(src: Path, dst: Path) -> Path:

@@ -46,29 +46,6 @@ def run_training(
     world_size: int = 1,
     on_trainer: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """:func:`train_in_run_dir` holding the run dir's lock (rank 0; see eqmarl.train.rundir).
-
-    Raises:
-        eqmarl.train.rundir.RunDirError: another live process trains in ``run_dir``, or
-            it is not writable.
-    """
-    from eqmarl.train.rundir import RunDirLock
-
-    if rank != 0:
-        return train_in_run_dir(cfg, run_dir, checkpoint, rank=rank, world_size=world_size, on_trainer=on_trainer)
-    with RunDirLock(run_dir):
-        return train_in_run_dir(cfg, run_dir, checkpoint, rank=rank, world_size=world_size, on_trainer=on_trainer)
-
-
-def train_in_run_dir(
-    cfg: Config,
-    run_dir: Path,
-    checkpoint: Path | None = None,
-    *,
-    rank: int = 0,
-    world_size: int = 1,
-    on_trainer: Callable[[Any], None] | None = None,
-) -> dict[str, Any]:
     """Train in this process; continue from ``checkpoint`` when given.
 
     Writes into ``run_dir`` (rank 0 only): ``config.json``, ``metrics.csv``,
@@ -84,13 +61,26 @@ def train_in_run_dir(
 
     Returns:
         the last metrics logged.
+
+    Raises:
+        eqmarl.train.rundir.RunDirError: another live process trains in ``run_dir``, or
+            it is not writable (rank 0 holds the run dir's lock; see eqmarl.train.rundir).
     """
+    from eqmarl.train.rundir import RunDirLock
+
+    with RunDirLock(run_dir) if rank == 0 else contextlib.nullcontext():
+        return _train(cfg, Path(run_dir), checkpoint, rank, world_size, on_trainer)
+
+
+def _train(
+    cfg: Config, run_dir: Path, checkpoint: Path | None, rank: int, world_size: int, on_trainer: Any
+) -> dict[str, Any]:
+    """:func:`run_training`'s body (the run dir already locked)."""
     from eqmarl.eval.plots import plot_learning_curve
     from eqmarl.logging import Logger
     from eqmarl.train.checkpoint import load_checkpoint
     from eqmarl.train.trainer import Trainer
 
-    run_dir = Path(run_dir)
     main = rank == 0
     if world_size == 1:
         cfg = one_rank_learner(cfg)
