@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-from eqmarl.envs.graph import EntityGraph
+from eqmarl.core.graph import EntityGraph
 from eqmarl.models.e2gn2 import E2GN2Layer
 from eqmarl.models.egnn import EGNNLayer
 from eqmarl.models.gnn import GNNLayer

@@ -70,7 +70,7 @@ def rank_main(
     from types import SimpleNamespace
 
     from eqmarl.config import ModelConfig
-    from eqmarl.envs.base import EnvSpec, Observation
+    from eqmarl.core.env import EnvSpec, Observation
     from eqmarl.models import make_policy
     from eqmarl.train.deepspeed_strategy import DeepSpeedStrategy, import_deepspeed
 

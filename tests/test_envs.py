@@ -14,7 +14,7 @@ import torch
 
 from eqmarl.build import make_env
 from eqmarl.config import ConfigError, MpeEnvConfig
-from eqmarl.envs.base import Observation, StepResult
+from eqmarl.core.env import Observation, StepResult
 from eqmarl.envs.mpe import MPE_MOVES, Mpe2MPE, VmasMPE, _mpe2_action
 from eqmarl.envs.vector import ProcessVectorEnv
 

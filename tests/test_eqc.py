@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from eqmarl.envs.base import EnvSpec, Observation
+from eqmarl.core.env import EnvSpec, Observation
 from eqmarl.models.distributions import MaskedCategorical
 from eqmarl.models.mlp import MLPEncoder
 from eqmarl.models.policy import Policy

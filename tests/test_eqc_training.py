@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eqmarl.config import ConfigError
-from eqmarl.envs.base import Observation
+from eqmarl.core.env import Observation
 from eqmarl.envs.lever import LeverGame
 from eqmarl.models.policy import Policy
 from eqmarl.train.checkpoint import load_checkpoint

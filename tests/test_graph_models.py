@@ -14,15 +14,15 @@ import torch
 from torch import Tensor
 
 from eqmarl.config import ModelConfig
-from eqmarl.envs.base import EnvSpec, Observation
-from eqmarl.envs.graph import EntityGraph
+from eqmarl.core.env import EnvSpec, Observation
+from eqmarl.core.graph import EntityGraph
 from eqmarl.envs.mpe import MPE_MOVES, VmasMPE
 from eqmarl.models import Policy, make_policy
 from eqmarl.models.e2gn2 import E2GN2Layer
 from eqmarl.models.egnn import EGNNLayer
 from eqmarl.models.heads import MoveDirectionMap, TargetLogitsHead
 from eqmarl.models.message_passing import graph_batch
-from eqmarl.models.policy import ENCODERS, _load_graph_models
+from eqmarl.models.registry import ENCODERS
 from eqmarl.symmetry.testing import (
     EquivarianceError,
     assert_equivariant,
@@ -30,8 +30,6 @@ from eqmarl.symmetry.testing import (
     random_o2,
     rotate_observation,
 )
-
-_load_graph_models()  # register gnn/egnn/e2gn2 in ENCODERS (make_policy does this too)
 
 GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
 EQUIVARIANT_MODELS = ("egnn", "e2gn2")
@@ -440,7 +438,7 @@ def test_exploration_bias_egnn_vs_e2gn2() -> None:
         c, r, nrm = [], [], []
         for seed in range(4):
             torch.manual_seed(seed)
-            enc = ENCODERS[name](ModelConfig(name=name), spec, "actor", False)
+            enc = ENCODERS[name].build(ModelConfig(name=name), spec, "actor", False)
             obs = random_obs(256, seed=100 + seed, dtype=torch.float32)
             with torch.no_grad():
                 u = enc(obs).u
@@ -463,7 +461,7 @@ def test_exploration_bias_egnn_vs_e2gn2() -> None:
 def test_target_logits_head() -> None:
     torch.manual_seed(11)
     spec = make_spec()
-    enc = all_nodes(ENCODERS["egnn"](ModelConfig(name="egnn", hidden=16), spec, "critic", False)).double()
+    enc = all_nodes(ENCODERS["egnn"].build(ModelConfig(name="egnn", hidden=16), spec, "critic", False)).double()
     head = TargetLogitsHead(16).double()
     targets = torch.tensor([3, 5, 4])
     obs = random_obs(4, seed=12)

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from eqmarl.config import ModelConfig
-from eqmarl.envs.base import EnvSpec, Observation
-from eqmarl.envs.graph import EntityGraph
-from eqmarl.envs.knn import brute_force_knn, knn_neighbors
+from eqmarl.core.env import EnvSpec, Observation
+from eqmarl.core.graph import EntityGraph
+from eqmarl.core.knn import brute_force_knn, knn_neighbors
 from eqmarl.models import make_policy
 from eqmarl.models.message_passing import graph_batch
 from eqmarl.symmetry.testing import assert_equivariant, assert_permutation_equivariant

@@ -1,8 +1,10 @@
-"""Imports point down the layers of ``src/eqmarl`` (docs/architecture.md).
+"""Imports point down the layers of ``src/eqmarl`` (docs/architecture.md), in no circle.
 
 Every ``import``/``from ... import`` statement of the package's own modules, at any
 depth (function-level lazy imports and ``TYPE_CHECKING`` blocks included), is checked:
-a module may import from its own layer or a lower one, never from a higher one.
+a module may import from its own layer or a lower one, never from a higher one; and no
+chain of such imports leads from a module back to itself (two modules that import each
+other, lazily or not, are a cycle).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Bottom to top.  A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("interface", ("eqmarl.envs.base", "eqmarl.envs.graph", "eqmarl.envs.knn")),
+    ("interface", ("eqmarl.core",)),
     ("symmetry", ("eqmarl.symmetry",)),
     ("envs", ("eqmarl.envs",)),
     ("models", ("eqmarl.models",)),
@@ -95,6 +97,80 @@ def upward_imports(root: Path) -> list[str]:
     return bad
 
 
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """``module -> the package modules it imports`` (statements at any depth).
+
+    ``from eqmarl.x import name`` is an edge to ``eqmarl.x`` (its ``__init__`` for a
+    package), and to ``eqmarl.x.name`` where that is a module.  A module's own parent
+    packages, which Python runs first, are not edges: only statements are.
+    """
+    graph: dict[str, set[str]] = {}
+    for path in sorted((root / "eqmarl").rglob("*.py")):
+        module = module_name(path, root)
+        tree = ast.parse(path.read_text(), filename=str(path))
+        targets = {t for _, t in imported_modules(tree, module, path.name == "__init__.py")}
+        graph[module] = {t for t in targets if t != module}
+    return graph
+
+
+def import_cycles(root: Path) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted."""
+    graph = import_graph(root)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:  # a name that is no module of the package here
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def test_no_import_cycle() -> None:
+    cycles = import_cycles(SRC)
+    assert not cycles, "modules that import each other (directly or through others):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles
+    )
+
+
+def test_a_cycle_is_caught(tmp_path: Path) -> None:
+    """The check can fail: a lazy import back from a lower module closes a cycle."""
+    import shutil
+
+    shutil.copytree(SRC / "eqmarl", tmp_path / "eqmarl")
+    target = tmp_path / "eqmarl" / "models" / "heads.py"
+    target.write_text(target.read_text() + "\n\ndef _oops() -> None:\n    from eqmarl.models.policy import Policy\n")
+    cycles = import_cycles(tmp_path)
+    assert any({"eqmarl.models.heads", "eqmarl.models.policy"} <= set(c) for c in cycles), cycles
+
+
 def test_imports_point_down() -> None:
     bad = upward_imports(SRC)
     assert not bad, "imports that point up the layers:\n" + "\n".join(bad)
@@ -121,7 +197,7 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "layer"),
     [
-        ("eqmarl.envs.base", "interface"),
+        ("eqmarl.core.env", "interface"),
         ("eqmarl.envs.mpe", "envs"),
         ("eqmarl.cli", "launch"),
         ("eqmarl.train.rundir", "train"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eqmarl.envs.base import EnvSpec
+from eqmarl.core.env import EnvSpec
 from eqmarl.envs.lever import DEFAULT_PAYOFFS, LeverGame, lever_symmetry
 from eqmarl.models.mlp import MLPEncoder
 from eqmarl.models.policy import Policy

@@ -23,7 +23,8 @@ import torch
 from eqmarl.cli import main as cli_main
 from eqmarl.envs.lever import LeverGame
 from eqmarl.eval.crossplay import build_policy, crossplay_returns, evaluate_crossplay, load_run, summarize
-from eqmarl.models.policy import Policy, make_policy
+from eqmarl.models.policy import Policy
+from eqmarl.models.registry import make_policy
 from eqmarl.symmetry.actions import orbit_sizes
 from eqmarl.train.trainer import Trainer
 from eqmarl.wrappers.eqc import EQC

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eqmarl.config import ConfigError, ModelConfig
-from eqmarl.envs.base import EnvSpec, Observation
+from eqmarl.core.env import EnvSpec, Observation
 from eqmarl.models import make_policy
 from eqmarl.models.per_agent import PerAgentLinear
 from tests.conftest import TINY, compose

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, CHOICE_STOP, MASK_TARGETS
 from eqmarl.envs.smacv2_sc2 import SC2_COMPASS, SC2Slot, SC2SMACv2, SC2WorkerFailed, smacv2_kwargs
-from eqmarl.envs.smacv2_scenarios import CHOICE_ATTACK, CHOICE_MOVE, CHOICE_STOP, MASK_TARGETS
 
 STANDIN = "tests.stand_ins.sc2_standin:StandInSC2"
 N, M = 3, 4
@@ -220,7 +220,7 @@ def test_repeated_failure_of_one_worker_raises(tmp_path):
 
 
 def test_make_smacv2_builds_the_sc2_backend(tmp_path, monkeypatch):
-    from eqmarl.envs import smacv2, smacv2_sc2
+    from eqmarl.core import smacv2, smacv2_sc2
 
     monkeypatch.setenv("SC2PATH", str(tmp_path / "none"))
     with pytest.raises(smacv2.StarCraftIINotFound, match=r"env\.backend=smax"):

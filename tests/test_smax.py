@@ -21,16 +21,16 @@ import jax
 import jax.numpy as jnp
 
 from eqmarl.config import ConfigError, ModelConfig
-from eqmarl.envs.base import Observation
+from eqmarl.core.env import Observation
+from eqmarl.core.smacv2_actions import COMPASS
 from eqmarl.envs.smacv2_scenarios import (
-    COMPASS,
     SURROUND_SIDES,
     diagonal_points,
     make_race_unit_types,
     make_start_positions,
 )
 from eqmarl.envs.smax import POS_SCALE, SmaxSMACv2
-from eqmarl.models.policy import make_policy
+from eqmarl.models.registry import make_policy
 from eqmarl.symmetry.testing import EquivarianceError, assert_equivariant, rotate_observation
 from tests.conftest import compose
 

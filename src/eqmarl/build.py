@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eqmarl.config import ConfigError, EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig, Smacv2EnvConfig
-from eqmarl.envs.base import MultiAgentEnv
+from eqmarl.core.env import MultiAgentEnv
 
 
 def _env_kwargs(cfg: EnvConfig, skip: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -760,14 +760,10 @@ def _validate_accepted_values(cfg: Config) -> None:
             )
 
 
-# encoders that read Observation.graph (only MPE provides one so far)
-GRAPH_MODELS = ("gnn", "egnn", "e2gn2")
-
-
 def validate(cfg: Config) -> None:
     """Check every value and derived size; raise :class:`ConfigError` naming the key."""
     from eqmarl.models.mlp import ACTIVATIONS
-    from eqmarl.models.policy import ENCODERS, _load_graph_models
+    from eqmarl.models.registry import graph_model_names, model_names
 
     validate_finite(cfg)
     _validate_accepted_values(cfg)
@@ -798,9 +794,9 @@ def validate(cfg: Config) -> None:
     if isinstance(cfg.env, Smacv2EnvConfig):
         _validate_smacv2(cfg.env, cfg.cluster.name)
 
-    _load_graph_models()
-    _choice("model.name", cfg.model.name, sorted(ENCODERS))
-    if cfg.model.name in GRAPH_MODELS and not isinstance(cfg.env, (MpeEnvConfig, Smacv2EnvConfig)):
+    _choice("model.name", cfg.model.name, model_names())
+    graph_models = graph_model_names()
+    if cfg.model.name in graph_models and not isinstance(cfg.env, (MpeEnvConfig, Smacv2EnvConfig)):
         # the graph encoders read the env's entity graph; Hanabi and the lever game have none
         raise ConfigError(
             "model.name",
@@ -818,11 +814,11 @@ def validate(cfg: Config) -> None:
             f"true with model.name={cfg.model.name} (graph models share their message functions across nodes; "
             f"per-agent weights: model.name=mlp)",
         )
-    if cfg.model.knn and cfg.model.name not in GRAPH_MODELS:
+    if cfg.model.knn and cfg.model.name not in graph_models:
         raise ConfigError(
             "model.knn",
             cfg.model.knn,
-            f"0 with model.name={cfg.model.name} (kNN graphs are for {', '.join(GRAPH_MODELS)})",
+            f"0 with model.name={cfg.model.name} (kNN graphs are for {', '.join(graph_models)})",
         )
     _choice("model.activation", cfg.model.activation, list(ACTIVATIONS))
     _choice("model.eqc_average", cfg.model.eqc_average, ["probs", "logits"])

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import EnvSpec, Observation, StepResult
+from eqmarl.core.env import EnvSpec, Observation, StepResult
 from eqmarl.symmetry.actions import GroupAction, section_permutation
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 

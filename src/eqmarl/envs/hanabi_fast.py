@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import EnvSpec, Observation, StepResult
+from eqmarl.core.env import EnvSpec, Observation, StepResult
 from eqmarl.envs.hanabi import HanabiBackend, card_count, hanabi_colour_symmetry
 from eqmarl.symmetry.actions import GroupAction
 from eqmarl.symmetry.groups import PermutationGroup

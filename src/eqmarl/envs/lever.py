@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import EnvSpec, Observation, StepResult
+from eqmarl.core.env import EnvSpec, Observation, StepResult
 from eqmarl.symmetry.actions import GroupAction
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import EnvSpec, Observation, StepResult
-from eqmarl.envs.graph import EntityGraph
+from eqmarl.core.env import EnvSpec, Observation, StepResult
+from eqmarl.core.graph import EntityGraph
 
 SCENARIOS = ("simple_spread", "simple_tag", "simple_spread_large")
 BACKENDS = ("vmas", "mpe2")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eqmarl.envs.base import MultiAgentEnv
+from eqmarl.core.env import MultiAgentEnv
 from eqmarl.envs.smacv2_scenarios import BACKENDS, check_scenario
 
 BackendFactory = Callable[..., MultiAgentEnv]

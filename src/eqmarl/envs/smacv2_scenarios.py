@@ -43,8 +43,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import EnvSpec, Observation
-from eqmarl.envs.graph import EntityGraph
+from eqmarl.core.env import EnvSpec, Observation
+from eqmarl.core.graph import EntityGraph
+from eqmarl.core.smacv2_actions import COMPASS
 
 # SMAX's unit types, in the order of its unit_type_names (the index is the type id)
 SMAX_UNIT_TYPES = ("marine", "marauder", "stalker", "zealot", "zergling", "hydralisk")
@@ -57,20 +58,6 @@ START_POSITIONS = ("surrounded", "reflect", "surrounded_and_reflect")
 SURROUND_SIDES: dict[str, tuple[int, ...]] = {"all": (0, 1, 2, 3), "left": (0, 1), "right": (2, 3)}
 MOVEMENTS = ("continuous", "discrete")
 BACKENDS = ("sc2", "smax")
-
-# The mixed action (every backend): a float vector [choice, move_x, move_y, target]
-#   choice: 0 stop, 1 move, 2 attack; (move_x, move_y): the move vector (continuous:
-#   clipped to the unit disk, scaled by the unit's speed; discrete: mapped to the nearest
-#   available compass move); target: index of the enemy to attack.
-CHOICE_STOP, CHOICE_MOVE, CHOICE_ATTACK = 0, 1, 2
-N_CHOICES = 3
-# Compass moves in SMAX's order (N, E, S, W), as (dx, dy)
-COMPASS = ((0.0, 1.0), (1.0, 0.0), (0.0, -1.0), (-1.0, 0.0))
-# Action mask layout ([E, A, MASK_TARGETS + n_enemies] bool): the three choices, the four
-# compass moves (all True for alive units with continuous movement), then one per enemy.
-MASK_CHOICES = slice(0, 3)
-MASK_COMPASS = slice(3, 7)
-MASK_TARGETS = 7
 
 
 def diagonal_points(

@@ -49,12 +49,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import Observation, StepResult
+from eqmarl.core.env import Observation, StepResult
+from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS, MASK_TARGETS
 from eqmarl.envs.smacv2_scenarios import (
-    CHOICE_ATTACK,
-    CHOICE_MOVE,
-    COMPASS,
-    MASK_TARGETS,
     SMAX_UNIT_TYPES,
     check_scenario,
     make_race_unit_types,

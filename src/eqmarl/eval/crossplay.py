@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from eqmarl.build import make_env
 from eqmarl.config import ENV_SCHEMAS, AlgoConfig, ConfigError, EnvConfig, ModelConfig
-from eqmarl.envs.base import MultiAgentEnv, Observation
+from eqmarl.core.env import MultiAgentEnv, Observation
 from eqmarl.models import make_policy
 from eqmarl.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint
 from eqmarl.wrappers.eqc import EQC

@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from eqmarl.envs.base import EnvSpec
+from eqmarl.core.env import EnvSpec
 from eqmarl.models.egnn import EGNNLayer
 from eqmarl.models.message_passing import GraphEncoder, build_graph_encoder
 from eqmarl.models.mlp import make_mlp
-from eqmarl.models.policy import register_encoder
 
 if TYPE_CHECKING:
-    from eqmarl.models.policy import ModelParams
+    from eqmarl.models.params import ModelParams
 
 __all__ = ["E2GN2Layer", "build_e2gn2"]
 
@@ -98,6 +97,3 @@ def build_e2gn2(cfg: ModelParams, spec: EnvSpec, role: str, centralized: bool) -
     if isinstance(last, E2GN2Layer):
         last.reset_gate(GATE_GAIN_LAST)
     return encoder
-
-
-register_encoder("e2gn2", build_e2gn2)

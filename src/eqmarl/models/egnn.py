@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from eqmarl.envs.base import EnvSpec
+from eqmarl.core.env import EnvSpec
 from eqmarl.models.message_passing import GraphEncoder, MessagePassingLayer, build_graph_encoder, small_linear
 from eqmarl.models.mlp import make_mlp
-from eqmarl.models.policy import register_encoder
 
 if TYPE_CHECKING:
-    from eqmarl.models.policy import ModelParams
+    from eqmarl.models.params import ModelParams
 
 __all__ = ["EGNNLayer", "build_egnn"]
 
@@ -95,6 +94,3 @@ def build_egnn(cfg: ModelParams, spec: EnvSpec, role: str, centralized: bool) ->
     """``model.name=egnn`` (actor: ``u`` is the action mean; critic: value from ``h``;
     the graph is global, so a centralized critic is the same network)."""
     return build_graph_encoder("egnn", EGNNLayer, cfg, spec, role, equivariant=True)
-
-
-register_encoder("egnn", build_egnn)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eqmarl.envs.base import EnvSpec
+from eqmarl.core.env import EnvSpec
 from eqmarl.models.message_passing import GraphEncoder, MessagePassingLayer, build_graph_encoder
-from eqmarl.models.policy import register_encoder
 
 if TYPE_CHECKING:
-    from eqmarl.models.policy import ModelParams
+    from eqmarl.models.params import ModelParams
 
 
 class GNNLayer(MessagePassingLayer):
@@ -27,6 +26,3 @@ def build_gnn(cfg: ModelParams, spec: EnvSpec, role: str, centralized: bool) -> 
     """``model.name=gnn``: the invariant baseline (actor and critic; the graph is global,
     so a centralized critic is the same network)."""
     return build_graph_encoder("gnn", GNNLayer, cfg, spec, role, equivariant=False)
-
-
-register_encoder("gnn", build_gnn)

@@ -1,6 +1,6 @@
 """Message passing on entity graphs: the layer and the encoder shared by every graph model.
 
-A graph encoder maps an :class:`~eqmarl.envs.graph.EntityGraph` to per-agent features
+A graph encoder maps an :class:`~eqmarl.core.graph.EntityGraph` to per-agent features
 (:class:`~eqmarl.models.heads.ActorFeatures`).  The pieces shared by ``gnn``
 (:mod:`eqmarl.models.gnn`), ``egnn`` (:mod:`eqmarl.models.egnn`) and ``e2gn2``
 (:mod:`eqmarl.models.e2gn2`) live here:
@@ -26,13 +26,13 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from eqmarl.envs.base import EnvSpec, Observation
-from eqmarl.envs.graph import EntityGraph
+from eqmarl.core.env import EnvSpec, Observation
+from eqmarl.core.graph import EntityGraph
 from eqmarl.models.heads import ActorFeatures, Encoder
 from eqmarl.models.mlp import ACTIVATIONS, make_mlp
 
 if TYPE_CHECKING:
-    from eqmarl.models.policy import ModelParams
+    from eqmarl.models.params import ModelParams
 
 GRAPH_BACKENDS = ("dense", "pyg")
 
@@ -80,7 +80,7 @@ class GraphBatch:
         """``[2, n_edges]`` (source, target) over the ``B * N`` flattened nodes."""
         if self._edge_index is None:
             if self.nbr is not None:
-                from eqmarl.envs.knn import knn_edge_index
+                from eqmarl.core.knn import knn_edge_index
 
                 valid = self.nbr_valid if self.nbr_valid is not None else torch.ones_like(self.nbr, dtype=torch.bool)
                 self._edge_index = knn_edge_index(self.nbr, valid)
@@ -114,7 +114,7 @@ def graph_batch(graph: EntityGraph, use_velocity: bool, dtype: torch.dtype, knn:
         dtype: float dtype of the model (features are cast to it).
         knn: ``k > 0``: every node receives from its ``k`` nearest allowed nodes (the
             graph's stored ``neighbors`` when attached, else built here; see
-            :mod:`eqmarl.envs.knn`); ``0`` or ``k >= N - 1``: the edge rule's full graph.
+            :mod:`eqmarl.core.knn`); ``0`` or ``k >= N - 1``: the edge rule's full graph.
 
     Returns:
         The flattened batch; padded nodes' features and vectors are set to zero so that

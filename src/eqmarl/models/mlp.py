@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from eqmarl.envs.base import Observation
+from eqmarl.core.env import EnvSpec, Observation
 from eqmarl.models.heads import ActorFeatures, Encoder
+
+if TYPE_CHECKING:
+    from eqmarl.models.params import ModelParams
 
 
 class _SigmoidTanh(torch.autograd.Function):
@@ -91,3 +95,10 @@ class MLPEncoder(Encoder):
             # [E, 1, H]: one feature row per env, broadcast over agents by the heads' users
             return ActorFeatures(h=self.net(obs.state).unsqueeze(-2))
         return ActorFeatures(h=self.net(obs.obs))
+
+
+def build_mlp(cfg: ModelParams, spec: EnvSpec, role: str, centralized: bool) -> Encoder:
+    """``model.name=mlp``: flat observations (a centralized critic reads the global state)."""
+    if role == "critic" and centralized:
+        return MLPEncoder(spec.state_dim, cfg.hidden, cfg.layers, cfg.activation, "state", spec.n_agents)
+    return MLPEncoder(spec.obs_dim, cfg.hidden, cfg.layers, cfg.activation, "obs", spec.n_agents)

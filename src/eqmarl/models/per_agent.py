@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from eqmarl.envs.base import EnvSpec, Observation
+from eqmarl.core.env import EnvSpec, Observation
 from eqmarl.models.heads import ActorFeatures, CategoricalHead, Encoder, GaussianHead, ValueHead
 from eqmarl.models.mlp import ACTIVATIONS
+from eqmarl.models.policy import Policy
 
 if TYPE_CHECKING:
-    from eqmarl.models.policy import ModelParams, Policy
+    from eqmarl.models.params import ModelParams
 
 
 class PerAgentLinear(nn.Module):
@@ -96,8 +97,6 @@ class PerAgentMLPEncoder(Encoder):
 
 def make_per_agent_policy(model_cfg: ModelParams, spec: EnvSpec, centralized_critic: bool) -> Policy:
     """The policy of ``model.share_params=false`` (see the module docstring)."""
-    from eqmarl.models.policy import Policy
-
     if model_cfg.name != "mlp":
         raise ValueError(
             f"model.share_params=false with model.name={model_cfg.name}: graph models share their message "

@@ -1,58 +1,20 @@
 """Policy = actor (encoder + action head) and critic (encoder + value head).
 
-Encoders are looked up by ``model.name`` in :data:`ENCODERS`; each builder gets the
-model config, the env spec and the role (``actor`` or ``critic``) and whether the
-critic is centralized (MAPPO), and returns a module ``Observation -> ActorFeatures``
-with attributes ``out_dim`` and ``equivariant``.
+The encoders come from :mod:`eqmarl.models.registry`, which builds a :class:`Policy` for
+``model.name`` (:func:`~eqmarl.models.registry.make_policy`).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from eqmarl.envs.base import EnvSpec, Observation
+from eqmarl.core.env import EnvSpec, Observation
 from eqmarl.models.heads import CategoricalHead, Encoder, GaussianHead, ValueHead
-from eqmarl.models.mlp import MLPEncoder
-
-
-class ModelParams(Protocol):
-    """What encoder builders read of ``model.*`` (:class:`eqmarl.config.ModelConfig` has it).
-
-    Models depend on this protocol, not on the config module, which sits above them.
-    """
-
-    name: str
-    hidden: int
-    layers: int
-    activation: str
-    init_log_std: float
-    graph_backend: str
-    use_velocity: bool
-    knn: int
-    activation_checkpointing: bool
-    share_params: bool
-
-
-EncoderBuilder = Callable[["ModelParams", EnvSpec, str, bool], Encoder]
-
-
-def _build_mlp(cfg: ModelParams, spec: EnvSpec, role: str, centralized: bool) -> Encoder:
-    if role == "critic" and centralized:
-        return MLPEncoder(spec.state_dim, cfg.hidden, cfg.layers, cfg.activation, "state", spec.n_agents)
-    return MLPEncoder(spec.obs_dim, cfg.hidden, cfg.layers, cfg.activation, "obs", spec.n_agents)
-
-
-ENCODERS: dict[str, EncoderBuilder] = {"mlp": _build_mlp}
-
-
-def register_encoder(name: str, builder: EncoderBuilder) -> None:
-    """Make ``model.name=<name>`` build encoders with ``builder(cfg, spec, role, centralized)``."""
-    ENCODERS[name] = builder
 
 
 class ActOutput(NamedTuple):
@@ -160,36 +122,3 @@ class Policy(ActorCritic, nn.Module):
         v = self.value_head(self.critic_encoder(obs))
         n_agents = obs.obs.shape[-2]
         return v.expand(*v.shape[:-1], n_agents) if v.shape[-1] == 1 else v
-
-
-def make_policy(model_cfg: ModelParams, spec: EnvSpec, centralized_critic: bool) -> Policy:
-    """Build the policy named by ``model_cfg.name`` for ``spec``.
-
-    Args:
-        model_cfg: ``model.*`` (an :class:`eqmarl.config.ModelConfig`).
-        spec: the env's spec.
-        centralized_critic: MAPPO (critic on the global state / whole graph) vs IPPO.
-    """
-    if not model_cfg.share_params:  # per-agent weights (models/per_agent.py)
-        from eqmarl.models.per_agent import make_per_agent_policy
-
-        return make_per_agent_policy(model_cfg, spec, centralized_critic)
-    _load_graph_models()
-    if model_cfg.name not in ENCODERS:
-        raise ValueError(f"model.name={model_cfg.name!r}; allowed: {', '.join(sorted(ENCODERS))}")
-    build = ENCODERS[model_cfg.name]
-    actor = build(model_cfg, spec, "actor", centralized_critic)
-    critic = build(model_cfg, spec, "critic", centralized_critic)
-    return Policy(actor, critic, spec, init_log_std=model_cfg.init_log_std)
-
-
-def _load_graph_models() -> None:
-    """Import optional encoder modules so they register themselves (if present)."""
-    import importlib
-
-    for mod in ("eqmarl.models.gnn", "eqmarl.models.egnn", "eqmarl.models.e2gn2"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise

@@ -1,7 +1,7 @@
 """E2GN2's mixed action head for SMACv2 (``EnvSpec.action_type == "mixed"``).
 
 Three distributions, one joint action ``[choice, move_x, move_y, target]`` per agent
-(the layout of :mod:`eqmarl.envs.smacv2_scenarios`):
+(the layout of :mod:`eqmarl.core.smacv2_actions`):
 
 1. ``choice`` (stop / move / attack): a categorical whose logits are a linear map of the
    agent node's invariant features ``h_i``;
@@ -28,13 +28,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, MASK_TARGETS, N_CHOICES
 from eqmarl.models.distributions import DiagGaussian, MaskedCategorical
 from eqmarl.models.heads import ActorFeatures, TargetLogitsHead, _linear
-
-# the action layout of eqmarl.envs.smacv2_scenarios (models do not import envs backends)
-CHOICE_MOVE, CHOICE_ATTACK = 1, 2
-N_CHOICES = 3
-MASK_TARGETS = 7
 
 
 def compass_probs(mean: Tensor, log_std: Tensor, directions: Tensor) -> Tensor:

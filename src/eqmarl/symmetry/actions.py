@@ -3,7 +3,7 @@
 :class:`GroupAction` holds, for every element ``g`` of a group, the permutation ``L_g``
 of the flat observation, ``K_g`` of the actions (and optionally one of the global
 state), checks that they are group homomorphisms, and applies them to
-:class:`~eqmarl.envs.base.Observation` batches.  Envs build their symmetries from it
+:class:`~eqmarl.core.env.Observation` batches.  Envs build their symmetries from it
 (Hanabi's colours, the lever game's levers); EQC and Other-Play
 (:mod:`eqmarl.wrappers`) use it.
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from eqmarl.envs.base import Observation
+from eqmarl.core.env import Observation
 from eqmarl.symmetry.groups import (
     MAX_TABLE_ORDER,
     GroupError,

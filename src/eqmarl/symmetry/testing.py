@@ -2,7 +2,7 @@
 
 :func:`assert_equivariant` draws a random element ``g`` of O(2) (a rotation, and with
 probability 1/2 or on request a reflection), applies it to the equivariant inputs of an
-:class:`~eqmarl.envs.base.Observation` (the entity graph's positions ``x`` and
+:class:`~eqmarl.core.env.Observation` (the entity graph's positions ``x`` and
 velocities ``v``; optionally the flat observation, read as consecutive 2-D vectors),
 runs the function on both observations and checks that
 
@@ -30,8 +30,8 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import Observation
-from eqmarl.envs.graph import EntityGraph
+from eqmarl.core.env import Observation
+from eqmarl.core.graph import EntityGraph
 
 OutputFn = Callable[[Observation], Mapping[str, Tensor]]
 ObsTransform = Callable[[Observation, Tensor], Observation]

@@ -27,7 +27,7 @@ from eqmarl.algos.gae import gae
 from eqmarl.algos.ppo import ValueNorm, normalize_advantages, ppo_loss
 from eqmarl.build import make_env
 from eqmarl.config import Config
-from eqmarl.envs import Observation
+from eqmarl.core import Observation
 from eqmarl.models import Policy, make_policy
 from eqmarl.models.heads import CategoricalHead
 from eqmarl.models.policy import ActOutput, over_env_chunks

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from eqmarl.envs.base import Observation
+from eqmarl.core.env import Observation
 from eqmarl.models.distributions import MaskedCategorical
 from eqmarl.models.policy import ActorCritic
 from eqmarl.symmetry.actions import GroupAction

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from eqmarl.envs.base import Observation
+from eqmarl.core.env import Observation
 from eqmarl.symmetry.actions import GroupAction
 
 

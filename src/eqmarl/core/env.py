@@ -22,7 +22,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from eqmarl.envs.graph import EntityGraph
+from eqmarl.core.graph import EntityGraph
 
 
 @dataclass

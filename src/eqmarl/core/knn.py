@@ -46,7 +46,7 @@ def _order_key(d2: Tensor) -> Tensor:
 def allowed_pairs(node_mask: Tensor, rows: Tensor, edge_rule: str = "full", node_group: Tensor | None = None) -> Tensor:
     """``[B, R, N]`` bool: may node ``j`` send to receiver ``rows[r]``?
 
-    The rule of :meth:`eqmarl.envs.graph.EntityGraph.adjacency` for a block of receivers:
+    The rule of :meth:`eqmarl.core.graph.EntityGraph.adjacency` for a block of receivers:
     both nodes real, no self-loops, and for ``bipartite`` no edge between two nodes of
     the same non-zero group.
 

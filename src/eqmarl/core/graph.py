@@ -14,7 +14,7 @@ Features are split by how they transform under the world's symmetry group O(2):
 * ``edge_rule``: which pairs exchange messages: ``"full"`` (complete graph without
   self-loops over real nodes), or ``"bipartite"`` (see :func:`adjacency`);
 * ``neighbors`` / ``neighbor_valid`` ``[*B, N, k]``: optional stored k-nearest-neighbour
-  lists (see :mod:`eqmarl.envs.knn`): the senders of each node in a sparse graph,
+  lists (see :mod:`eqmarl.core.knn`): the senders of each node in a sparse graph,
   attached once when the observation is acted on, so the PPO update reuses exactly
   the rollout's graph.
 """
@@ -38,7 +38,7 @@ class EntityGraph:
     # Optional per-node group id used by ``bipartite``: edges only between nodes of
     # different groups or both in group 0 (allies fully connected, ally-enemy, no enemy-enemy).
     node_group: Tensor | None = None
-    # Optional stored kNN graph (see eqmarl.envs.knn.knn_neighbors): sender indices and
+    # Optional stored kNN graph (see eqmarl.core.knn.knn_neighbors): sender indices and
     # which of them are real, [*B, N, k]
     neighbors: Tensor | None = None
     neighbor_valid: Tensor | None = None
@@ -63,7 +63,7 @@ class EntityGraph:
     def with_knn(self, k: int) -> EntityGraph:
         """This graph with its ``k``-nearest-neighbour lists attached (computed from ``x``
         under the edge rule and node mask; kept if already attached with the same ``k``)."""
-        from eqmarl.envs.knn import knn_neighbors
+        from eqmarl.core.knn import knn_neighbors
 
         if self.neighbors is not None and self.neighbors.shape[-1] == min(k, self.num_nodes - 1):
             return self
