@@ -102,7 +102,7 @@ def main() -> None:
     import torch
 
     from eqmarl.build import make_env
-    from eqmarl.logging import Logger
+    from eqmarl.train.logger import Logger
     from eqmarl.train.trainer import Trainer
 
     base = [

@@ -3,7 +3,7 @@
 import csv
 import json
 
-from eqmarl.logging import read_wandb_history
+from eqmarl.train.logger import read_wandb_history
 from tests.conftest import TINY, launch_cmd, run_ok
 
 
@@ -47,7 +47,7 @@ def test_cli_discrete_actions_and_mpe2_backend(tmp_path, clean_env):
 
 
 def test_wandb_mode_auto_follows_the_api_key(monkeypatch, tmp_path):
-    from eqmarl.logging import resolve_wandb_mode
+    from eqmarl.train.logger import resolve_wandb_mode
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

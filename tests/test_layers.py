@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("wrappers", ("eqmarl.wrappers",)),
     ("config", ("eqmarl.config", "eqmarl.build")),
     ("algos", ("eqmarl.algos",)),
-    ("train", ("eqmarl.train", "eqmarl.logging")),
+    ("train", ("eqmarl.train", "eqmarl.train.logger")),
     ("eval", ("eqmarl.eval",)),
     ("launch", ("eqmarl.launch", "eqmarl.cli", "eqmarl.doctor", "eqmarl.install_sc2")),
 ]

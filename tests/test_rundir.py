@@ -97,8 +97,8 @@ def test_second_live_process_is_refused_and_a_killed_ones_lock_is_taken_over(tmp
     assert (d / LOCK_NAME).exists()
     p = run(launch_cmd(*RESUME, f"resume={d}"), clean_env_module, tmp_path)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    assert f"taking over the stale lock {d / LOCK_NAME} (pid {first.pid}" in p.stdout
-    assert "no longer running" in p.stdout
+    assert f"taking over the stale lock {d / LOCK_NAME} (pid {first.pid}" in p.stderr
+    assert "no longer running" in p.stderr
     assert not (d / LOCK_NAME).exists()  # released at the end
 
 
@@ -117,7 +117,7 @@ def test_a_requeued_slurm_job_takes_over_its_own_lock(trained, tmp_path, clean_e
         tmp_path,
     )
     assert same.returncode == 0, same.stderr[-2000:]
-    assert "earlier attempt of this SLURM job 4242" in same.stdout
+    assert "earlier attempt of this SLURM job 4242" in same.stderr
 
 
 def test_lock_rules(tmp_path, capsys):
@@ -138,7 +138,7 @@ def test_lock_rules(tmp_path, capsys):
         sleeper.wait()
     # ... now dead: stale
     lock = RunDirLock(d).acquire()
-    assert "taking over the stale lock" in capsys.readouterr().out
+    assert "taking over the stale lock" in capsys.readouterr().err
     lock.release()
     # another host: cannot be checked, refused with how to clear it
     (d / LOCK_NAME).write_text(json.dumps({**info, "host": "elsewhere-node"}))

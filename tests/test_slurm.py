@@ -19,8 +19,8 @@ import torch
 
 from eqmarl.config import ConfigError
 from eqmarl.launch.job import parameter_digest
-from eqmarl.logging import read_wandb_history
 from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint
+from eqmarl.train.logger import read_wandb_history
 from tests.conftest import TINY, compose, launch_cmd
 
 

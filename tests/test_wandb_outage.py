@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from eqmarl.logging import read_wandb_history
 from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint
+from eqmarl.train.logger import read_wandb_history
 from tests.conftest import TINY, launch_cmd, run_ok
 
 API_KEY = "0123456789abcdef0123456789abcdef01234567"

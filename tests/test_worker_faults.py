@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from eqmarl.logging import Logger
+from eqmarl.train.logger import Logger
 from eqmarl.train.trainer import Trainer
 from tests.conftest import TINY, compose
 

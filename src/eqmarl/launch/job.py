@@ -77,8 +77,8 @@ def _train(
 ) -> dict[str, Any]:
     """:func:`run_training`'s body (the run dir already locked)."""
     from eqmarl.eval.plots import plot_learning_curve
-    from eqmarl.logging import Logger
     from eqmarl.train.checkpoint import load_checkpoint
+    from eqmarl.train.logger import Logger
     from eqmarl.train.trainer import Trainer
 
     main = rank == 0

@@ -14,12 +14,15 @@ from __future__ import annotations
 import io
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from eqmarl.core.log import get_logger
+
+log = get_logger("train")
 
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
 
@@ -76,7 +79,7 @@ def save_checkpoint(run_dir: Path, iteration: int, state: dict[str, Any], keep: 
     try:
         atomic_write_bytes(ckpt_dir / "latest", path.name.encode())
     except OSError as e:  # the new file is complete; resume picks the newest file, not `latest`
-        print(f"[eqmarl] warning: saved {path} but could not update {ckpt_dir / 'latest'}: {e}", file=sys.stderr)
+        log.warning(f"saved {path} but could not update {ckpt_dir / 'latest'}: {e}")
         return path
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         old.unlink(missing_ok=True)
@@ -111,11 +114,11 @@ def resolve_checkpoint(target: str | Path) -> Path:
             torch.load(cand, map_location="cpu", weights_only=False)
         except Exception as e:
             why = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
-            print(f"[eqmarl] skipping checkpoint {cand}: it does not load ({why})", file=sys.stderr, flush=True)
+            log.warning(f"skipping checkpoint {cand}: it does not load ({why})")
             skipped.append(cand.name)
             continue
         if skipped:
-            print(f"[eqmarl] using the newest readable checkpoint {cand}", file=sys.stderr, flush=True)
+            log.info(f"using the newest readable checkpoint {cand}")
         return cand
     why = f" (unreadable: {', '.join(skipped)})" if skipped else ""
     raise FileNotFoundError(f"resume={str(target)!r}: no readable checkpoint in {ckpt_dir}{why}")

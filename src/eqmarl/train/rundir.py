@@ -19,11 +19,14 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from eqmarl.core.log import get_logger
+
+log = get_logger("train")
 
 LOCK_NAME = "eqmarl.lock"
 # what makes a directory hold a run (written by eqmarl.launch.job.run_training / Trainer)
@@ -183,7 +186,7 @@ class RunDirLock:
                     ) from None
                 if not self.quiet:
                     what = _describe(holder) if holder is not None else "unknown holder"
-                    print(f"[eqmarl] taking over the stale lock {self.path} ({what}): {reason}", flush=True)
+                    log.warning(f"taking over the stale lock {self.path} ({what}): {reason}")
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
                 continue
@@ -261,6 +264,6 @@ def remove_hydra_only_dir(output_dir: str | Path, job_name: str, keep: str | Pat
             (d / f"{job_name}.log").unlink()
         d.rmdir()
     except OSError as e:
-        print(f"[eqmarl] could not remove the unused output dir {d}: {e}", file=sys.stderr)
+        log.warning(f"could not remove the unused output dir {d}: {e}")
         return False
     return True

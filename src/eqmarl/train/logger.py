@@ -12,9 +12,12 @@ from __future__ import annotations
 import csv
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, Literal, cast
+
+from eqmarl.core.log import get_logger
+
+log = get_logger("train")
 
 # Columns of metrics.csv, in order; a metric not in this list is appended after them.
 CSV_COLUMNS = [
@@ -169,12 +172,10 @@ class WandbLogger:
             except wandb.errors.Error as e:  # CommError (no answer in time), server errors
                 wandb.teardown()  # the failed run still holds its id in the wandb service
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                print(
-                    f"[eqmarl] warning: W&B did not start online within logger.wandb_init_timeout_s="
+                log.warning(
+                    f"W&B did not start online within logger.wandb_init_timeout_s="
                     f"{cfg.wandb_init_timeout_s:g} s ({reason}); continuing offline as run {run_id}, "
-                    f"files in {Path(run_dir) / 'wandb'}; upload later with: eqmarl sync {run_dir}",
-                    file=sys.stderr,
-                    flush=True,
+                    f"files in {Path(run_dir) / 'wandb'}; upload later with: eqmarl sync {run_dir}"
                 )
                 self.run = init("offline")
                 self.offline_fallback = True
