@@ -1,13 +1,16 @@
 """Config composition and validation: bad values stop early, naming key and allowed values."""
 
+import os
 import subprocess
+import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from eqmarl.config import Config, ConfigError, MpeEnvConfig
-from tests.conftest import compose, launch_cmd
+from eqmarl.config import Config, ConfigError, HanabiEnvConfig, MpeEnvConfig
+from eqmarl.core.errors import InvalidOption
+from tests.conftest import ROOT, compose, launch_cmd, subprocess_env
 
 
 def test_default_composes_to_typed_objects():
@@ -74,3 +77,40 @@ def test_appended_unknown_key_is_rejected():
     with pytest.raises(ConfigError) as e:
         compose(["+train.num_env=3"])
     assert e.value.key == "train.num_env" and "num_envs" in str(e.value)
+
+
+def test_an_env_refusal_is_a_config_error_with_its_own_fields():
+    """The env module states the allowed values and raises InvalidOption; the config
+    reports it as it is (no message text parsed: the value keeps its type)."""
+    assert ConfigError is InvalidOption
+    with pytest.raises(ConfigError) as e:
+        compose(["env=smax", "env.race=elves"])
+    assert (e.value.key, e.value.value, e.value.allowed) == ("env.race", "elves", "terran, protoss, zerg")
+    assert str(e.value) == "invalid config: env.race='elves'; allowed: terran, protoss, zerg"
+    with pytest.raises(ConfigError) as e:
+        compose(["env=hanabi", "model=mlp", "env.colors=7"])
+    assert (e.value.key, e.value.value, e.value.allowed) == ("env.colors", 7, "1..5")
+
+
+def test_make_env_passes_an_env_refusal_through():
+    from eqmarl.build import make_env
+
+    with pytest.raises(InvalidOption) as e:
+        make_env(HanabiEnvConfig(backend="fast", colors=7), num_envs=1, seed=0)
+    assert (e.value.key, e.value.value) == ("env.colors", 7)
+
+
+def test_the_launcher_reports_an_env_refusal_as_bad_input():
+    from eqmarl.launch.checks import bad_input_message, is_bad_input
+
+    e = InvalidOption("env.n_agents", 1, "an integer >= 2 (a coordination game)")
+    assert is_bad_input(e)
+    assert bad_input_message(e) == "invalid config: env.n_agents=1; allowed: an integer >= 2 (a coordination game)"
+
+
+def test_importing_the_config_imports_no_torch():
+    """launch.py imports the config first: a bad override exits before torch is loaded."""
+    env = subprocess_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    code = "import sys, eqmarl.config, eqmarl.launch.checks; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)

@@ -95,7 +95,7 @@ def generate() -> list[tuple[list[str], str]]:
     cases: list[tuple[list[str], str]] = []
 
     def fields(cls: type, prefix: str, extra: list[str], limit: int = 1000, offset: int = 0) -> None:
-        hints = typing.get_type_hints(cls, vars(C))
+        hints = typing.get_type_hints(cls)
         for i, f in enumerate(dataclasses.fields(cls)[offset : offset + limit]):
             key = f"{prefix}{f.name}"
             for v in _bad_values(key, hints[f.name], i + offset):

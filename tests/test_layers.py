@@ -203,6 +203,8 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
         ("eqmarl.train.rundir", "train"),
         ("eqmarl.train.resume", "train"),
         ("eqmarl.launch.callbacks", "launch"),
+        ("eqmarl.config.train", "config"),
+        ("eqmarl.config.checks", "config"),
     ],
 )
 def test_layer_of(module: str, layer: str) -> None:

@@ -45,32 +45,21 @@ def _make_lever(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiA
 
 
 def _make_hanabi(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
-    from eqmarl.envs.hanabi import HanabiEnv
+    from eqmarl.envs.hanabi import HanabiEnv, check_backend
     from eqmarl.envs.hanabi_fast import FastHanabiEnv
 
     assert isinstance(cfg, HanabiEnvConfig)
-    if cfg.backend not in ("engine", "fast"):
-        raise ConfigError("env.backend", cfg.backend, "engine, fast")
+    check_backend(cfg.backend, cfg.random_start_player)
     cls = FastHanabiEnv if cfg.backend == "fast" else HanabiEnv
     kwargs = _env_kwargs(cfg, skip=("backend", "episode_limit"))
-    try:
-        return cls(num_envs, episode_limit=cfg.episode_limit or None, seed=seed, device=device, **kwargs)
-    except ValueError as e:  # "env.<key>=<value>; allowed: ..."
-        key, _, rest = str(e).partition("=")
-        value, _, allowed = rest.partition("; allowed: ")
-        raise ConfigError(key, value, allowed or str(e)) from None
+    return cls(num_envs, episode_limit=cfg.episode_limit or None, seed=seed, device=device, **kwargs)
 
 
 def _make_smacv2(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
     from eqmarl.envs.smacv2 import make_smacv2
 
     assert isinstance(cfg, Smacv2EnvConfig)
-    try:
-        return make_smacv2(num_envs=num_envs, seed=seed, device=device, **_env_kwargs(cfg))
-    except ValueError as e:  # "env.<key>=<value>; allowed: ..."
-        key, _, rest = str(e).partition("=")
-        value, _, allowed = rest.partition("; allowed: ")
-        raise ConfigError(key, value, allowed or str(e)) from None
+    return make_smacv2(num_envs=num_envs, seed=seed, device=device, **_env_kwargs(cfg))
 
 
 BUILDERS: dict[str, tuple[type, Callable[[EnvConfig, int, int, str], MultiAgentEnv]]] = {
@@ -91,7 +80,9 @@ def make_env(cfg: EnvConfig, num_envs: int, seed: int, device: str = "cpu") -> M
         device: torch device of the returned tensors.
 
     Raises:
-        ConfigError: unknown env name, scenario, backend or prey policy.
+        ConfigError: a bad option: an unknown env name, or an option the env's own checks
+            refuse (they raise :class:`~eqmarl.core.errors.InvalidOption`, the same class),
+            naming the ``env.`` key and the allowed values.
     """
     name = getattr(cfg, "name", None)
     if name not in BUILDERS or not isinstance(cfg, BUILDERS[name][0]):

@@ -7,7 +7,24 @@
 of eqmarl.
 """
 
-from eqmarl.core.env import EnvSpec, MultiAgentEnv, Observation, StepResult
-from eqmarl.core.graph import EntityGraph
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eqmarl.core.env import EnvSpec, MultiAgentEnv, Observation, StepResult
+    from eqmarl.core.graph import EntityGraph
 
 __all__ = ["EntityGraph", "EnvSpec", "MultiAgentEnv", "Observation", "StepResult"]
+
+# name -> the submodule that defines it, imported on first use: importing a light
+# submodule (eqmarl.core.errors, which the config imports before a run needs torch) must
+# not import torch through this package
+_SUBMODULE_OF = {name: "graph" if name == "EntityGraph" else "env" for name in __all__}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SUBMODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"eqmarl.core.{_SUBMODULE_OF[name]}"), name)

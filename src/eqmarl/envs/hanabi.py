@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.core.env import EnvSpec, Observation, StepResult
+from eqmarl.core.errors import InvalidOption
 from eqmarl.symmetry.actions import GroupAction, section_permutation
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 
@@ -56,6 +57,21 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 OBSERVATION_TYPES = {"minimal": 0, "card_knowledge": 1}
 COLOR_CHARS = "RYGWB"
+# env.backend: engine (HanabiEnv, the engine's games in a Python loop) | fast
+# (eqmarl.envs.hanabi_fast.FastHanabiEnv, the same game as batched torch operations)
+BACKENDS = ("engine", "fast")
+
+
+def check_backend(backend: str, random_start_player: bool) -> None:
+    """Refuse an unknown backend, and a random first player on ``fast`` (seat 0 starts there).
+
+    Raises:
+        InvalidOption: naming ``env.backend`` or ``env.random_start_player``.
+    """
+    if backend not in BACKENDS:
+        raise InvalidOption("env.backend", backend, ", ".join(BACKENDS))
+    if backend == "fast" and random_start_player:
+        raise InvalidOption("env.random_start_player", True, "false with env.backend=fast (seat 0 starts)")
 
 
 def _import_engine() -> Any:
@@ -119,7 +135,7 @@ class HanabiParams:
     ) -> HanabiParams:
         """A preset (``full``, ``small``, ``very_small``) with the given values overridden, validated."""
         if preset not in PRESETS:
-            raise ValueError(f"env.preset={preset!r}; allowed: {', '.join(PRESETS)}")
+            raise InvalidOption("env.preset", preset, ", ".join(PRESETS))
         p = dict(PRESETS[preset])
         p.setdefault("hand_size", default_hand_size(players))
         for key, val in (
@@ -141,7 +157,11 @@ class HanabiParams:
         return self.colors * sum(card_count(r, self.ranks) for r in range(self.ranks))
 
     def validate(self) -> None:
-        """Raise ValueError naming the key if the engine would reject (abort on) these values."""
+        """Refuse values the engine would reject (abort on).
+
+        Raises:
+            InvalidOption: naming the ``env.`` key and the allowed values.
+        """
         checks = [
             ("players", self.players, 2, 5),
             ("colors", self.colors, 1, 5),
@@ -152,15 +172,16 @@ class HanabiParams:
         ]
         for key, val, lo, hi in checks:
             if val < lo or (hi is not None and val > hi):
-                allowed = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-                raise ValueError(f"env.{key}={val}; allowed: {allowed}")
+                raise InvalidOption(f"env.{key}", val, f"{lo}..{hi}" if hi is not None else f">= {lo}")
         if self.players * self.hand_size > self.max_deck_size:
-            raise ValueError(
-                f"env.hand_size={self.hand_size}: {self.players} hands of {self.hand_size} need more than the "
-                f"{self.max_deck_size} cards of a {self.colors}-colour {self.ranks}-rank deck"
+            raise InvalidOption(
+                "env.hand_size",
+                self.hand_size,
+                f"at most {self.max_deck_size // self.players} ({self.players} hands from the {self.max_deck_size} "
+                f"cards of a {self.colors}-colour {self.ranks}-rank deck)",
             )
         if self.observation_type not in OBSERVATION_TYPES:
-            raise ValueError(f"env.observation_type={self.observation_type!r}; allowed: {', '.join(OBSERVATION_TYPES)}")
+            raise InvalidOption("env.observation_type", self.observation_type, ", ".join(OBSERVATION_TYPES))
 
     def engine_config(self, seed: int, random_start_player: bool = False) -> dict[str, int | bool]:
         """Parameters for ``pyhanabi.HanabiGame``."""
@@ -395,7 +416,7 @@ class HanabiBackend:
         limit = 2 * self.params.max_deck_size + self.params.max_information_tokens
         self.episode_limit = limit if episode_limit is None else int(episode_limit)
         if self.episode_limit < 1:
-            raise ValueError(f"env.episode_limit={episode_limit}; allowed: >= 1 (or None)")
+            raise InvalidOption("env.episode_limit", episode_limit, ">= 1 (or None)")
 
 
 class HanabiEnv(HanabiBackend):

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.core.env import EnvSpec, Observation, StepResult
-from eqmarl.envs.hanabi import HanabiBackend, card_count, hanabi_colour_symmetry
+from eqmarl.envs.hanabi import HanabiBackend, card_count, check_backend, hanabi_colour_symmetry
 from eqmarl.symmetry.actions import GroupAction
 from eqmarl.symmetry.groups import PermutationGroup
 
@@ -72,8 +72,7 @@ class FastHanabiEnv(HanabiBackend):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.random_start_player:
-            raise ValueError("env.random_start_player=True; allowed with backend fast: False (seat 0 starts)")
+        check_backend("fast", self.random_start_player)
         p, dev, seed = self.params, self.device, self.seed
         P, C, R, H = p.players, p.colors, p.ranks, p.hand_size
         self.P, self.C, self.R, self.H, self.CR = P, C, R, H, C * R

@@ -26,10 +26,23 @@ import torch
 from torch import Tensor
 
 from eqmarl.core.env import EnvSpec, Observation, StepResult
+from eqmarl.core.errors import InvalidOption
 from eqmarl.symmetry.actions import GroupAction
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 
 DEFAULT_PAYOFFS = (1.0,) * 9 + (0.9,)
+
+
+def check_options(n_agents: int, payoffs: tuple[float, ...] | list[float]) -> None:
+    """Refuse a game that is no coordination game: fewer than 2 players or 2 levers.
+
+    Raises:
+        InvalidOption: naming ``env.n_agents`` or ``env.payoffs``.
+    """
+    if n_agents < 2:
+        raise InvalidOption("env.n_agents", n_agents, "an integer >= 2 (a coordination game)")
+    if len(payoffs) < 2:
+        raise InvalidOption("env.payoffs", payoffs, "a list of at least 2 payoffs (one per lever)")
 
 
 class LeverGame:
@@ -53,10 +66,7 @@ class LeverGame:
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}; allowed: >= 1")
-        if n_agents < 2:
-            raise ValueError(f"env.n_agents={n_agents}; allowed: >= 2 (it is a coordination game)")
-        if len(payoffs) < 2:
-            raise ValueError(f"env.payoffs needs at least 2 levers, got {len(payoffs)}")
+        check_options(n_agents, payoffs)
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.payoffs = torch.tensor([float(p) for p in payoffs], device=self.device)

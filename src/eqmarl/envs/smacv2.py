@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from eqmarl.core.env import MultiAgentEnv
-from eqmarl.envs.smacv2_scenarios import BACKENDS, check_scenario
+from eqmarl.core.errors import InvalidOption
+from eqmarl.envs.smacv2_scenarios import BACKENDS, check_map_size, check_scenario
 
 BackendFactory = Callable[..., MultiAgentEnv]
 _BACKENDS: dict[str, BackendFactory] = {}
@@ -104,17 +105,14 @@ def make_smacv2(
     (:func:`eqmarl.envs.smax.smax_map_size`). StarCraft II's maps are fixed.
 
     Raises:
-        ValueError: a bad option (the message names the ``env.`` key and the allowed values).
+        InvalidOption: a bad option (naming the ``env.`` key and the allowed values).
         StarCraftIINotFound: ``backend='sc2'`` without StarCraft II.
     """
     if backend not in _BACKENDS:
-        raise ValueError(f"env.backend={backend!r}; allowed: {', '.join(sorted(set(BACKENDS) | set(_BACKENDS)))}")
+        raise InvalidOption("env.backend", backend, ", ".join(sorted(set(BACKENDS) | set(_BACKENDS))))
     check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
-    extra: dict[str, Any] = {}
-    if map_size is not None:
-        if backend != "smax":
-            raise ValueError(f"env.map_size={map_size!r}; allowed: null with backend={backend} (its maps are fixed)")
-        extra["map_size"] = map_size
+    check_map_size(backend, map_size)
+    extra: dict[str, Any] = {} if map_size is None else {"map_size": map_size}
     return _BACKENDS[backend](
         num_envs=num_envs,
         seed=seed,

@@ -71,6 +71,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.core.env import Observation, StepResult
+from eqmarl.core.errors import InvalidOption
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS
 from eqmarl.envs.smacv2_scenarios import (
     NODE_FEATURES,
@@ -448,9 +449,10 @@ class SC2SMACv2:
     ) -> None:
         check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
         if surround_sides != "all":
-            raise ValueError(
-                f"env.surround_sides={surround_sides!r} is not available on env.backend=sc2 (smacv2's "
-                "generator has no side restriction); allowed: all"
+            raise InvalidOption(
+                "env.surround_sides",
+                surround_sides,
+                "all on env.backend=sc2 (smacv2's generator has no side restriction)",
             )
         self.num_envs, self.device = num_envs, torch.device(device)
         self.n_allies, self.n_enemies = n_units, n_enemies

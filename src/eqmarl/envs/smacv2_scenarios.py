@@ -38,12 +38,14 @@ types, extra enemies are drawn like allies.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from eqmarl.core.env import EnvSpec, Observation
+from eqmarl.core.errors import InvalidOption
 from eqmarl.core.graph import EntityGraph
 from eqmarl.core.smacv2_actions import COMPASS
 
@@ -58,6 +60,8 @@ START_POSITIONS = ("surrounded", "reflect", "surrounded_and_reflect")
 SURROUND_SIDES: dict[str, tuple[int, ...]] = {"all": (0, 1, 2, 3), "left": (0, 1), "right": (2, 3)}
 MOVEMENTS = ("continuous", "discrete")
 BACKENDS = ("sc2", "smax")
+# the smallest side of a SMAX map (``env.map_size``); StarCraft II's maps are fixed
+MIN_MAP_SIZE = 8.0
 
 
 def diagonal_points(
@@ -74,20 +78,38 @@ def diagonal_points(
 def check_scenario(
     race: str, n_units: int, n_enemies: int, start_positions: str, p: float, surround_sides: str, movement: str
 ) -> None:
-    """Reject bad scenario values with a message naming the ``env.`` key and the allowed values."""
-    if race not in RACES:
-        raise ValueError(f"env.race={race!r}; allowed: {', '.join(RACES)}")
-    if start_positions not in START_POSITIONS:
-        raise ValueError(f"env.start_positions={start_positions!r}; allowed: {', '.join(START_POSITIONS)}")
-    if surround_sides not in SURROUND_SIDES:
-        raise ValueError(f"env.surround_sides={surround_sides!r}; allowed: {', '.join(SURROUND_SIDES)}")
-    if movement not in MOVEMENTS:
-        raise ValueError(f"env.movement={movement!r}; allowed: {', '.join(MOVEMENTS)}")
+    """Refuse bad scenario values.
+
+    Raises:
+        InvalidOption: naming the ``env.`` key and the allowed values.
+    """
+    for key, value, allowed in (
+        ("env.race", race, RACES),
+        ("env.start_positions", start_positions, START_POSITIONS),
+        ("env.surround_sides", surround_sides, SURROUND_SIDES),
+        ("env.movement", movement, MOVEMENTS),
+    ):
+        if value not in allowed:
+            raise InvalidOption(key, value, ", ".join(allowed))
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"env.p={p!r}; allowed: a probability in [0, 1]")
+        raise InvalidOption("env.p", p, "a probability in [0, 1]")
     for key, v in (("env.n_units", n_units), ("env.n_enemies", n_enemies)):
         if v < 1:
-            raise ValueError(f"{key}={v!r}; allowed: an integer >= 1")
+            raise InvalidOption(key, v, "an integer >= 1")
+
+
+def check_map_size(backend: str, map_size: float | None) -> None:
+    """Refuse ``env.map_size`` where it does not apply (StarCraft II) or is too small.
+
+    Raises:
+        InvalidOption: naming ``env.map_size``.
+    """
+    if map_size is None:
+        return
+    if backend != "smax":
+        raise InvalidOption("env.map_size", map_size, f"null with env.backend={backend} (its maps are fixed)")
+    if not (math.isfinite(map_size) and map_size >= MIN_MAP_SIZE):
+        raise InvalidOption("env.map_size", map_size, f"null (by team size) or a number >= {MIN_MAP_SIZE:g}")
 
 
 def _distribution_base() -> Any:

@@ -53,6 +53,7 @@ from eqmarl.core.env import Observation, StepResult
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS, MASK_TARGETS
 from eqmarl.envs.smacv2_scenarios import (
     SMAX_UNIT_TYPES,
+    check_map_size,
     check_scenario,
     make_race_unit_types,
     make_start_positions,
@@ -148,8 +149,7 @@ class SmaxSMACv2:
         map_size: float | None = None,
     ) -> None:
         check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
-        if map_size is not None and not (math.isfinite(map_size) and map_size >= 8):
-            raise ValueError(f"env.map_size={map_size!r}; allowed: null (by team size) or a number >= 8")
+        check_map_size("smax", map_size)
         self.map_size = size = smax_map_size(n_units, n_enemies, map_size)
         scale = size / MAP_SIZE
         jax = import_jax()

@@ -1,9 +1,12 @@
 """The checks ``launch.py`` makes before anything runs, and the one exit code for bad input.
 
-Every bad input (a value :func:`eqmarl.config.validate` refuses, an override hydra cannot
-parse, an unknown group option, a deleted group, a bad point of a sweep) ends with one
-line on stderr naming the key and exit code 2, before any training or submission.  A
-crash during training is not bad input and keeps its traceback (exit code 1).
+Every bad input (a value :func:`eqmarl.config.validate` refuses, an option an env refuses
+when it is built, an override hydra cannot parse, an unknown group option, a deleted
+group, a bad point of a sweep) ends with one line on stderr naming the key and exit code
+2, before any training or submission.  eqmarl's own refusals are one class,
+:class:`~eqmarl.core.errors.InvalidOption` (``ConfigError`` is the same class), with the
+key, the value and what is allowed.  A crash during training is not bad input and keeps
+its traceback (exit code 1).
 
 :func:`checked_config` is the path of one run (also used, in process, by the config fuzz
 test); :func:`validate_sweep` checks every point of a ``-m`` sweep first, for the local
@@ -19,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eqmarl.config import Config, ConfigError, check_overrides, to_config
+from eqmarl.core.errors import InvalidOption
 
 # hydra's own messages end with this advice, which does not apply to eqmarl's bad input
 _HYDRA_TAIL = ("Config search path", "Set the environment variable HYDRA_FULL_ERROR", "See https://hydra.cc")
@@ -47,14 +51,14 @@ def is_bad_input(e: BaseException) -> bool:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    return isinstance(e, (ConfigError, HydraException, OmegaConfBaseException))
+    return isinstance(e, (InvalidOption, HydraException, OmegaConfBaseException))
 
 
 def bad_input_message(e: BaseException) -> str:
     """One line for a bad-input error: eqmarl's message, or hydra's/omegaconf's condensed."""
     from hydra.errors import OverrideParseException
 
-    if isinstance(e, ConfigError):
+    if isinstance(e, InvalidOption):  # its message: "invalid config: key=value; allowed: ..."
         return str(e)
     parts = [str(e)]
     if isinstance(e, OverrideParseException):  # name the override (and so the key) first

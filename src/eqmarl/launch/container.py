@@ -34,8 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eqmarl.config import ConfigError, ContainerConfig
+from eqmarl.config.container import RUNTIMES
 
-RUNTIMES = ("none", "docker", "apptainer", "charliecloud")
 # the executable each runtime needs on PATH (on the submitting node and the compute nodes)
 EXECUTABLES = {"docker": "docker", "apptainer": "apptainer", "charliecloud": "ch-run"}
 # options that would break submitit inside the image (its variables would not reach the job)

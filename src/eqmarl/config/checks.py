@@ -1,0 +1,197 @@
+"""Validation of a whole run: each group's own check, then the one check across groups.
+
+Each group's check lives beside its schema (``eqmarl.config.<group>.check_<group>``) and
+reads only that group.  :func:`check_across_groups` is the one place for checks that read
+several groups (a model against the env, batch sizes, a container against the cluster)
+and for what a local run needs from this machine.  Every refusal is a
+:class:`~eqmarl.config.errors.ConfigError` naming the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Optional
+
+from eqmarl.config.algo import FLOAT_RANGES as ALGO_FLOAT_RANGES
+from eqmarl.config.algo import check_algo
+from eqmarl.config.cluster import check_cluster
+from eqmarl.config.container import check_container
+from eqmarl.config.env import FLOAT_RANGES as ENV_FLOAT_RANGES
+from eqmarl.config.env import (
+    EnvConfig,
+    HanabiEnvConfig,
+    LeverEnvConfig,
+    MpeEnvConfig,
+    Smacv2EnvConfig,
+    agent_count,
+    check_env,
+    check_env_runs_here,
+)
+from eqmarl.config.errors import ConfigError
+from eqmarl.config.learner import check_learner
+from eqmarl.config.logger import check_logger
+from eqmarl.config.model import FLOAT_RANGES as MODEL_FLOAT_RANGES
+from eqmarl.config.model import check_model
+from eqmarl.config.run import Config, check_seed
+from eqmarl.config.train import check_train
+
+# the allowed range of each float key, for the message when a value is not finite
+FLOAT_RANGES = {**ALGO_FLOAT_RANGES, **MODEL_FLOAT_RANGES, **ENV_FLOAT_RANGES}
+# lower bound of the rollout memory per frame and agent (observation, action, log-prob,
+# value, advantage, return: at least 64 float32); a batch above the machine's RAM is refused
+MIN_BYTES_PER_AGENT_FRAME = 256
+
+
+def validate(cfg: Config) -> None:
+    """Check every value and derived size; raise :class:`ConfigError` naming the key.
+
+    Non-finite numbers first (the other checks compare numbers), then each group on its
+    own, then :func:`check_across_groups`.
+    """
+    validate_finite(cfg)
+    check_seed(cfg)
+    check_env(cfg.env)
+    check_model(cfg.model)
+    check_algo(cfg.algo)
+    check_train(cfg.train)
+    check_logger(cfg.logger)
+    check_cluster(cfg.cluster)
+    check_learner(cfg.learner)
+    check_container(cfg.container)
+    check_across_groups(cfg)
+
+
+def _floats(node: Any, prefix: str) -> list[tuple[str, float]]:
+    """Every float in a config dataclass (lists and dicts included), with its dotted key."""
+    if isinstance(node, float):
+        return [(prefix, node)]
+    if dataclasses.is_dataclass(node):
+        items: Any = ((f.name, getattr(node, f.name)) for f in dataclasses.fields(node))
+    elif isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        return [(prefix, v) for x in node for _, v in _floats(x, prefix)]
+    else:
+        return []
+    return [kv for k, v in items for kv in _floats(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def validate_finite(cfg: Any) -> None:
+    """Refuse NaN and infinite values anywhere in the config (``algo.lr=inf``, ``model.init_log_std=nan``)."""
+    for key, v in _floats(cfg, ""):
+        if not math.isfinite(v):
+            rng = FLOAT_RANGES.get(key)
+            raise ConfigError(key, v, "a finite number" + (f" {rng}" if rng else ""))
+
+
+def check_across_groups(cfg: Config) -> None:
+    """Every check that reads more than one group, and (for ``cluster=local``) this machine.
+
+    Raises:
+        ConfigError: naming the key and the allowed values.
+    """
+    from eqmarl.models.registry import graph_model_names
+
+    env, m, a, t, ln = cfg.env, cfg.model, cfg.algo, cfg.train, cfg.learner
+    if m.name in graph_model_names() and not isinstance(env, (MpeEnvConfig, Smacv2EnvConfig)):
+        # the graph encoders read the env's entity graph; Hanabi and the lever game have none
+        raise ConfigError(
+            "model.name",
+            m.name,
+            f"mlp with env.name={env.name} (no entity graph; the default model is e2gn2, so add model=mlp "
+            f"or use an experiment= preset)",
+        )
+    for key, group in (("model.eqc", m.eqc), ("model.orbit_init", m.orbit_init), ("algo.other_play", a.other_play)):
+        if group is not None:
+            _check_symmetry_group(key, group, env)
+    batch = a.rollout_steps * t.num_envs
+    if batch % a.num_minibatches != 0:
+        divisors = [d for d in range(1, min(batch, 64) + 1) if batch % d == 0]
+        raise ConfigError(
+            "algo.num_minibatches",
+            a.num_minibatches,
+            f"a divisor of the batch algo.rollout_steps*train.num_envs={batch} (e.g. {', '.join(map(str, divisors))})",
+        )
+    minibatch = batch // a.num_minibatches
+    if minibatch % ln.micro_batches:
+        raise ConfigError(
+            "learner.micro_batches",
+            ln.micro_batches,
+            f"a divisor of the minibatch algo.rollout_steps*train.num_envs/algo.num_minibatches={minibatch}",
+        )
+    if cfg.container.runtime != "none" and cfg.cluster.name != "slurm":
+        raise ConfigError(
+            "container.runtime",
+            cfg.container.runtime,
+            "none with cluster=local (the image runs SLURM jobs; locally: docker run IMAGE python launch.py ...)",
+        )
+    if cfg.cluster.name == "local":  # a SLURM job's node is checked when the job starts
+        _check_this_machine(cfg)
+
+
+def _check_symmetry_group(key: str, name: str, env: EnvConfig) -> None:
+    """A group name (C<k>, D<2k>, S<k>) whose degree fits the env's symmetric points."""
+    from eqmarl.symmetry.groups import GroupError, make_group
+
+    if isinstance(env, LeverEnvConfig):
+        top = max(env.payoffs)
+        degree: Optional[int] = sum(1 for p in env.payoffs if p == top)
+        what = f"the {degree} top-paying levers"
+    elif isinstance(env, HanabiEnvConfig):
+        from eqmarl.envs.hanabi import PRESETS
+
+        degree = env.colors if env.colors is not None else PRESETS.get(env.preset, {}).get("colors")
+        what = f"the {degree} colours"
+    else:
+        raise ConfigError(key, name, f"None (env.name={env.name} has no finite symmetry group; use lever or hanabi)")
+    example = f"C{degree}, D{2 * degree}, S{degree}" if degree and degree >= 3 else f"C{degree}, S{degree}"
+    m = re.fullmatch(r"([CDS])(\d+)", str(name))
+    if m is None or (m.group(1) == "S" and int(m.group(2)) != degree):
+        raise ConfigError(key, name, f"a group on {what}: {example}")
+    if m.group(1) != "S":  # C<k>/D<2k>: cheap to build, and the build checks the degree
+        try:
+            make_group(name, degree=degree)
+        except GroupError:
+            raise ConfigError(key, name, f"a group on {what}: {example}") from None
+    if key == "model.eqc" and m.group(1) == "S" and degree is not None and degree > 6:
+        # EQC runs one copy of the policy per group element: S7 is 5040 copies already
+        raise ConfigError(key, name, f"a group of at most 720 elements for EQC, e.g. C{degree} or D{2 * degree}")
+
+
+def _physical_memory() -> int | None:
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_this_machine(cfg: Config) -> None:
+    """What a local run needs here: memory for the rollout, CUDA, DeepSpeed, StarCraft II."""
+    import importlib.util
+
+    t = cfg.train
+    ram = _physical_memory()
+    need = cfg.algo.rollout_steps * t.num_envs * agent_count(cfg.env) * MIN_BYTES_PER_AGENT_FRAME
+    if ram and need > ram:
+        raise ConfigError(
+            "train.num_envs",
+            t.num_envs,
+            f"a smaller batch: algo.rollout_steps*train.num_envs*agents needs at least {need / 2**30:.1f} GiB "
+            f"for the rollout, this machine has {ram / 2**30:.1f} GiB",
+        )
+    if t.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", "cuda", "cpu or auto here (no CUDA device is visible)")
+    if cfg.learner.name == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(
+            "learner.name",
+            "deepspeed",
+            "single or ddp here (DeepSpeed is not installed: DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]')",
+        )
+    check_env_runs_here(cfg.env)
