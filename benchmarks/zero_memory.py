@@ -67,9 +67,7 @@ def rank_main(
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
-    from types import SimpleNamespace
-
-    from eqmarl.config import ModelConfig
+    from eqmarl.config import LearnerConfig, ModelConfig
     from eqmarl.core.env import EnvSpec, Observation
     from eqmarl.models import make_policy
     from eqmarl.train.deepspeed_strategy import DeepSpeedStrategy, import_deepspeed
@@ -90,13 +88,10 @@ def rank_main(
         policy = make_policy(ModelConfig(name="mlp", hidden=hidden, layers=2, share_params=False), spec, False)
         psi = sum(p.numel() for p in policy.parameters())
         opt = torch.optim.Adam(policy.parameters(), lr=1e-4, eps=1e-5)
-        learner = SimpleNamespace(
-            zero_stage=stage, offload_optimizer=False, precision=precision, micro_batches=1, timeout_s=600
-        )
-        strat = DeepSpeedStrategy(policy, opt, 0.5, learner)
+        learner = LearnerConfig(name="deepspeed", zero_stage=stage, precision=precision)
         # the model state ZeRO shards, without the trainer's optional per-step copy for
         # undoing non-finite steps (train.rollback_nonfinite; +12 B/parameter at stage 0)
-        strat.keep_snapshots = False
+        strat = DeepSpeedStrategy(policy, opt, 0.5, learner, keep_snapshots=False)
         obs = Observation(obs=torch.randn(4, n_agents, 8), state=torch.randn(4, 8 * n_agents))
         logp, _, value = strat.forward(obs, torch.randn(4, n_agents, 2))
         strat.backward(-(logp.mean() + value.mean()))

@@ -7,7 +7,7 @@ continuous 2-D action, so the policy rotates with the world.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,33 @@ class ActorFeatures(NamedTuple):
     h: Tensor
     u: Tensor | None = None
     h_nodes: Tensor | None = None
+
+
+@runtime_checkable
+class ExternalParameters(Protocol):
+    """A module whose forward reads parameters outside the forward of the module owning them.
+
+    A learner that shards parameters (DeepSpeed ZeRO-3) gathers a module's parameters
+    only while that module runs, so such parameters must be registered with the module
+    that reads them.  Models declare them here; the learner calls
+    :meth:`zero3_external_parameters` on every submodule that has it and needs no
+    knowledge of attribute names.  A parameter read by a module that owns it, inside its
+    own forward, needs no declaration.
+    """
+
+    def zero3_external_parameters(self) -> list[nn.Parameter]:
+        """The parameters this module's forward reads outside their owner's forward."""
+        ...
+
+
+@runtime_checkable
+class ActionHead(Protocol):
+    """An action head (``features, action_mask -> distribution``), as far as a policy
+    must know it besides calling it."""
+
+    def distribution_parameters(self) -> list[nn.Parameter]:
+        """Parameters the returned distribution reads after the head's forward returned."""
+        ...
 
 
 class Encoder(nn.Module):
@@ -71,6 +98,12 @@ class GaussianHead(nn.Module):
             mean = self.mean(feats.h)
         return DiagGaussian(mean, self.log_std)
 
+    def distribution_parameters(self) -> list[nn.Parameter]:
+        """Parameters the returned distribution reads after :meth:`forward` returned (the
+        log-std); the module that uses the distribution declares them
+        (:class:`ExternalParameters`)."""
+        return [self.log_std]
+
 
 class CategoricalHead(nn.Module):
     """Discrete actions: logits from invariant features, masked by ``action_mask``."""
@@ -81,6 +114,10 @@ class CategoricalHead(nn.Module):
 
     def forward(self, feats: ActorFeatures, action_mask: Tensor | None = None) -> MaskedCategorical:
         return MaskedCategorical(self.logits(feats.h), action_mask)
+
+    def distribution_parameters(self) -> list[nn.Parameter]:
+        """None: the distribution holds only the logits computed in :meth:`forward`."""
+        return []
 
 
 class ValueHead(nn.Module):

@@ -232,6 +232,12 @@ class MessagePassingLayer(MessagePassing):
         # phi_h: [h_i, m_i] -> H -> H (residual)
         self.node_mlp = make_mlp([2 * hidden, hidden, hidden], activation, last_activation=False) if update_h else None
 
+    def zero3_external_parameters(self) -> list[nn.Parameter]:
+        """``phi_e``'s first linear map: :meth:`node_projections` and :meth:`edge_mlp` read
+        ``edge_in``'s weight and bias directly, never calling it
+        (:class:`~eqmarl.models.heads.ExternalParameters`)."""
+        return list(self.edge_in.parameters())
+
     # -- hooks the equivariant layers override -----------------------------------------
     @property
     def n_edge_invariants(self) -> int:

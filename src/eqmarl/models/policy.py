@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from eqmarl.core.env import EnvSpec, Observation
-from eqmarl.models.heads import CategoricalHead, Encoder, GaussianHead, ValueHead
+from eqmarl.models.heads import ActionHead, CategoricalHead, Encoder, GaussianHead, ValueHead
 
 
 class ActOutput(NamedTuple):
@@ -111,6 +111,13 @@ class Policy(ActorCritic, nn.Module):
 
     def distribution(self, obs: Observation):
         return self.head(self.actor_encoder(obs), obs.action_mask)
+
+    def zero3_external_parameters(self) -> list[nn.Parameter]:
+        """The action head's parameters that its distribution reads after the head
+        returned (a log-std): read in this module's forward and in its backward, outside
+        the head's (:class:`~eqmarl.models.heads.ExternalParameters`)."""
+        head = self.head
+        return head.distribution_parameters() if isinstance(head, ActionHead) else []
 
     @property
     def uses_graph(self) -> bool:

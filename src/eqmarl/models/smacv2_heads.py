@@ -159,3 +159,8 @@ class MixedActionHead(nn.Module):
             DiagGaussian(mean, log_std),
             MaskedCategorical(target_logits, target_mask),
         )
+
+    def distribution_parameters(self) -> list[nn.Parameter]:
+        """Parameters the returned distribution reads after :meth:`forward` returned (the
+        move's log-std; see :class:`~eqmarl.models.heads.ExternalParameters`)."""
+        return [self.log_std]

@@ -1,7 +1,8 @@
 """``learner=deepspeed``: the PPO update on a DeepSpeed engine (ZeRO 0-3, offload, bf16).
 
-Same interface as :class:`~eqmarl.train.strategy.SingleStrategy`; the trainer does not
-know which learner it has.  What DeepSpeed adds here:
+Implements :class:`eqmarl.train.learners.Learner` like the ``single`` and ``ddp``
+learners, so the trainer does not know which learner it has; ``learners.py`` imports
+this module only when ``learner.name=deepspeed`` is built.  What DeepSpeed adds here:
 
 * ZeRO stage 0-3 (``learner.zero_stage``): shards the optimizer state (1), gradients
   (2) and parameters (3) over the data-parallel ranks.  With shared parameters the
@@ -20,7 +21,12 @@ know which learner it has.  What DeepSpeed adds here:
   to bfloat16;
 * micro-batches (``learner.micro_batches``): DeepSpeed's gradient accumulation, one
   optimizer step per PPO minibatch;
-* gradient clipping at ``algo.max_grad_norm`` (DeepSpeed's own default, 1.0, is never used).
+* gradient clipping at ``algo.max_grad_norm`` (DeepSpeed's own default, 1.0, is never used);
+* ZeRO-3's external parameters: ZeRO-3 gathers a module's parameters only while that
+  module runs, so a parameter read elsewhere must be registered with the module that
+  reads it.  The models declare such parameters themselves
+  (:class:`~eqmarl.models.heads.ExternalParameters`); this module registers what they
+  declare and knows no model's attribute names.
 
 One process works without a launcher: this module starts a one-rank gloo/NCCL process
 group itself (DeepSpeed would otherwise look for MPI).  Several ranks come from the
@@ -35,6 +41,7 @@ and render read it without DeepSpeed).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
@@ -45,6 +52,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from eqmarl.config import LearnerConfig
+from eqmarl.models.heads import ExternalParameters
 from eqmarl.train.strategy import RankCollectives, SingleStrategy, grad_norm
 
 INSTALL_HINT = (
@@ -91,8 +100,14 @@ def ensure_process_group(device: torch.device, timeout_s: float) -> None:
     )
 
 
-def deepspeed_config(learner: Any, max_grad_norm: float, world_size: int) -> dict[str, Any]:
-    """The DeepSpeed config dict for ``learner.*`` (see the module docstring)."""
+def deepspeed_config(learner: LearnerConfig, max_grad_norm: float, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed config dict for ``learner.*`` (see the module docstring).
+
+    Args:
+        learner: the ``learner`` config.
+        max_grad_norm: ``algo.max_grad_norm`` (<= 0: no clipping).
+        world_size: number of data-parallel ranks.
+    """
     micro = int(learner.micro_batches)
     # buckets of 2e7 elements (80 MB fp32) instead of DeepSpeed's 5e8: on these models a
     # bucket as large as the default would outweigh the sharded state
@@ -132,16 +147,32 @@ class DeepSpeedStrategy(RankCollectives, SingleStrategy):
             as with the other learners).
         optimizer: the trainer's torch Adam (DeepSpeed wraps it; ZeRO shards its state).
         max_grad_norm: ``algo.max_grad_norm`` (<= 0: no clipping).
-        learner: the ``learner`` config.
+        learner: the ``learner`` config (micro-batches, ZeRO stage, offload, precision).
+        keep_snapshots: keep the parameters and optimizer state before each step at ZeRO
+            stage 0, so a step can be undone (``train.rollback_nonfinite``).
     """
 
-    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, learner: Any) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        max_grad_norm: float,
+        learner: LearnerConfig,
+        *,
+        keep_snapshots: bool = True,
+    ) -> None:
         device = next(module.parameters()).device
         deepspeed = import_deepspeed(device)
-        ensure_process_group(device, float(getattr(learner, "timeout_s", 600)))
+        ensure_process_group(device, float(learner.timeout_s))
         import torch.distributed as dist
 
-        super().__init__(module, optimizer, max_grad_norm, int(learner.micro_batches))
+        super().__init__(
+            module,
+            optimizer,
+            max_grad_norm,
+            micro_batches=int(learner.micro_batches),
+            keep_snapshots=keep_snapshots,
+        )
         self._dist = dist
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
@@ -151,20 +182,11 @@ class DeepSpeedStrategy(RankCollectives, SingleStrategy):
         self.config = deepspeed_config(learner, max_grad_norm, self.world_size)
         self._deepspeed = deepspeed
         if self.zero_stage == 3:
-            # ZeRO-3 gathers a module's parameters when that module is called; a message-
-            # passing layer reads its edge_in weights directly (per-node projections)
+            # each module names the parameters its forward reads outside their owner's forward
             for m in module.modules():
-                edge_in = getattr(m, "edge_in", None)
-                if isinstance(edge_in, nn.Linear):
-                    for p in edge_in.parameters():
+                if isinstance(m, ExternalParameters):
+                    for p in m.zero3_external_parameters():
                         deepspeed.zero.register_external_parameter(m, p)
-                # an action head returns a distribution object holding its log-std: the
-                # parameter is used after the head's forward and in backward, where ZeRO-3
-                # only re-gathers parameters whose module produced tensors; tie it to the
-                # whole policy, whose forward returns the loss terms
-                log_std = getattr(m, "log_std", None)
-                if isinstance(log_std, nn.Parameter):
-                    deepspeed.zero.register_external_parameter(module, log_std)
         # DeepSpeed reads LOCAL_RANK (ZeRO-3 also after initializing); a one-process run is
         # local rank 0. Only this variable is set: a job submitted later from this process
         # gets its own from the launcher (submitit overwrites it), never a port or rank.
@@ -182,7 +204,7 @@ class DeepSpeedStrategy(RankCollectives, SingleStrategy):
             return logp.float(), ent.float(), value.float()
         return self.engine(obs, action)
 
-    def inference(self) -> Any:
+    def inference(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast with 16-bit weights (their matrix products need 16-bit inputs)."""
         if self.precision == "bf16_weights":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)

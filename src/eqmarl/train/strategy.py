@@ -1,10 +1,11 @@
-"""Learner strategies: how a loss becomes a parameter update.
+"""The ``single`` and ``ddp`` learners: how a loss becomes a parameter update.
 
 ``single`` is one process.  ``ddp`` is data parallel over ranks (one process each,
 torch.distributed: NCCL on GPUs, gloo on CPU): every rank collects its own rollouts,
 gradients are averaged over ranks before the optimizer step, so all ranks keep
-identical parameters.  Both sit behind the same calls (``step``, ``all_reduce_sum``,
-...); only this module and ``eqmarl.launch`` touch torch.distributed.
+identical parameters.  Both implement :class:`eqmarl.train.learners.Learner` (the
+contract the trainer codes against; ``learners.py`` also builds them by name); only the
+learners and ``eqmarl.launch`` touch torch.distributed.
 
 Why ``ddp`` averages gradients itself (one flat all-reduce after backward) rather than
 through ``torch.nn.parallel.DistributedDataParallel``: the trainer's update calls
@@ -33,7 +34,7 @@ from torch import Tensor, nn
 
 
 class SingleStrategy:
-    """One process: backward, clip the global grad norm, Adam step.
+    """``learner=single``: one process; backward, clip the global grad norm, Adam step.
 
     The collective helpers (``all_reduce_sum``, ``any_rank``, ...) are identities here,
     so the trainer calls them unconditionally.
@@ -48,18 +49,30 @@ class SingleStrategy:
         optimizer: its optimizer.
         max_grad_norm: global gradient-norm clip (``algo.max_grad_norm``; <= 0: off).
         micro_batches: micro-batches per optimizer step (``learner.micro_batches``).
+        keep_snapshots: keep the parameters and optimizer state before each step, so
+            :meth:`rollback` can undo it (``train.rollback_nonfinite``); without the copy
+            a step that must be undone stops the run instead.
     """
 
     rank = 0
     world_size = 1
 
     def __init__(
-        self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, micro_batches: int = 1
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        max_grad_norm: float,
+        *,
+        micro_batches: int = 1,
+        keep_snapshots: bool = True,
     ) -> None:
         self.module = module
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
         self.micro_batches = micro_batches
+        self.keep_snapshots = keep_snapshots
+        self.skipped = False
+        self._last: tuple[list[Tensor], dict[Any, Any]] | None = None
         self._params = [p for p in module.parameters() if p.requires_grad]
 
     @property
@@ -67,7 +80,12 @@ class SingleStrategy:
         return self.rank == 0
 
     def step(self, loss: Tensor) -> Tensor:
-        """Apply one update from one loss; returns the gradient norm before clipping."""
+        """Apply one update from one loss; returns the gradient norm before clipping.
+
+        A shorthand for tests and benchmarks, not part of the
+        :class:`~eqmarl.train.learners.Learner` contract (the trainer drives
+        :meth:`zero_grad`, :meth:`backward` and :meth:`optimizer_step` itself).
+        """
         self.zero_grad()
         self.backward(loss * self.micro_batches)
         return self.optimizer_step()
@@ -104,9 +122,7 @@ class SingleStrategy:
         return gn
 
     # -- undoing a step (eqmarl.train.nonfinite) --
-    skipped = False
     can_rollback = True
-    _last: tuple[list[Tensor], dict[Any, Any]] | None = None
 
     def _take(self) -> tuple[list[Tensor], dict[Any, Any]]:
         state = {
@@ -124,10 +140,6 @@ class SingleStrategy:
         self.optimizer.state.update(
             {p: {k: v.clone() if isinstance(v, Tensor) else v for k, v in st.items()} for p, st in state.items()}
         )
-
-    # False (train.rollback_nonfinite=false): no copy before each step; a step that must be
-    # undone stops the run instead
-    keep_snapshots = True
 
     def snapshot(self) -> None:
         """Keep the parameters and optimizer state (before a step)."""
@@ -256,7 +268,13 @@ class DdpStrategy(RankCollectives, SingleStrategy):
     """
 
     def __init__(
-        self, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, micro_batches: int = 1
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        max_grad_norm: float,
+        *,
+        micro_batches: int = 1,
+        keep_snapshots: bool = True,
     ) -> None:
         import torch.distributed as dist
 
@@ -266,7 +284,7 @@ class DdpStrategy(RankCollectives, SingleStrategy):
                 "with several ranks (python launch.py -m cluster=slurm cluster.nodes=2) or under torchrun; "
                 "use learner=single for one process"
             )
-        super().__init__(module, optimizer, max_grad_norm, micro_batches)
+        super().__init__(module, optimizer, max_grad_norm, micro_batches=micro_batches, keep_snapshots=keep_snapshots)
         self._dist = dist
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
@@ -328,27 +346,3 @@ def destroy_distributed() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def make_strategy(
-    name: str, module: nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, learner: Any = None
-) -> SingleStrategy:
-    """Build the learner strategy named by ``learner.name`` (``single``, ``ddp`` or ``deepspeed``).
-
-    Args:
-        name: ``learner.name``.
-        module: the policy.
-        optimizer: its optimizer (DeepSpeed wraps it).
-        max_grad_norm: ``algo.max_grad_norm``.
-        learner: the ``learner`` config (micro-batches; DeepSpeed's settings).
-    """
-    micro = int(getattr(learner, "micro_batches", 1) or 1)
-    if name == "single":
-        return SingleStrategy(module, optimizer, max_grad_norm, micro)
-    if name == "ddp":
-        return DdpStrategy(module, optimizer, max_grad_norm, micro)
-    if name == "deepspeed":
-        from eqmarl.train.deepspeed_strategy import DeepSpeedStrategy
-
-        return DeepSpeedStrategy(module, optimizer, max_grad_norm, learner)
-    raise ValueError(f"learner.name={name!r}; allowed: single, ddp, deepspeed")

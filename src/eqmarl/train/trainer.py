@@ -33,10 +33,10 @@ from eqmarl.models.heads import CategoricalHead
 from eqmarl.models.policy import ActOutput, over_env_chunks
 from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
 from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
+from eqmarl.train.learners import Learner, make_learner
 from eqmarl.train.malloc import tune_malloc
 from eqmarl.train.nonfinite import NonFiniteError, NonFiniteGuard, all_finite, state_is_finite, stop_message
 from eqmarl.train.resume import inexact_resume_note
-from eqmarl.train.strategy import make_strategy
 from eqmarl.wrappers.eqc import EQC
 from eqmarl.wrappers.other_play import OtherPlay
 
@@ -107,7 +107,7 @@ class Trainer:
         cfg: the validated config.
         run_dir: where metrics, checkpoints and plots go.
         rank / world_size: this process's place in a distributed job (1 process: 0 / 1).
-        strategy: learner strategy factory override (distributed launchers pass theirs).
+        strategy: learner factory override (the signature of :func:`~eqmarl.train.learners.make_learner`).
     """
 
     def __init__(self, cfg: Config, run_dir: Path, rank: int = 0, world_size: int = 1, strategy=None) -> None:
@@ -148,10 +148,13 @@ class Trainer:
             )
         self.value_norm = ValueNorm(a.value_norm).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=a.lr, eps=1e-5, foreach=True)
-        self.strategy = (strategy or make_strategy)(
-            cfg.learner.name, self.policy, self.optimizer, a.max_grad_norm, learner=cfg.learner
+        self.strategy: Learner = (strategy or make_learner)(
+            cfg.learner,
+            self.policy,
+            self.optimizer,
+            max_grad_norm=a.max_grad_norm,
+            keep_snapshots=cfg.train.rollback_nonfinite,
         )
-        self.strategy.keep_snapshots = cfg.train.rollback_nonfinite
         seed_everything(self.env_seed + 1)
         self.batch_frames = a.rollout_steps * cfg.train.num_envs
         self.frames_per_iteration = self.batch_frames * world_size

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from eqmarl.core.env import Observation
 from eqmarl.models.distributions import MaskedCategorical
+from eqmarl.models.heads import ExternalParameters
 from eqmarl.models.policy import ActorCritic
 from eqmarl.symmetry.actions import GroupAction
 
@@ -124,6 +125,11 @@ class EQC(ActorCritic, nn.Module):
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Load a plain-policy state dict into the wrapped policy."""
         return self.policy.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def zero3_external_parameters(self) -> list[nn.Parameter]:
+        """What the wrapped policy declares (:class:`~eqmarl.models.heads.ExternalParameters`):
+        this module's forward calls the policy's methods, never the policy's forward."""
+        return self.policy.zero3_external_parameters() if isinstance(self.policy, ExternalParameters) else []
 
     # -------------------------------------------------------------- core
     def symmetrized_log_probs(self, obs: Observation, hidden: Hidden = None) -> Any:
