@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     from eqmarl.config import ModelConfig
-    from eqmarl.envs.mpe import VmasMPE
+    from eqmarl.envs.mpe_vmas import VmasMPE
     from eqmarl.models import make_policy
     from eqmarl.train.checkpoint import load_checkpoint, resolve_checkpoint
 

@@ -15,7 +15,9 @@ import torch
 from eqmarl.build import make_env
 from eqmarl.config import ConfigError, MpeEnvConfig
 from eqmarl.core.env import Observation, StepResult
-from eqmarl.envs.mpe import MPE_MOVES, Mpe2MPE, VmasMPE, _mpe2_action
+from eqmarl.envs.mpe import MPE_MOVES
+from eqmarl.envs.mpe_mpe2 import Mpe2MPE, _mpe2_action
+from eqmarl.envs.mpe_vmas import VmasMPE
 from eqmarl.envs.vector import ProcessVectorEnv
 
 E = 4

@@ -16,7 +16,8 @@ from torch import Tensor
 from eqmarl.config import ModelConfig
 from eqmarl.core.env import EnvSpec, Observation
 from eqmarl.core.graph import EntityGraph
-from eqmarl.envs.mpe import MPE_MOVES, VmasMPE
+from eqmarl.envs.mpe import MPE_MOVES
+from eqmarl.envs.mpe_vmas import VmasMPE
 from eqmarl.models import Policy, make_policy
 from eqmarl.models.e2gn2 import E2GN2Layer
 from eqmarl.models.egnn import EGNNLayer

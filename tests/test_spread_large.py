@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eqmarl.envs.mpe import VmasMPE
+from eqmarl.envs.mpe_vmas import VmasMPE
 
 
 @pytest.fixture(autouse=True)

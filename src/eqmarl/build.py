@@ -21,7 +21,9 @@ def _env_kwargs(cfg: EnvConfig, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def _make_mpe(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:
-    from eqmarl.envs.mpe import BACKENDS, PREY_POLICIES, SCENARIOS, Mpe2MPE, VmasMPE
+    from eqmarl.envs.mpe import BACKENDS, PREY_POLICIES, SCENARIOS
+    from eqmarl.envs.mpe_mpe2 import Mpe2MPE
+    from eqmarl.envs.mpe_vmas import VmasMPE
 
     assert isinstance(cfg, MpeEnvConfig)
     for key, value, allowed in (

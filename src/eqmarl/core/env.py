@@ -15,19 +15,23 @@ stream derived from ``(s, i)`` where the backend allows it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from eqmarl.core.batched import BATCHED, map_batched, stack_batched, where_batched
 from eqmarl.core.graph import EntityGraph
 
 
 @dataclass
 class Observation:
     """What every policy sees.
+
+    Every field is batched (see :mod:`eqmarl.core.batched`): :meth:`map`, :meth:`stack`
+    and :meth:`where` go through all of them, the entity graph's included.
 
     Attributes:
         obs: ``[E, A, obs_dim]`` flat per-agent observation (agent's own view).
@@ -36,76 +40,27 @@ class Observation:
         action_mask: ``[E, A, n_actions]`` bool, True = allowed (discrete actions), or None.
     """
 
-    obs: Tensor
-    state: Tensor
-    graph: EntityGraph | None = None
-    action_mask: Tensor | None = None
+    obs: Tensor = field(metadata=BATCHED)
+    state: Tensor = field(metadata=BATCHED)
+    graph: EntityGraph | None = field(default=None, metadata=BATCHED)
+    action_mask: Tensor | None = field(default=None, metadata=BATCHED)
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Observation:
         """Apply ``fn`` to every tensor (leading batch dims), keeping the structure."""
-        return Observation(
-            obs=fn(self.obs),
-            state=fn(self.state),
-            graph=None if self.graph is None else self.graph.map(fn),
-            action_mask=None if self.action_mask is None else fn(self.action_mask),
-        )
+        return map_batched(self, fn)
 
     @staticmethod
-    def stack(items: list[Observation]) -> Observation:
+    def stack(items: Sequence[Observation]) -> Observation:
         """Stack a list of observations along a new leading dim (time)."""
-        first = items[0]
-
-        def st(get):
-            return torch.stack([get(o) for o in items])
-
-        graph = None
-        if first.graph is not None:
-            g = first.graph
-            graph = replace(
-                g,
-                h=st(lambda o: o.graph.h),
-                x=st(lambda o: o.graph.x),
-                v=st(lambda o: o.graph.v),
-                node_mask=st(lambda o: o.graph.node_mask),
-                node_group=None if g.node_group is None else st(lambda o: o.graph.node_group),
-                neighbors=None if g.neighbors is None else st(lambda o: o.graph.neighbors),
-                neighbor_valid=None if g.neighbor_valid is None else st(lambda o: o.graph.neighbor_valid),
-            )
-        return Observation(
-            obs=st(lambda o: o.obs),
-            state=st(lambda o: o.state),
-            graph=graph,
-            action_mask=None if first.action_mask is None else st(lambda o: o.action_mask),
-        )
+        return stack_batched(items)
 
     def where(self, cond: Tensor, other: Observation) -> Observation:
-        """Per-env select: ``cond[E]`` True takes ``self``, False takes ``other``."""
+        """Per-env select: ``cond[E]`` True takes ``self``, False takes ``other``.
 
-        def sel(a: Tensor, b: Tensor) -> Tensor:
-            c = cond.view(cond.shape + (1,) * (a.dim() - cond.dim()))
-            return torch.where(c, a, b)
-
-        def sel_optional(a: Tensor | None, b: Tensor | None) -> Tensor | None:
-            return None if a is None or b is None else sel(a, b)
-
-        graph = None
-        if self.graph is not None and other.graph is not None:
-            graph = replace(
-                self.graph,
-                h=sel(self.graph.h, other.graph.h),
-                x=sel(self.graph.x, other.graph.x),
-                v=sel(self.graph.v, other.graph.v),
-                node_mask=sel(self.graph.node_mask, other.graph.node_mask),
-                node_group=sel_optional(self.graph.node_group, other.graph.node_group),
-                neighbors=None,  # positions changed: a stored kNN graph no longer applies
-                neighbor_valid=None,
-            )
-        return Observation(
-            obs=sel(self.obs, other.obs),
-            state=sel(self.state, other.state),
-            graph=graph,
-            action_mask=sel_optional(self.action_mask, other.action_mask),
-        )
+        An optional field (graph, action mask) missing from either side is None in the
+        result; the graph's stored kNN lists are dropped (see :meth:`EntityGraph.where`).
+        """
+        return where_batched(cond, self, other)
 
 
 @dataclass

@@ -17,48 +17,56 @@ Features are split by how they transform under the world's symmetry group O(2):
   lists (see :mod:`eqmarl.core.knn`): the senders of each node in a sparse graph,
   attached once when the observation is acted on, so the PPO update reuses exactly
   the rollout's graph.
+
+The batched fields are declared with :mod:`eqmarl.core.batched`'s metadata, so :meth:`map`,
+:meth:`stack` and :meth:`where` cover every one of them (a new field too); the others
+(``agent_node``, ``edge_rule``) are the same for every batch entry and carried over.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
+from eqmarl.core.batched import BATCHED, DERIVED, map_batched, stack_batched, where_batched
+
 
 @dataclass
 class EntityGraph:
-    h: Tensor
-    x: Tensor
-    v: Tensor
-    node_mask: Tensor
+    h: Tensor = field(metadata=BATCHED)
+    x: Tensor = field(metadata=BATCHED)
+    v: Tensor = field(metadata=BATCHED)
+    node_mask: Tensor = field(metadata=BATCHED)
     agent_node: Tensor
     edge_rule: str = "full"
     # Optional per-node group id used by ``bipartite``: edges only between nodes of
     # different groups or both in group 0 (allies fully connected, ally-enemy, no enemy-enemy).
-    node_group: Tensor | None = None
+    node_group: Tensor | None = field(default=None, metadata=BATCHED)
     # Optional stored kNN graph (see eqmarl.core.knn.knn_neighbors): sender indices and
-    # which of them are real, [*B, N, k]
-    neighbors: Tensor | None = None
-    neighbor_valid: Tensor | None = None
+    # which of them are real, [*B, N, k]; computed from ``x``, so ``where`` drops them
+    neighbors: Tensor | None = field(default=None, metadata=DERIVED)
+    neighbor_valid: Tensor | None = field(default=None, metadata=DERIVED)
 
     @property
     def num_nodes(self) -> int:
         return int(self.h.shape[-2])
 
-    def map(self, fn) -> EntityGraph:
+    def map(self, fn: Callable[[Tensor], Tensor]) -> EntityGraph:
         """Apply ``fn`` to every batched tensor field (not to ``agent_node``)."""
-        return replace(
-            self,
-            h=fn(self.h),
-            x=fn(self.x),
-            v=fn(self.v),
-            node_mask=fn(self.node_mask),
-            node_group=None if self.node_group is None else fn(self.node_group),
-            neighbors=None if self.neighbors is None else fn(self.neighbors),
-            neighbor_valid=None if self.neighbor_valid is None else fn(self.neighbor_valid),
-        )
+        return map_batched(self, fn)
+
+    @staticmethod
+    def stack(graphs: Sequence[EntityGraph]) -> EntityGraph:
+        """Stack graphs along a new leading dim (optional fields as present in the first)."""
+        return stack_batched(graphs)
+
+    def where(self, cond: Tensor, other: EntityGraph) -> EntityGraph:
+        """Per-graph select: ``cond[E]`` True takes ``self``, False ``other``; the stored kNN
+        lists are dropped (the positions changed, so they no longer apply)."""
+        return where_batched(cond, self, other)
 
     def with_knn(self, k: int) -> EntityGraph:
         """This graph with its ``k``-nearest-neighbour lists attached (computed from ``x``

@@ -73,6 +73,7 @@ from torch import Tensor
 from eqmarl.core.env import Observation, StepResult
 from eqmarl.core.errors import InvalidOption
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS
+from eqmarl.core.tracking import EpisodeTracker
 from eqmarl.envs.smacv2_scenarios import (
     NODE_FEATURES,
     SMAX_UNIT_TYPES,
@@ -484,8 +485,7 @@ class SC2SMACv2:
             [torch.zeros(n_units, dtype=torch.long), torch.ones(n_enemies, dtype=torch.long)]
         ).to(self.device)
         self.spec = smacv2_spec(n_units, n_enemies, episode_limit, movement)
-        self._t = torch.zeros(num_envs, dtype=torch.long)
-        self._ret = torch.zeros(num_envs)
+        self._episodes = EpisodeTracker(num_envs)
         self._rec: dict[str, np.ndarray] = {}
         self.reset(seed)
 
@@ -498,16 +498,16 @@ class SC2SMACv2:
         mask = torch.from_numpy(rec[prefix + "mask"]).to(dev).bool()
         return smacv2_observation(h, x, v, alive, mask, self._agent_node, self._node_group)
 
-    def _fail(self, w: int, why: str) -> None:
-        self._fails[w] += 1
-        k = self._fails[w]
-        if k >= self.max_failures:
+    def _fail(self, worker: int, why: str) -> None:
+        self._fails[worker] += 1
+        failures = self._fails[worker]
+        if failures >= self.max_failures:
             raise SC2WorkerFailed(
-                f"StarCraft II worker {w} failed {k} times in a row (last: {why}); stopping. Check the "
+                f"StarCraft II worker {worker} failed {failures} times in a row (last: {why}); stopping. Check the "
                 "worker's StarCraft II (eqmarl doctor --require sc2), SC2PATH and free memory"
             )
-        if k > 1:
-            time.sleep(min(self.backoff * 2 ** (k - 2), self.max_backoff))
+        if failures > 1:
+            time.sleep(min(self.backoff * 2 ** (failures - 2), self.max_backoff))
 
     def reset(self, seed: int | None = None) -> Observation:
         """Reset every game; slot ``i`` is seeded ``seed * 1000 + i``."""
@@ -516,8 +516,7 @@ class SC2SMACv2:
             self._rec = self._pool.reset(seeds)
         except WorkerCrash as e:
             raise SC2WorkerFailed(f"StarCraft II workers could not start: {e}") from e
-        self._t.zero_()
-        self._ret.zero_()
+        self._episodes.reset()
         return self.observe()
 
     def observe(self) -> Observation:
@@ -529,47 +528,46 @@ class SC2SMACv2:
         return self._pool.timeouts
 
     def step(self, actions: Tensor) -> StepResult:
-        a = actions.detach().to(torch.float32).cpu().numpy()
-        if a.shape != (self.num_envs, self.n_allies, 4):
-            raise ValueError(f"actions must be [E, A, 4] = {[self.num_envs, self.n_allies, 4]}; got {list(a.shape)}")
+        action_array = actions.detach().to(torch.float32).cpu().numpy()
+        if action_array.shape != (self.num_envs, self.n_allies, 4):
+            raise ValueError(
+                f"actions must be [E, A, 4] = {[self.num_envs, self.n_allies, 4]}; got {list(action_array.shape)}"
+            )
         prev = self._rec
         try:
-            rec, restarted = self._pool.step(a)
+            rec, restarted = self._pool.step(action_array)
         except WorkerCrash as e:
-            w = next((i for i in range(self.num_envs) if f"worker {i} " in str(e)), -1)
+            worker = next((i for i in range(self.num_envs) if f"worker {i} " in str(e)), -1)
             raise SC2WorkerFailed(
-                f"StarCraft II worker {w} could not be restarted ({self.max_failures} tries): {e}"
+                f"StarCraft II worker {worker} could not be restarted ({self.max_failures} tries): {e}"
             ) from e
         if restarted.any():  # hung or dead worker: its slot holds a fresh reset record
-            for k in ("h", "x", "v", "alive", "mask"):
-                rec[f"final_{k}"][restarted] = prev[k][restarted]
+            for key in ("h", "x", "v", "alive", "mask"):
+                rec[f"final_{key}"][restarted] = prev[key][restarted]
             rec["reward"][restarted] = 0.0
             rec["done"][restarted] = 1
             rec["terminated"][restarted] = 0
             rec["won"][restarted] = 0
             rec["crashed"][restarted] = 1
         crashed = rec["crashed"].astype(bool)
-        for w in range(self.num_envs):
-            if crashed[w]:
-                self._fail(w, "worker died or hung" if restarted[w] else "game connection lost")
+        for worker in range(self.num_envs):
+            if crashed[worker]:
+                self._fail(worker, "worker died or hung" if restarted[worker] else "game connection lost")
             else:
-                self._fails[w] = 0
+                self._fails[worker] = 0
         n_crashed = int(crashed.sum())
         self.restarts += n_crashed
         self._restarts_per_env += crashed
-        self._rec = {k: v for k, v in rec.items() if not k.startswith("final_")}
+        self._rec = {key: value for key, value in rec.items() if not key.startswith("final_")}
         reward = torch.from_numpy(rec["reward"]).float()
         done = torch.from_numpy(rec["done"]).bool()
         terminated = torch.from_numpy(rec["terminated"]).bool()
         crashed_t = torch.from_numpy(crashed)
         won = torch.from_numpy(rec["won"]).float()
-        self._t += 1
-        self._ret += reward
-        nan = torch.full_like(self._ret, float("nan"))
-        ep_ret = torch.where(done & ~crashed_t, self._ret, nan)
-        ep_len = torch.where(done & ~crashed_t, self._t, torch.zeros_like(self._t))
-        self._t = torch.where(done, torch.zeros_like(self._t), self._t)
-        self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
+        self._episodes.add(reward)
+        # a crashed game's episode ends without statistics (neither a win nor a loss)
+        episode_return, episode_length = self._episodes.finish(done, report=~crashed_t)
+        nan = torch.full_like(won, float("nan"))
         dev = self.device
         return StepResult(
             obs=self._observation(rec),
@@ -577,8 +575,8 @@ class SC2SMACv2:
             terminated=terminated.to(dev),
             truncated=(done & ~terminated).to(dev),
             final_obs=self._observation(rec, "final_"),
-            episode_return=ep_ret.to(dev),
-            episode_length=ep_len.to(dev),
+            episode_return=episode_return.to(dev),
+            episode_length=episode_length.to(dev),
             info={
                 "win": torch.where(done & ~crashed_t, won, nan).to(dev),
                 "crashed": crashed_t.float().to(dev),

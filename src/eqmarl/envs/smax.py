@@ -51,6 +51,7 @@ from torch import Tensor
 
 from eqmarl.core.env import Observation, StepResult
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS, MASK_TARGETS
+from eqmarl.core.tracking import EpisodeTracker
 from eqmarl.envs.smacv2_scenarios import (
     SMAX_UNIT_TYPES,
     check_map_size,
@@ -208,8 +209,7 @@ class SmaxSMACv2:
         self._state: Any = None
         self._keys: Any = None
         self._feats: Any = None
-        self._t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self._ret = torch.zeros(num_envs, device=self.device)
+        self._episodes = EpisodeTracker(num_envs, self.device)
         self._agent_node = torch.arange(n_units, device=self.device)
         self._node_group = torch.cat(
             [torch.zeros(n_units, dtype=torch.long), torch.ones(n_enemies, dtype=torch.long)]
@@ -375,8 +375,7 @@ class SmaxSMACv2:
         self._state, feats = self._reset_fn(reset_keys)
         self._keys = keys
         self._feats = feats
-        self._t.zero_()
-        self._ret.zero_()
+        self._episodes.reset()
         return self._observation(feats)
 
     def observe(self) -> Observation:
@@ -384,10 +383,12 @@ class SmaxSMACv2:
         return self._observation(self._feats)
 
     def _jax_actions(self, actions: Tensor) -> Any:
-        a = actions.detach().to(torch.float32)
-        if a.shape != (self.num_envs, self.n_allies, 4):
-            raise ValueError(f"actions must be [E, A, 4] = {[self.num_envs, self.n_allies, 4]}; got {list(a.shape)}")
-        return self._jax.numpy.asarray(a.cpu().numpy())
+        as_float = actions.detach().to(torch.float32)
+        if as_float.shape != (self.num_envs, self.n_allies, 4):
+            raise ValueError(
+                f"actions must be [E, A, 4] = {[self.num_envs, self.n_allies, 4]}; got {list(as_float.shape)}"
+            )
+        return self._jax.numpy.asarray(as_float.cpu().numpy())
 
     def step(self, actions: Tensor) -> StepResult:
         """Step every env with ``actions [E, A, 4]`` (see the module docstring); autoreset."""
@@ -400,12 +401,8 @@ class SmaxSMACv2:
         terminated = _to_torch(out["terminated"], dev).bool()
         won = _to_torch(out["won"], dev).float()
         truncated = done & ~terminated
-        self._t += 1
-        self._ret += reward
-        ep_ret = torch.where(done, self._ret, torch.full_like(self._ret, float("nan")))
-        ep_len = torch.where(done, self._t, torch.zeros_like(self._t))
-        self._t = torch.where(done, torch.zeros_like(self._t), self._t)
-        self._ret = torch.where(done, torch.zeros_like(self._ret), self._ret)
+        self._episodes.add(reward)
+        episode_return, episode_length = self._episodes.finish(done)
         self._feats = {k: v for k, v in out.items() if not k.startswith("final_")}
         obs = self._observation(out)
         final_obs = self._observation(out, "final_")
@@ -415,8 +412,8 @@ class SmaxSMACv2:
             terminated=terminated,
             truncated=truncated,
             final_obs=final_obs,
-            episode_return=ep_ret,
-            episode_length=ep_len,
+            episode_return=episode_return,
+            episode_length=episode_length,
             info={"win": torch.where(done, won, torch.full_like(won, float("nan")))},
         )
 
@@ -429,8 +426,7 @@ class SmaxSMACv2:
         """Start every env from the batched SMAX ``State`` ``smax_state`` (e.g. a hand-built
         battle; episode counters restart); returns its observation."""
         self._state = self._state.replace(state=smax_state)
-        self._t.zero_()
-        self._ret.zero_()
+        self._episodes.reset()
         self._feats = self._features_fn(self._state)
         return self.observe()
 
@@ -444,8 +440,7 @@ class SmaxSMACv2:
         return {
             "leaves": [np.asarray(x) for x in jax.tree.leaves(self._state)],
             "keys": np.asarray(self._keys),
-            "t": self._t.clone(),
-            "ret": self._ret.clone(),
+            **self._episodes.state_dict(),
         }
 
     def load_state_dict(self, st: dict[str, Any]) -> Observation:
@@ -454,8 +449,7 @@ class SmaxSMACv2:
         treedef = jax.tree.structure(self._state)
         self._state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in st["leaves"]])
         self._keys = jax.numpy.asarray(st["keys"])
-        self._t.copy_(st["t"])
-        self._ret.copy_(st["ret"])
+        self._episodes.load_state_dict(st)
         self._feats = self._features_fn(self._state)
         return self.observe()
 
