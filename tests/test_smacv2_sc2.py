@@ -220,7 +220,7 @@ def test_repeated_failure_of_one_worker_raises(tmp_path):
 
 
 def test_make_smacv2_builds_the_sc2_backend(tmp_path, monkeypatch):
-    from eqmarl.core import smacv2, smacv2_sc2
+    from eqmarl.envs import smacv2, smacv2_sc2
 
     monkeypatch.setenv("SC2PATH", str(tmp_path / "none"))
     with pytest.raises(smacv2.StarCraftIINotFound, match=r"env\.backend=smax"):
