@@ -2,8 +2,9 @@
 
 ``env`` (:class:`Observation`, :class:`StepResult`, :class:`EnvSpec`, the
 :class:`MultiAgentEnv` protocol and its autoreset semantics), ``graph``
-(:class:`EntityGraph`), ``knn`` (its k-nearest-neighbour construction) and
-``smacv2_actions`` (the SMACv2 mixed action layout).  Nothing here imports another part
+(:class:`EntityGraph`), ``knn`` (its k-nearest-neighbour construction),
+``smacv2_actions`` (the SMACv2 mixed action layout) and ``episodes`` (one evaluation
+episode in each env of a batch).  Nothing here imports another part
 of eqmarl.
 """
 
