@@ -22,7 +22,8 @@ import torch
 
 from eqmarl.cli import main as cli_main
 from eqmarl.envs.lever import LeverGame
-from eqmarl.eval.crossplay import build_policy, crossplay_returns, evaluate_crossplay, load_run, summarize
+from eqmarl.eval.crossplay import crossplay_returns, evaluate_crossplay, summarize
+from eqmarl.eval.runs import load_agent, load_run
 from eqmarl.models.policy import Policy
 from eqmarl.models.registry import make_policy
 from eqmarl.symmetry.actions import orbit_sizes
@@ -85,7 +86,7 @@ def test_eqc_training_converges_to_the_09_lever(runs: dict[str, list[Path]]) -> 
         # the checkpoint holds the plain policy: it loads without the wrapper
         plain = make_policy(ckpt.model, env.spec, centralized_critic=False)
         plain.load_state_dict(ckpt.state)
-        p = lever_probs(build_policy(ckpt, env))
+        p = lever_probs(load_agent(ckpt, env).module)
         assert float(p[9]) > 0.95, p
 
 
@@ -93,7 +94,7 @@ def test_plain_seeds_break_the_symmetry_differently(runs: dict[str, list[Path]])
     env = LeverGame(1)
     choices = []
     for run in runs["plain"]:
-        p = lever_probs(build_policy(load_run(run), env))
+        p = lever_probs(load_agent(load_run(run), env).module)
         assert float(p.max()) > 0.95 and int(p.argmax()) != 9, p
         choices.append(int(p.argmax()))
     assert len(set(choices)) == len(choices)
@@ -116,7 +117,7 @@ def test_crossplay_matrix_and_test_time_eqc(runs: dict[str, list[Path]]) -> None
 def test_test_time_eqc_wraps_a_plain_checkpoint(runs: dict[str, list[Path]]) -> None:
     env = LeverGame(1)
     ckpt = load_run(runs["plain"][0])
-    pol = build_policy(ckpt, env, test_time_eqc="C9")
+    pol = load_agent(ckpt, env, test_time_eqc="C9").module
     assert isinstance(pol, EQC) and isinstance(pol.policy, Policy)
     p = lever_probs(pol)
     assert torch.allclose(p[:9], p[:1].expand(9), atol=1e-6)

@@ -1,8 +1,10 @@
-"""Build a batched env from its config: the one place that knows env names and schemas.
+"""Build a run's env and agent from its config: the one place that knows env names and
+schemas (:func:`make_env`) and how ``model.*`` becomes the module that acts (:func:`make_agent`).
 
-It sits above the envs and the config (which it reads) and below the trainer and the
-evaluation tools (which call :func:`make_env`).  A new env registers here: a schema in
-:mod:`eqmarl.config` (``ENV_SCHEMAS``) and a builder in :data:`BUILDERS`.
+It sits above the envs, models, wrappers and the config (which it reads) and below the
+trainer and the evaluation tools (which call it), so training, ``eqmarl eval``,
+``eqmarl render`` and ``eqmarl xplay`` act with the same module.  A new env registers
+here: a schema in :mod:`eqmarl.config` (``ENV_SCHEMAS``) and a builder in :data:`BUILDERS`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,24 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from eqmarl.config import ConfigError, EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig, Smacv2EnvConfig
-from eqmarl.core.env import MultiAgentEnv
+import torch
+from torch import Tensor
+
+from eqmarl.config import (
+    ConfigError,
+    EnvConfig,
+    HanabiEnvConfig,
+    LeverEnvConfig,
+    ModelConfig,
+    MpeEnvConfig,
+    Smacv2EnvConfig,
+)
+from eqmarl.core.env import MultiAgentEnv, Observation
+from eqmarl.models.heads import CategoricalHead
+from eqmarl.models.policy import Policy
+from eqmarl.models.registry import make_policy
+from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
+from eqmarl.wrappers.eqc import EQC
 
 
 def _env_kwargs(cfg: EnvConfig, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -90,3 +108,88 @@ def make_env(cfg: EnvConfig, num_envs: int, seed: int, device: str = "cpu") -> M
     if name not in BUILDERS or not isinstance(cfg, BUILDERS[name][0]):
         raise ConfigError("env.name", name, ", ".join(BUILDERS))
     return BUILDERS[name][1](cfg, num_envs, seed, device)
+
+
+def env_symmetry(env: Any, group: str) -> GroupAction:
+    """The env's symmetry group action named ``group`` (``model.eqc``, ``model.orbit_init``,
+    ``algo.other_play``).
+
+    Args:
+        env: a built env; envs with a finite symmetry expose ``symmetry(group)``.
+        group: the group's name (e.g. ``C9``).
+
+    Raises:
+        ValueError: the env exposes no symmetry group.
+    """
+    if not hasattr(env, "symmetry"):
+        raise ValueError(
+            f"this env ({type(env).__name__}) exposes no symmetry group; model.eqc and algo.other_play need one"
+        )
+    return env.symmetry(group)
+
+
+@dataclasses.dataclass
+class Agent:
+    """A run's policy and the module that acts with it.
+
+    Attributes:
+        policy: the plain policy; its ``state_dict`` is what checkpoints hold.
+        module: the module that acts and is trained: ``policy`` itself, or ``policy``
+            inside the EQC symmetrizer (``model.eqc``, then any test-time EQC).  Its
+            ``state_dict`` is the plain policy's, so a checkpoint loads into either.
+    """
+
+    policy: Policy
+    module: Policy | EQC
+
+    def actions(self, obs: Observation, deterministic: bool = True, generator: torch.Generator | None = None) -> Tensor:
+        """The module's actions for ``obs``: the most likely ones, or samples.
+
+        Args:
+            obs: an observation of the batch.
+            deterministic: the distribution's mode instead of a sample.
+            generator: the random stream of samples (default: torch's global one).
+        """
+        dist = self.module.distribution(obs)
+        return dist.mode() if deterministic else dist.sample(generator=generator)
+
+
+def make_agent(
+    model_cfg: ModelConfig,
+    env: MultiAgentEnv,
+    centralized_critic: bool,
+    device: torch.device | str = "cpu",
+    test_time_eqc: str | None = None,
+) -> Agent:
+    """The policy of ``model.*`` for ``env``, initialized and wrapped as training uses it.
+
+    In this order: :func:`~eqmarl.models.registry.make_policy` (draws the initial
+    parameters from torch's global stream), ``model.orbit_init`` (the categorical head's
+    bias made uniform over the group's orbits), ``model.eqc`` (the EQC symmetrizer,
+    averaging as ``model.eqc_average`` says) and ``test_time_eqc`` (one more EQC on top,
+    for a policy evaluated with a symmetry it was not trained with).
+
+    Args:
+        model_cfg: ``model.*``.
+        env: the env it acts in (its spec and, for the group options, its symmetry).
+        centralized_critic: MAPPO's critic on the global state (``algo.name=mappo``).
+        device: where the parameters live.
+        test_time_eqc: a group name to symmetrize over at test time, or None.
+
+    Raises:
+        ValueError: ``model.orbit_init`` without discrete actions; a group option on an
+            env without a symmetry group.
+    """
+    policy = make_policy(model_cfg, env.spec, centralized_critic=centralized_critic).to(device)
+    if model_cfg.orbit_init is not None:
+        head = policy.head
+        if not isinstance(head, CategoricalHead):
+            raise ValueError(f"model.orbit_init={model_cfg.orbit_init}: needs an env with discrete actions")
+        with torch.no_grad():
+            head.logits.bias.add_(orbit_uniform_bias(env_symmetry(env, model_cfg.orbit_init)).to(device))
+    module: Policy | EQC = policy
+    if model_cfg.eqc is not None:  # train through the symmetrizer; checkpoints hold the plain policy
+        module = EQC(policy, env_symmetry(env, model_cfg.eqc), model_cfg.eqc_average).to(device)
+    if test_time_eqc is not None:
+        module = EQC(module, env_symmetry(env, test_time_eqc), model_cfg.eqc_average).to(device)
+    return Agent(policy=policy, module=module)

@@ -4,8 +4,10 @@
 :class:`MultiAgentEnv` protocol and its autoreset semantics), ``graph``
 (:class:`EntityGraph`), ``batched`` (their field-generic map/stack/where), ``knn`` (the
 graph's k-nearest-neighbour construction), ``tracking`` (:class:`EpisodeTracker`, the
-envs' episode returns and lengths), ``errors`` (:class:`InvalidOption`) and
-``smacv2_actions`` (the SMACv2 mixed action layout).  Nothing here imports another part
+envs' episode returns and lengths), ``episodes`` (:func:`run_episodes`: one evaluation
+episode in each env of a batch, :class:`EpisodeStats`), ``errors`` (:class:`InvalidOption`),
+``log`` (the ``eqmarl`` logger) and ``smacv2_actions`` (the SMACv2 mixed action layout).
+Nothing here imports another part
 of eqmarl.
 """
 

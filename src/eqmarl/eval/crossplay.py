@@ -26,105 +26,21 @@ import csv
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from eqmarl.build import make_env
-from eqmarl.config import ENV_SCHEMAS, AlgoConfig, ConfigError, EnvConfig, ModelConfig
 from eqmarl.core.env import MultiAgentEnv, Observation
-from eqmarl.models import make_policy
-from eqmarl.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint
+from eqmarl.core.episodes import run_episodes
+from eqmarl.eval.runs import Checkpoint, find_runs, load_agent, load_run
+from eqmarl.models import Policy
 from eqmarl.wrappers.eqc import EQC
 
 
-def _build(cls: type, values: dict[str, Any]) -> Any:
-    """A dataclass from a saved dict, ignoring keys this version does not know."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
-@dataclass
-class Checkpoint:
-    """A trained policy loaded from a run.
-
-    Attributes:
-        name: display name (the run directory's name).
-        path: the checkpoint file.
-        env: the env config it was trained on.
-        model: its model config (``model.eqc`` set if it was trained through EQC).
-        algo: its algo config.
-        state: the plain policy's state dict.
-    """
-
-    name: str
-    path: Path
-    env: EnvConfig
-    model: ModelConfig
-    algo: AlgoConfig
-    state: dict[str, Tensor] = field(repr=False)
-
-
-def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Run directories (or checkpoint files) from paths; a sweep directory expands to its runs.
-
-    Raises:
-        FileNotFoundError: a path holds no checkpoint.
-    """
-    runs: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_file() or list_checkpoints(p / "checkpoints") or list_checkpoints(p):
-            runs.append(p)
-            continue
-        sub = sorted(d for d in p.iterdir() if d.is_dir() and list_checkpoints(d / "checkpoints")) if p.is_dir() else []
-        if not sub:
-            raise FileNotFoundError(f"no checkpoint in {p} (nor in its subdirectories)")
-        runs.extend(sub)
-    return runs
-
-
-def load_run(path: str | Path) -> Checkpoint:
-    """Load the newest readable checkpoint of a run directory (or a checkpoint file)."""
-    ckpt_path = resolve_checkpoint(path)
-    state = load_checkpoint(ckpt_path)
-    cfg = state["config"]
-    env_name = cfg["env"]["name"]
-    if env_name not in ENV_SCHEMAS:
-        raise ConfigError("env.name", env_name, ", ".join(ENV_SCHEMAS))
-    p = Path(path)
-    name = p.name if p.is_dir() else p.parent.parent.name
-    return Checkpoint(
-        name=name,
-        path=ckpt_path,
-        env=_build(ENV_SCHEMAS[env_name], cfg["env"]),
-        model=_build(ModelConfig, cfg["model"]),
-        algo=_build(AlgoConfig, cfg["algo"]),
-        state=state["policy"],
-    )
-
-
-def build_policy(ckpt: Checkpoint, env: MultiAgentEnv, test_time_eqc: str | None = None) -> nn.Module:
-    """The checkpoint's policy for ``env`` (EQC-wrapped as in training, plus test-time EQC).
-
-    Args:
-        ckpt: the loaded checkpoint.
-        env: an env of the checkpoint's kind (gives the spec and the symmetry).
-        test_time_eqc: group name to symmetrize over at test time (None: as trained).
-    """
-    policy: nn.Module = make_policy(ckpt.model, env.spec, centralized_critic=ckpt.algo.name == "mappo")
-    policy.load_state_dict(ckpt.state)
-    if ckpt.model.eqc is not None:
-        policy = EQC(policy, env.symmetry(ckpt.model.eqc), ckpt.model.eqc_average)  # type: ignore[attr-defined]
-    if test_time_eqc is not None:
-        policy = EQC(policy, env.symmetry(test_time_eqc), ckpt.model.eqc_average)  # type: ignore[attr-defined]
-    return policy.eval().to(env.device)
-
-
-@torch.no_grad()
-def play(env: MultiAgentEnv, seat_policies: list[nn.Module], greedy: bool = False, seed: int = 0) -> Tensor:
+def play(env: MultiAgentEnv, seat_policies: list[Policy | EQC], greedy: bool = False, seed: int = 0) -> Tensor:
     """One episode in each of the env's ``N`` games with the given policy per seat.
 
     Args:
@@ -136,6 +52,9 @@ def play(env: MultiAgentEnv, seat_policies: list[nn.Module], greedy: bool = Fals
 
     Returns:
         ``[N]`` return of each game's first episode.
+
+    Raises:
+        RuntimeError: a game did not end within the episode limit.
     """
     n, a = env.num_envs, env.spec.n_agents
     if len(seat_policies) != a:
@@ -143,24 +62,19 @@ def play(env: MultiAgentEnv, seat_policies: list[nn.Module], greedy: bool = Fals
     unique = list({id(p): p for p in seat_policies}.values())
     seat_of = torch.tensor([next(i for i, u in enumerate(unique) if u is p) for p in seat_policies], device=env.device)
     gen = torch.Generator(device=env.device).manual_seed(seed)
-    obs: Observation = env.reset(seed=seed)
-    ret = torch.full((n,), float("nan"), device=env.device)
-    for _ in range(max(1, env.spec.episode_limit)):
+
+    def act(obs: Observation) -> Tensor:
         acts = []
         for pol in unique:
-            dist = pol.distribution(obs)  # type: ignore[operator]
+            dist = pol.distribution(obs)
             acts.append(dist.mode() if greedy else dist.sample(generator=gen))
         stacked = torch.stack(acts)  # [U, N, A]
-        action = stacked.gather(0, seat_of.view(1, 1, a).expand(1, n, a)).squeeze(0)
-        res = env.step(action)
-        new = res.done & torch.isnan(ret)
-        ret = torch.where(new, res.episode_return.float(), ret)
-        if not bool(torch.isnan(ret).any()):
-            break
-        obs = res.obs
-    if bool(torch.isnan(ret).any()):
+        return stacked.gather(0, seat_of.view(1, 1, a).expand(1, n, a)).squeeze(0)
+
+    stats = run_episodes(env, act, seed)
+    if not bool(stats.finished.all()):
         raise RuntimeError("some games did not end within the episode limit")
-    return ret
+    return stats.returns.float()
 
 
 def _stats(values: Tensor) -> tuple[float, float]:
@@ -188,7 +102,7 @@ def crossplay_returns(
             raise ValueError(f"{c.name} was trained on {c.env}, {first.name} on {first.env}: not the same game")
     env = make_env(first.env, games, seed, device)
     try:
-        policies = [build_policy(c, env, test_time_eqc) for c in checkpoints]
+        policies = [load_agent(c, env, test_time_eqc).module for c in checkpoints]
         k, a = len(checkpoints), env.spec.n_agents
         out = torch.empty(k, k, games)
         for i in range(k):

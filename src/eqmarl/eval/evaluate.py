@@ -2,8 +2,11 @@
 
 Loads the newest checkpoint of a run, builds its env with the command line's ``env.*``
 overrides (other start positions, sides, team sizes; the policy's weights unchanged),
-plays one episode in each of ``episodes`` parallel envs and reports the win rate (where
-the env reports wins) and the return, each as mean and standard error.
+plays one episode in each of ``episodes`` parallel envs with the policy as the run acted
+(EQC-wrapped where it was trained with ``model.eqc``) and reports the win rate (where the
+env reports wins) and the return, each as mean and standard error.  Without overrides,
+``--seed <run seed + 777> --episodes <train.eval_episodes>`` repeats the run's own last
+evaluation (its ``eval_return`` in ``metrics.csv``).
 
     eqmarl eval runs/left_e2gn2_s0 env.surround_sides=right --episodes 500
     eqmarl eval runs/left_e2gn2_s0 env.n_units=8 env.n_enemies=8 --out eval_8v8.json
@@ -12,47 +15,14 @@ the env reports wins) and the return, each as mean and standard error.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from eqmarl.build import make_env
-from eqmarl.config import ConfigError, EnvConfig, validate_env_overrides
-from eqmarl.eval.crossplay import Checkpoint, load_run
-from eqmarl.models import make_policy
-
-
-def override_env(env: EnvConfig, overrides: list[str]) -> EnvConfig:
-    """``env`` with ``env.key=value`` overrides applied (typed as the schema says).
-
-    Raises:
-        ConfigError: an override that is not ``env.<existing key>=<value>``.
-    """
-    from omegaconf import OmegaConf
-
-    dotlist = []
-    known = [f.name for f in dataclasses.fields(env)]
-    for o in overrides:
-        key, sep, value = o.partition("=")
-        if not sep or not key.startswith("env."):
-            raise ConfigError(key or o, value, "env.<key>=<value> overrides only (the policy's settings are the run's)")
-        if key[4:] not in known or key == "env.name":
-            raise ConfigError(key, value, f"an env key of this run: {', '.join(k for k in known if k != 'name')}")
-        dotlist.append(f"{key[4:]}={value}")
-    merged = OmegaConf.merge(OmegaConf.structured(env), OmegaConf.from_dotlist(dotlist))
-    out = OmegaConf.to_object(merged)
-    assert isinstance(out, type(env))
-    validate_env_overrides(out)
-    return out
-
-
-def _stats(x: Tensor) -> tuple[float, float]:
-    n = x.numel()
-    if n == 0:
-        return float("nan"), float("nan")
-    return float(x.mean()), float(x.std() / math.sqrt(n)) if n > 1 else float("nan")
+from eqmarl.config import EnvConfig
+from eqmarl.core.episodes import run_episodes
+from eqmarl.eval.runs import Checkpoint, load_agent, load_run, override_env
 
 
 @torch.no_grad()
@@ -66,52 +36,48 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """One episode in each of ``episodes`` envs of ``env_cfg`` with the checkpoint's policy.
 
+    Args:
+        ckpt: the loaded checkpoint.
+        env_cfg: the env to play (the run's, maybe with other settings).
+        episodes: parallel envs, one episode each.
+        seed: env seed, and the seed of the sampled actions.
+        device: torch device.
+        deterministic: the most likely actions instead of samples.
+
     Returns:
         ``{episodes, win_rate, win_rate_se, return_mean, return_se, length_mean}`` (win rate
         only where the env reports ``info['win']``).
     """
     env = make_env(env_cfg, episodes, seed, device)
     try:
-        policy = make_policy(ckpt.model, env.spec, centralized_critic=ckpt.algo.name == "mappo")
-        try:
-            policy.load_state_dict(ckpt.state)
-        except RuntimeError as e:
-            raise ValueError(
-                f"model.name={ckpt.model.name}: the checkpoint's weights do not fit this env "
-                f"(an MLP's sizes depend on the team sizes; graph models do not): {str(e).splitlines()[0]}"
-            ) from None
-        policy = policy.eval().to(env.device)
+        agent = load_agent(ckpt, env)
         torch.manual_seed(seed)
-        obs = env.reset(seed=seed)
-        ret = torch.full((episodes,), float("nan"), device=env.device)
-        win = torch.full((episodes,), float("nan"), device=env.device)
-        length = torch.zeros(episodes, device=env.device)
-        for _ in range(max(1, env.spec.episode_limit)):
-            dist = policy.distribution(obs)
-            res = env.step(dist.mode() if deterministic else dist.sample())
-            new = res.done & torch.isnan(ret)
-            ret = torch.where(new, res.episode_return.float(), ret)
-            length = torch.where(new, res.episode_length.float(), length)
-            if "win" in res.info:
-                win = torch.where(new, res.info["win"], win)
-            if not bool(torch.isnan(ret).any()):
-                break
-            obs = res.obs
+        stats = run_episodes(env, lambda obs: agent.actions(obs, deterministic), seed)
     finally:
         env.close()
-    done = ~torch.isnan(ret)
+    summary = stats.summary()
+    done = stats.finished
     out: dict[str, Any] = {"episodes": int(done.sum())}
-    if bool((~torch.isnan(win)).any()):
-        out["win_rate"], out["win_rate_se"] = _stats(win[~torch.isnan(win)].cpu())
-    out["return_mean"], out["return_se"] = _stats(ret[done].cpu())
-    out["length_mean"] = float(length[done].mean()) if bool(done.any()) else float("nan")
+    if "eval_win_rate" in summary:
+        out["win_rate"], out["win_rate_se"] = summary["eval_win_rate"], summary["eval_win_rate_se"]
+    out["return_mean"], out["return_se"] = summary["eval_return"], summary["eval_return_se"]
+    out["length_mean"] = float(stats.lengths[done].mean()) if bool(done.any()) else float("nan")
     return out
 
 
 def evaluate_run(
     run: str, overrides: list[str], episodes: int, seed: int = 0, device: str = "cpu", deterministic: bool = True
 ) -> dict[str, Any]:
-    """:func:`evaluate_checkpoint` of a run directory (or checkpoint file) with ``env.*`` overrides."""
+    """:func:`evaluate_checkpoint` of a run directory (or checkpoint file) with ``env.*`` overrides.
+
+    Args:
+        run: run directory or checkpoint file.
+        overrides: ``env.key=value`` settings.
+        episodes: parallel envs, one episode each.
+        seed: env and sampling seed.
+        device: torch device.
+        deterministic: the most likely actions instead of samples.
+    """
     ckpt = load_run(run)
     env_cfg = override_env(ckpt.env, overrides)
     result = evaluate_checkpoint(ckpt, env_cfg, episodes, seed, device, deterministic)

@@ -25,13 +25,12 @@ from torch import Tensor
 
 from eqmarl.algos.gae import gae
 from eqmarl.algos.ppo import ValueNorm, normalize_advantages, ppo_loss
-from eqmarl.build import make_env
+from eqmarl.build import env_symmetry, make_agent, make_env
 from eqmarl.config import Config
 from eqmarl.core import Observation
-from eqmarl.models import Policy, make_policy
-from eqmarl.models.heads import CategoricalHead
+from eqmarl.core.episodes import run_episodes
+from eqmarl.models import Policy
 from eqmarl.models.policy import ActOutput, over_env_chunks
-from eqmarl.symmetry.actions import GroupAction, orbit_uniform_bias
 from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
 from eqmarl.train.learners import Learner, make_learner
 from eqmarl.train.malloc import tune_malloc
@@ -51,15 +50,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
     return torch.device(name)
-
-
-def env_symmetry(env: Any, group: str) -> GroupAction:
-    """The env's symmetry group action named ``group`` (``model.eqc`` / ``algo.other_play``)."""
-    if not hasattr(env, "symmetry"):
-        raise ValueError(
-            f"this env ({type(env).__name__}) exposes no symmetry group; model.eqc and algo.other_play need one"
-        )
-    return env.symmetry(group)
 
 
 def _take(x: Tensor, idx: Tensor) -> Tensor:
@@ -126,21 +116,14 @@ class Trainer:
         self.env = make_env(cfg.env, cfg.train.num_envs, self.env_seed, str(self.device))
         self.spec = self.env.spec
         seed_everything(cfg.seed)  # same initial parameters on every rank
-        policy = make_policy(cfg.model, self.spec, centralized_critic=a.name == "mappo").to(self.device)
-        self._keep_graph = policy.uses_graph
+        # the policy (orbit init, EQC: eqmarl.build.make_agent); checkpoints hold the plain policy
+        agent = make_agent(cfg.model, self.env, centralized_critic=a.name == "mappo", device=self.device)
+        self._keep_graph = agent.policy.uses_graph
         # envs that restart crashed games or workers report it; their restarts are logged
         self._counts_restarts = hasattr(self.env, "restarts")
         self._counts_timeouts = hasattr(self.env, "worker_timeouts")  # ... and hung workers
         self._knn = cfg.model.knn if self._keep_graph else 0
-        if cfg.model.orbit_init is not None:
-            head = policy.head
-            if not isinstance(head, CategoricalHead):
-                raise ValueError(f"model.orbit_init={cfg.model.orbit_init}: needs an env with discrete actions")
-            with torch.no_grad():
-                head.logits.bias.add_(orbit_uniform_bias(env_symmetry(self.env, cfg.model.orbit_init)).to(self.device))
-        self.policy: Policy | EQC = policy
-        if cfg.model.eqc is not None:  # train through the symmetrizer; checkpoints hold the plain policy
-            self.policy = EQC(policy, env_symmetry(self.env, cfg.model.eqc), cfg.model.eqc_average).to(self.device)
+        self.policy: Policy | EQC = agent.module
         self.other_play: OtherPlay | None = None
         if a.other_play is not None:
             self.other_play = OtherPlay(
@@ -375,36 +358,18 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """One episode in each of ``train.eval_episodes`` envs with deterministic actions.
 
-        Runs under a forked RNG with a fixed env seed, so evaluation neither perturbs
-        training nor varies between evaluations except through the policy.
+        Runs under a forked RNG with a fixed env seed (:func:`~eqmarl.core.episodes.run_episodes`),
+        so evaluation neither perturbs training nor varies between evaluations except
+        through the policy.
         """
-        env = self.eval_env
-        with torch.random.fork_rng(devices=[]):
-            obs = env.reset(seed=self.cfg.seed + 777)
-            ret = torch.full((env.num_envs,), float("nan"), device=self.device)
-            win = torch.full((env.num_envs,), float("nan"), device=self.device)
-            length = torch.zeros(env.num_envs, device=self.device)
-            chunk = self.cfg.train.inference_chunk_envs
-            for _ in range(self.spec.episode_limit):
-                with self.strategy.inference():
-                    mode = over_env_chunks(lambda o: self.policy.distribution(o).mode(), obs, chunk)
-                res = env.step(_float32(mode))
-                new = res.done & torch.isnan(ret)
-                ret = torch.where(new, res.episode_return, ret)
-                if "win" in res.info:
-                    win = torch.where(new, res.info["win"], win)
-                length = torch.where(new, res.episode_length.float(), length)
-                if not bool(torch.isnan(ret).any()):
-                    break
-                obs = res.obs
-        ret = ret[~torch.isnan(ret)]
-        se = float(ret.std() / math.sqrt(ret.numel())) if ret.numel() > 1 else float("nan")
-        out = {"eval_return": float(ret.mean()), "eval_return_se": se, "eval_length": float(length.mean())}
-        win = win[~torch.isnan(win)]
-        if win.numel():
-            out["eval_win_rate"] = float(win.mean())
-            out["eval_win_rate_se"] = float(win.std() / math.sqrt(win.numel())) if win.numel() > 1 else float("nan")
-        return out
+        chunk = self.cfg.train.inference_chunk_envs
+
+        def act(obs: Observation) -> Tensor:
+            with self.strategy.inference():
+                mode = over_env_chunks(lambda o: self.policy.distribution(o).mode(), obs, chunk)
+            return _float32(mode)
+
+        return run_episodes(self.eval_env, act, seed=self.cfg.seed + 777).summary()
 
     # ------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
