@@ -22,7 +22,7 @@ import torch
 from eqmarl.cli import main as cli_main
 from eqmarl.core.episodes import EpisodeStats, run_episodes
 from eqmarl.envs.lever import LeverGame
-from eqmarl.logging import _fmt
+from eqmarl.train.logger import _fmt
 from tests.conftest import TINY, launch_cmd, run_ok
 
 EVAL_SEED = "777"  # the trainer resets its evaluation envs with seed + 777 (seed=0 here)
