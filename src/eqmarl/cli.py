@@ -90,6 +90,7 @@ def plot_curves(args: argparse.Namespace) -> int:
     """``eqmarl plot-curves``: sample-efficiency figure and env steps to a threshold (JSON)."""
     import json
 
+    from eqmarl.core.log import stdout_to_stderr
     from eqmarl.eval.plots import find_runs, group_runs, plot_sample_efficiency, threshold_summary
 
     thresholds: dict[str, float] = {}
@@ -104,29 +105,32 @@ def plot_curves(args: argparse.Namespace) -> int:
     if not groups:
         print("eqmarl plot-curves: no runs (metrics.csv + config.json) under " + ", ".join(args.dirs), file=sys.stderr)
         return 2
-    png = plot_sample_efficiency(groups, Path(args.out), thresholds, args.metric)
-    summary = threshold_summary(groups, thresholds, [float(x) for x in args.at or []])
-    out_json = Path(args.json) if args.json else png.with_suffix(".json")
-    out_json.write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary))
+    with stdout_to_stderr() as stdout:  # stdout: only the JSON
+        png = plot_sample_efficiency(groups, Path(args.out), thresholds, args.metric)
+        summary = threshold_summary(groups, thresholds, [float(x) for x in args.at or []])
+        out_json = Path(args.json) if args.json else png.with_suffix(".json")
+        out_json.write_text(json.dumps(summary, indent=2))
+        print(json.dumps(summary), file=stdout)
     print(f"[eqmarl] figure: {png}; summary: {out_json}", file=sys.stderr)
     return 0
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
-    """``eqmarl eval``: print and write the JSON of a checkpoint's evaluation."""
+    """``eqmarl eval``: print and write the JSON of a checkpoint's evaluation (stdout: only the JSON)."""
     import json
 
     from eqmarl.config import ConfigError
+    from eqmarl.core.log import stdout_to_stderr
     from eqmarl.eval.evaluate import evaluate_run
 
-    try:
-        result = evaluate_run(args.run, args.overrides, args.episodes, args.seed, args.device, not args.sample)
-    except (FileNotFoundError, ValueError, ConfigError) as e:
-        print(f"eqmarl eval: {e}", file=sys.stderr)
-        return 2
-    text = json.dumps(result, indent=2)
-    print(text)
+    with stdout_to_stderr() as stdout:
+        try:
+            result = evaluate_run(args.run, args.overrides, args.episodes, args.seed, args.device, not args.sample)
+        except (FileNotFoundError, ValueError, ConfigError) as e:
+            print(f"eqmarl eval: {e}", file=sys.stderr)
+            return 2
+        text = json.dumps(result, indent=2)
+        print(text, file=stdout)
     out = Path(args.out) if args.out else Path(args.run) / ("eval_" + ("_".join(args.overrides) or "train") + ".json")
     if out.parent.is_dir():
         out.write_text(text + "\n")

@@ -11,7 +11,6 @@ package shows up as "missing" with how to install it, never as a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
@@ -24,6 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from eqmarl.core.log import stdout_to_stderr
 
 SC2_BASE = "Base75689"  # StarCraft II 4.10
 SC2_VERSIONS = {"Base75689": "4.10", "Base69232": "4.6.2", "Base60321": "4.1.2"}
@@ -215,7 +216,7 @@ REQUIREMENTS = tuple(CHECKS)
 def run_checks(names: Sequence[str] | None = None) -> dict[str, Check]:
     """Run the named checks (all by default); ``sc2_starts`` only runs when ``sc2`` passed."""
     out: dict[str, Check] = {}
-    with contextlib.redirect_stdout(sys.stderr):  # packages that print on import must not spoil --json
+    with stdout_to_stderr():  # packages that print on import must not spoil --json
         for name in names or CHECKS:
             _run_one(name, out)
     return out
@@ -254,20 +255,22 @@ def main(as_json: bool = False, require: str = "") -> int:
     if unknown:
         print(f"eqmarl doctor: --require {','.join(unknown)}; allowed: {', '.join(REQUIREMENTS)}", file=sys.stderr)
         return 2
-    rep = report(run_checks())
-    failed = [r for r in wanted if not rep["checks"][r]["ok"]]
-    rep["required"] = wanted
-    rep["missing"] = failed
-    if as_json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print(
-            f"eqmarl {rep['eqmarl']}, python {rep['python']}, torch {rep['torch']}"
-            + (" (in a container)" if rep["in_container"] else "")
-        )
-        for name, c in rep["checks"].items():
-            line = f"  {'ok     ' if c['ok'] else 'missing'}  {name:16s} {c['detail']}"
-            print(line + (f"\n           fix: {c['fix']}" if not c["ok"] and c["fix"] else ""))
+    with stdout_to_stderr() as stdout:  # dependencies that print at import must not spoil --json
+        rep = report(run_checks())
+        failed = [r for r in wanted if not rep["checks"][r]["ok"]]
+        rep["required"] = wanted
+        rep["missing"] = failed
+        if as_json:
+            print(json.dumps(rep, indent=2), file=stdout)
+        else:
+            print(
+                f"eqmarl {rep['eqmarl']}, python {rep['python']}, torch {rep['torch']}"
+                + (" (in a container)" if rep["in_container"] else ""),
+                file=stdout,
+            )
+            for name, c in rep["checks"].items():
+                line = f"  {'ok     ' if c['ok'] else 'missing'}  {name:16s} {c['detail']}"
+                print(line + (f"\n           fix: {c['fix']}" if not c["ok"] and c["fix"] else ""), file=stdout)
     if failed:
         print(f"eqmarl doctor: required but missing: {', '.join(failed)}", file=sys.stderr)
         return 1

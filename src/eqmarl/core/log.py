@@ -15,9 +15,12 @@ itself can remove the handler (:data:`HANDLER_NAME`) or set ``propagate``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 LOGGER_NAME = "eqmarl"
 HANDLER_NAME = "eqmarl-stderr"
@@ -78,3 +81,44 @@ def get_logger(name: str | None = None) -> logging.Logger:
         root.setLevel(_level())
         root.propagate = False
     return root.getChild(name) if name else root
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[TextIO]:
+    """Send everything written to stdout inside the block to stderr; yield the real stdout.
+
+    Both levels are redirected: ``sys.stdout`` (Python's ``print``, and loggers that bind
+    ``sys.stdout`` while the block runs, such as DeepSpeed's at import) and file descriptor
+    1 (C libraries, child processes, and printers holding the original stream).  What a
+    command means to be read by programs (the JSON of ``--json``) is written to the yielded
+    stream, so stdout carries exactly that, whatever dependencies print at import.
+    Nested use is fine.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    real = os.fdopen(os.dup(saved), "w", closefd=True)
+    os.dup2(2, 1)
+    python_stdout, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield real
+    finally:
+        sys.stderr.flush()
+        sys.stdout = python_stdout
+        os.dup2(saved, 1)
+        os.close(saved)
+        real.close()
+
+
+def json_main(main: Callable[[], Any]) -> None:
+    """Run a machine-readable program: ``main()`` returns its result, printed as the one
+    JSON document on stdout; whatever else is written while it runs (progress lines,
+    dependencies' chatter, child processes) goes to stderr.
+
+    Args:
+        main: the program; returns a JSON-serialisable object, or a string already in JSON.
+    """
+    import json
+
+    with stdout_to_stderr() as stdout:
+        result = main()
+        print(result if isinstance(result, str) else json.dumps(result), file=stdout, flush=True)

@@ -47,6 +47,7 @@ from torch import Tensor
 from eqmarl.core.env import EnvSpec, Observation
 from eqmarl.core.errors import InvalidOption
 from eqmarl.core.graph import EntityGraph
+from eqmarl.core.log import stdout_to_stderr
 from eqmarl.core.smacv2_actions import COMPASS
 
 # SMAX's unit types, in the order of its unit_type_names (the index is the type id)
@@ -113,7 +114,8 @@ def check_map_size(backend: str, map_size: float | None) -> None:
 
 
 def _distribution_base() -> Any:
-    from jaxmarl.environments.smax.distributions import Distribution
+    with stdout_to_stderr():  # jaxmarl prints on its first import
+        from jaxmarl.environments.smax.distributions import Distribution
 
     return Distribution
 

@@ -50,6 +50,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.core.env import Observation, StepResult
+from eqmarl.core.log import stdout_to_stderr
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS, MASK_TARGETS
 from eqmarl.core.tracking import EpisodeTracker
 from eqmarl.envs.smacv2_scenarios import (
@@ -92,8 +93,9 @@ def import_jax() -> Any:
     tens of seconds on a CPU); a clear message if the smax extra is missing."""
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
-        import jax
-        import jaxmarl.environments.smax  # noqa: F401
+        with stdout_to_stderr():  # jaxmarl prints on its first import: stdout stays the program's
+            import jax
+            import jaxmarl.environments.smax  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             f"env.backend=smax needs jax and jaxmarl ({e.name} is missing): pip install 'eqmarl[smax]' "

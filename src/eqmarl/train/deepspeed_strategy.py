@@ -53,6 +53,7 @@ import torch
 from torch import Tensor, nn
 
 from eqmarl.config import LearnerConfig
+from eqmarl.core.log import stdout_to_stderr
 from eqmarl.models.heads import ExternalParameters
 from eqmarl.train.strategy import RankCollectives, SingleStrategy, grad_norm
 
@@ -67,7 +68,9 @@ def import_deepspeed(device: torch.device) -> Any:
     if device.type == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     try:
-        import deepspeed
+        # its logger binds the stdout of import time: bound to stderr, stdout stays the program's
+        with stdout_to_stderr():
+            import deepspeed
     except ImportError as e:
         raise ImportError(INSTALL_HINT) from e
     return deepspeed
