@@ -53,7 +53,7 @@ def train(run_dir: Path, seed: int, extra: list[str]) -> Trainer:
     torch.set_num_threads(1)
     cfg = compose([*FAST, f"seed={seed}", *extra])
     tr = Trainer(cfg, run_dir)
-    while not tr._done():
+    while not tr.done:
         tr.update(tr.rollout())
         tr.iteration += 1
     tr.save()

@@ -50,6 +50,38 @@ def test_guard_rolls_back_an_unconfirmed_step_and_counts_until_the_limit() -> No
     assert g.confirm(finite=True) is False  # nothing pending any more
 
 
+class FakeLearner:
+    """The learner calls the guard makes: ``skipped``, ``rollback``, ``any_rank``, ``is_main``."""
+
+    is_main = True
+
+    def __init__(self) -> None:
+        self.skipped = False
+        self.rollbacks = 0
+
+    def rollback(self) -> None:
+        self.rollbacks += 1
+
+    def any_rank(self, flag: bool) -> bool:
+        return flag
+
+
+def test_guard_owns_skip_rollback_and_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    learner = FakeLearner()
+    g = NonFiniteGuard(2, learner, lr=0.1, max_grad_norm=0.0, run_dir=tmp_path)
+    assert g.after_step(iteration=5) is False  # applied, unconfirmed
+    learner.skipped = True
+    assert g.after_step(iteration=5) is True and learner.rollbacks == 1
+    assert "iteration 5: non-finite loss or gradient norm, optimizer step skipped and the one before" in (
+        capsys.readouterr().out
+    )
+    assert g.confirm_last_step(5, lambda: torch.zeros(1)) is False  # nothing pending
+    with pytest.raises(NonFiniteError, match=r"2 optimizer steps in a row.*algo\.lr=0\.1.*\(clipping off\)"):
+        g.after_step(iteration=5)
+    assert not g.checkpoint_allowed(5, {"w": torch.tensor([float("nan")])})
+    assert "checkpoint of iteration 5 not written" in capsys.readouterr().out
+
+
 def test_nan_in_the_rollout_skips_every_step_and_keeps_the_state(tmp_path: Path) -> None:
     tr = Trainer(compose([*SMALL, "train.max_nonfinite_updates=100"]), tmp_path)
     tr.update(tr.rollout())  # Adam has state now

@@ -396,7 +396,9 @@ def test_train_eval_render_end_to_end(tmp_path, clean_env) -> None:  # type: ign
     assert rows and rows[-1]["eval_win_rate"] != "" and 0.0 <= float(rows[-1]["eval_win_rate"]) <= 1.0
     out = tmp_path / "right.json"
     cli = [sys.executable, "-m", "eqmarl.cli"]
-    p = run_ok([*cli, "eval", str(run), "env.surround_sides=right", "--episodes", "16", "--out", str(out)], clean_env, 900)
+    p = run_ok(
+        [*cli, "eval", str(run), "env.surround_sides=right", "--episodes", "16", "--out", str(out)], clean_env, 900
+    )
     assert json.loads(p.stdout) == json.loads(out.read_text())  # stdout: the JSON alone (no jaxmarl chatter)
     result = json.loads(out.read_text())
     assert result["episodes"] == 16 and 0.0 <= result["win_rate"] <= 1.0 and result["env"]["surround_sides"] == "right"

@@ -120,7 +120,7 @@ def _train(
     )
     try:
         metrics = trainer.run(logger)
-        if (run_dir / "metrics.csv").exists() and trainer._done():
+        if (run_dir / "metrics.csv").exists() and trainer.done:
             png = plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png", title=name)
             logger.log_image("learning_curve", png)
     finally:
@@ -149,7 +149,7 @@ def exit_if_stopped(trainer: Any, run_dir: Path, sweep: bool = False) -> None:
         return
     name = signal.Signals(sig).name
     if trainer.rank == 0:
-        if trainer._done():
+        if trainer.done:
             print(f"[eqmarl] {name}: the run had already finished; {run_dir} is complete", file=sys.stderr)
         else:
             print(
@@ -313,9 +313,7 @@ class TrainJob:
             metrics = run_training(cfg, self.run_dir, ckpt, rank=rank, world_size=world, on_trainer=self._attach)
             trainer = self._trainer
             # preempted: stopped early by USR2 (here or on another rank), not by SIGTERM/SIGINT
-            self.preempted = bool(
-                trainer._stop_requested and not trainer._done() and (self._signalled or trainer.stop_signal is None)
-            )
+            self.preempted = bool(trainer.stopped_early and (self._signalled or trainer.stop_signal is None))
         finally:
             if submitit_handler is not None:
                 signal.signal(sig, submitit_handler)

@@ -1,50 +1,62 @@
 """The PPO training loop: rollout -> GAE -> update -> (eval) -> log -> (checkpoint).
 
-Rollouts are tensor ops over ``[T, E, A, ...]`` on the device: no Python loop over
-envs or agents.  ``state_dict()``/``load_state_dict()`` cover everything a run needs to
-continue exactly: parameters, optimizer, value normalizer, counters, RNG states, the
-env's simulator state (where the backend can export it) and the W&B run id.
+:class:`Trainer` owns the run: it builds the envs, the agent and the learner in named
+phases (seeding every random stream once, in :meth:`Trainer.__init__`), and
+:meth:`Trainer.run` reads as the loop, one named step each: learning-rate schedule,
+rollout (``train/rollout.py``: collection, truncation bootstrap, GAE, crash masks),
+update (``train/update.py``: epochs, minibatches, micro-batches, KL stop), counters,
+evaluation, metrics, checkpoint.  What a non-finite loss, gradient or checkpoint does is
+``train/nonfinite.py``'s :class:`~eqmarl.train.nonfinite.NonFiniteGuard`.
+
+``state_dict()``/``load_state_dict()`` cover everything a run needs to continue exactly:
+parameters, optimizer, value normalizer, counters, RNG states, the env's simulator state
+(where the backend can export it) and the W&B run id.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import random
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from eqmarl.algos.gae import gae
-from eqmarl.algos.ppo import ValueNorm, normalize_advantages, ppo_loss
+from eqmarl.algos.ppo import ValueNorm
 from eqmarl.build import env_symmetry, make_agent, make_env
 from eqmarl.config import Config
 from eqmarl.core import Observation
 from eqmarl.core.episodes import run_episodes
 from eqmarl.models import Policy
-from eqmarl.models.policy import ActOutput, over_env_chunks
+from eqmarl.models.policy import over_env_chunks
 from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
 from eqmarl.train.learners import Learner, make_learner
 from eqmarl.train.malloc import tune_malloc
-from eqmarl.train.nonfinite import NonFiniteError, NonFiniteGuard, all_finite, state_is_finite, stop_message
+from eqmarl.train.nonfinite import NonFiniteGuard
 from eqmarl.train.resume import inexact_resume_note
+from eqmarl.train.rollout import Rollout, RolloutCollector
+from eqmarl.train.rollout import as_float32 as _float32
+from eqmarl.train.update import PPOUpdate
 from eqmarl.wrappers.eqc import EQC
 from eqmarl.wrappers.other_play import OtherPlay
 
-LOSS_KEYS = ("loss", "pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")
+if TYPE_CHECKING:
+    from eqmarl.train.logger import Logger
+
 # state_dict entries that differ between ranks (own envs, own random streams)
 RANK_STATE_KEYS = ("rng", "env", "obs", "other_play")
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``train.device`` names (``auto``: CUDA where visible, else CPU)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -52,42 +64,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _take(x: Tensor, idx: Tensor) -> Tensor:
-    return x[idx]
-
-
-def _float32(x: Tensor) -> Tensor:
-    """Float tensors as float32 (16-bit weights give 16-bit outputs); others unchanged."""
-    return x.float() if x.is_floating_point() else x
-
-
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's global and torch's random streams."""
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002  (seeds the global stream that libraries draw from)
     torch.manual_seed(seed)
-
-
-@dataclasses.dataclass
-class Rollout:
-    """One iteration's data, ``[T, E, ...]`` (``value``/``returns`` on the critic's scale)."""
-
-    obs: Observation
-    action: Tensor
-    logprob: Tensor
-    value: Tensor
-    advantages: Tensor
-    returns: Tensor
-    episode_returns: Tensor
-    explained_var: float
-    # win flags (1/0) of the episodes that ended, where the env reports info['win'] (SMACv2)
-    episode_wins: Tensor | None = None
-    # [T, E, A] 0 for transitions of a crashed game (info['crashed'], the StarCraft II
-    # backend), which the update must not learn from; None when no game crashed
-    valid: Tensor | None = None
-    # games or env worker processes restarted after a crash or a hang during this rollout
-    env_restarts: float = 0.0
-    # of those, workers killed for not answering in time
-    env_timeouts: float = 0.0
 
 
 class Trainer:
@@ -96,32 +77,60 @@ class Trainer:
     Args:
         cfg: the validated config.
         run_dir: where metrics, checkpoints and plots go.
-        rank / world_size: this process's place in a distributed job (1 process: 0 / 1).
+        rank: this process's place in a distributed job (one process: 0).
+        world_size: the number of processes in the job (one process: 1).
         strategy: learner factory override (the signature of :func:`~eqmarl.train.learners.make_learner`).
     """
 
-    def __init__(self, cfg: Config, run_dir: Path, rank: int = 0, world_size: int = 1, strategy=None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        rank: int = 0,
+        world_size: int = 1,
+        strategy: Callable[..., Learner] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = rank, world_size
-        self.device = resolve_device(cfg.train.device)
-        tune_malloc()  # reuse freed activation memory instead of re-faulting it (see malloc.py)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        a = cfg.algo
-        self.env_seed = cfg.seed + 1_000_003 * rank
-        with torch.random.fork_rng(devices=[]):
+        self.env_seed = cfg.seed + 1_000_003 * rank  # each rank its own envs and random streams
+        self._setup_devices()
+        # every random stream is seeded here, in this order (exact resume and reproducible
+        # runs depend on it); the phases below draw from them but seed nothing
+        with torch.random.fork_rng(devices=[]):  # building the eval env leaves the training streams alone
             self.eval_env = make_env(cfg.env, cfg.train.eval_episodes, cfg.seed + 777, str(self.device))
         seed_everything(self.env_seed)
-        self.env = make_env(cfg.env, cfg.train.num_envs, self.env_seed, str(self.device))
-        self.spec = self.env.spec
+        self._build_env()
         seed_everything(cfg.seed)  # same initial parameters on every rank
-        # the policy (orbit init, EQC: eqmarl.build.make_agent); checkpoints hold the plain policy
-        agent = make_agent(cfg.model, self.env, centralized_critic=a.name == "mappo", device=self.device)
-        self._keep_graph = agent.policy.uses_graph
+        self._build_agent()
+        self._build_learner(strategy)
+        seed_everything(self.env_seed + 1)  # each rank's own rollout streams
+        self._init_state()
+        self._build_phases()
+        self._init_stop()
+
+    # ---------------------------------------------------------------- construction
+    def _setup_devices(self) -> None:
+        """The device (``train.device``), the allocator and the CPU threads (``train.threads``)."""
+        self.device = resolve_device(self.cfg.train.device)
+        tune_malloc()  # reuse freed activation memory instead of re-faulting it (see malloc.py)
+        if self.cfg.train.threads:
+            torch.set_num_threads(self.cfg.train.threads)
+
+    def _build_env(self) -> None:
+        """The training envs (``train.num_envs`` of ``env.*``) and what they report."""
+        self.env = make_env(self.cfg.env, self.cfg.train.num_envs, self.env_seed, str(self.device))
+        self.spec = self.env.spec
         # envs that restart crashed games or workers report it; their restarts are logged
         self._counts_restarts = hasattr(self.env, "restarts")
         self._counts_timeouts = hasattr(self.env, "worker_timeouts")  # ... and hung workers
+
+    def _build_agent(self) -> None:
+        """The policy (``model.*``; orbit-initialised, EQC-wrapped) and Other-Play's relabelling."""
+        cfg, a = self.cfg, self.cfg.algo
+        # the policy (orbit init, EQC: eqmarl.build.make_agent); checkpoints hold the plain policy
+        agent = make_agent(cfg.model, self.env, centralized_critic=a.name == "mappo", device=self.device)
+        self._keep_graph = agent.policy.uses_graph
         self._knn = cfg.model.knn if self._keep_graph else 0
         self.policy: Policy | EQC = agent.module
         self.other_play: OtherPlay | None = None
@@ -129,6 +138,10 @@ class Trainer:
             self.other_play = OtherPlay(
                 env_symmetry(self.env, a.other_play).to(self.device), cfg.train.num_envs, self.spec.n_agents
             )
+
+    def _build_learner(self, strategy: Callable[..., Learner] | None) -> None:
+        """The value normalizer, the optimizer and the learner strategy (``learner.*``)."""
+        cfg, a = self.cfg, self.cfg.algo
         self.value_norm = ValueNorm(a.value_norm).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=a.lr, eps=1e-5, foreach=True)
         self.strategy: Learner = (strategy or make_learner)(
@@ -138,16 +151,46 @@ class Trainer:
             max_grad_norm=a.max_grad_norm,
             keep_snapshots=cfg.train.rollback_nonfinite,
         )
-        seed_everything(self.env_seed + 1)
-        self.batch_frames = a.rollout_steps * cfg.train.num_envs
-        self.frames_per_iteration = self.batch_frames * world_size
+
+    def _init_state(self) -> None:
+        """Batch sizes, counters, the run's bookkeeping and the envs' first observation."""
+        cfg = self.cfg
+        self.batch_frames = cfg.algo.rollout_steps * cfg.train.num_envs
+        self.frames_per_iteration = self.batch_frames * self.world_size
         self.num_iterations = max(1, math.ceil(cfg.train.total_env_steps / self.frames_per_iteration))
         self.iteration = 0
         self.env_steps = 0
         self.wall_s = 0.0
         self.wandb_run_id: str | None = None
+        self.last_eval: dict[str, float] = {}
         self.obs = self.env.reset(seed=self.env_seed)
-        self._worker_counts = self._worker_counts_now()
+
+    def _build_phases(self) -> None:
+        """The iteration's phases: the rollout collector, the PPO update and the non-finite guard."""
+        cfg = self.cfg
+        self.collector = RolloutCollector(
+            self.env,
+            self.policy,
+            self.strategy,
+            self.value_norm,
+            self.other_play,
+            algo=cfg.algo,
+            chunk=cfg.train.inference_chunk_envs,
+            knn=self._knn,
+            keep_graph=self._keep_graph,
+            device=self.device,
+        )
+        self.nonfinite = NonFiniteGuard(
+            cfg.train.max_nonfinite_updates,
+            self.strategy,
+            lr=cfg.algo.lr,
+            max_grad_norm=cfg.algo.max_grad_norm,
+            run_dir=self.run_dir,
+        )
+        self.updater = PPOUpdate(cfg.algo, self.strategy, self.nonfinite, self.batch_frames, self.device)
+
+    def _init_stop(self) -> None:
+        """No stop requested yet; SIGINT and SIGTERM will request one (see :meth:`run`)."""
         self._stop_requested = False
         # the signal (SIGINT/SIGTERM) that stopped the run, None while none arrived
         self.stop_signal: int | None = None
@@ -155,203 +198,20 @@ class Trainer:
         # its preemption signal); a repeat of one aborts unless ``abort_on_repeat`` is off
         self.stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
         self.abort_on_repeat = True
-        self.last_eval: dict[str, float] = {}
-        self.nonfinite = NonFiniteGuard(cfg.train.max_nonfinite_updates)
 
-    # ------------------------------------------------------------------ rollout
-    def _worker_counts_now(self) -> tuple[int, int]:
-        """The env's (worker restarts, worker timeouts) so far (0, 0 without workers)."""
-        return getattr(self.env, "worker_restarts", 0), getattr(self.env, "worker_timeouts", 0)
-
-    def _act(self, obs: Observation, chunk: int) -> ActOutput:
-        """The policy's action, log-prob and value (float32 whatever the learner's weights)."""
-        with self.strategy.inference():
-            out = self.policy.act(obs, chunk=chunk)
-        return ActOutput(_float32(out.action), out.logprob.float(), out.value.float())
-
-    def _value(self, obs: Observation, chunk: int) -> Tensor:
-        with self.strategy.inference():
-            return over_env_chunks(self.policy.value, obs, chunk).float()
-
-    @torch.no_grad()
+    # ------------------------------------------------------------- rollout, update
     def rollout(self) -> Rollout:
-        """Collect ``T`` steps from every env; compute advantages and value targets."""
-        a = self.cfg.algo
-        env = self.env
-        obs_l, act_l, logp_l, val_l, rew_l, term_l, done_l = [], [], [], [], [], [], []
-        boot: list[tuple[int, Tensor, Tensor]] = []
-        ep_rets: list[Tensor] = []
-        wins: list[Tensor] = []
-        crashed_l: list[Tensor | None] = []
-        restarts = torch.zeros((), device=self.device)  # summed on device; read once per rollout
-        # env worker processes (mpe2) restarted after a crash or a hang: counted by the env,
-        # since the last rollout (a hang met while checkpointing counts in the next one)
-        workers0, timeouts0 = self._worker_counts
-        obs = self.obs
-        op = self.other_play
-        chunk = self.cfg.train.inference_chunk_envs
-        for t in range(a.rollout_steps):
-            if op is not None:  # act (and store) in each agent's relabelled world
-                obs = op.observation(obs)
-            if self._knn and obs.graph is not None:  # the update reuses this exact graph
-                obs = dataclasses.replace(obs, graph=obs.graph.with_knn(self._knn))
-            out = self._act(obs, chunk)
-            res = env.step(out.action if op is None else op.env_action(out.action))
-            obs_l.append(obs if self._keep_graph else dataclasses.replace(obs, graph=None))
-            act_l.append(out.action)
-            logp_l.append(out.logprob)
-            val_l.append(out.value)
-            rew_l.append(res.reward)
-            term_l.append(res.terminated)
-            done_l.append(res.done)
-            if bool(res.truncated.any()):
-                final = res.final_obs if op is None else op.observation(res.final_obs)
-                boot.append((t, res.truncated, self._value(final, chunk)))
-            ep_rets.append(res.episode_return)
-            if "win" in res.info:
-                wins.append(res.info["win"])
-            crashed_l.append(res.info.get("crashed"))
-            if "restarts" in res.info:  # games restarted (StarCraft II)
-                restarts += res.info["restarts"].float().sum()
-            if op is not None:
-                op.new_episodes(res.done)
-            obs = res.obs
-        self.obs = obs
-        value = torch.stack(val_l)
-        last_obs = obs if op is None else op.observation(obs)
-        next_value = torch.cat([value[1:], self._value(last_obs, chunk).unsqueeze(0)])
-        for t, mask, v_final in boot:
-            next_value[t] = torch.where(mask.unsqueeze(-1), v_final, next_value[t])
-        vn = self.value_norm
-        value_d, next_d = vn.denormalize(value), vn.denormalize(next_value)
-        adv, returns = gae(
-            torch.stack(rew_l), value_d, next_d, torch.stack(term_l), torch.stack(done_l), a.gamma, a.gae_lambda
-        )
-        var_y = returns.var()
-        explained_var = float(1 - (returns - value_d).var() / var_y) if var_y > 0 else float("nan")
-        vn.update(self.strategy.all_gather_cat(returns))  # same statistics on every rank
-        ep = torch.stack(ep_rets).flatten()
-        won = torch.stack(wins).flatten() if wins else None
-        valid = None
-        if any(c is not None and bool(c.any()) for c in crashed_l):
-            zeros = torch.zeros(env.num_envs, device=self.device)
-            crashed = torch.stack([zeros if c is None else c.to(zeros) for c in crashed_l])  # [T, E]
-            valid = (crashed == 0).float().unsqueeze(-1).expand_as(torch.stack(logp_l)).contiguous()
-        self._worker_counts = self._worker_counts_now()
-        return Rollout(
-            obs=Observation.stack(obs_l),
-            action=torch.stack(act_l),
-            logprob=torch.stack(logp_l),
-            value=value,
-            advantages=adv,
-            returns=vn.normalize(returns),
-            episode_returns=ep[~torch.isnan(ep)],
-            explained_var=explained_var,
-            episode_wins=None if won is None else won[~torch.isnan(won)],
-            valid=valid,
-            env_restarts=float(restarts) + self._worker_counts[0] - workers0,
-            env_timeouts=float(self._worker_counts[1] - timeouts0),
-        )
+        """Collect ``T`` steps from every env; compute advantages and value targets (train/rollout.py)."""
+        rollout, self.obs = self.collector.collect(self.obs)
+        return rollout
 
-    # ------------------------------------------------------------------- update
-    def update(self, ro: Rollout) -> dict[str, float]:
-        """``epochs`` passes of ``num_minibatches`` Adam steps over the rollout."""
-        a = self.cfg.algo
-        n = self.batch_frames
-        flat = lambda x: x.reshape((n, *x.shape[2:]))  # noqa: E731
-        obs = ro.obs.map(flat)
-        action, logprob, value = flat(ro.action), flat(ro.logprob), flat(ro.value)
-        adv, returns = flat(ro.advantages), flat(ro.returns)
-        weights = None if ro.valid is None else flat(ro.valid)
-        mb = n // a.num_minibatches
-        micro = self.strategy.micro_batches  # equal micro-batches accumulated into one step
-        mm = mb // micro
-        sums = torch.zeros(len(LOSS_KEYS) + 1, device=self.device)
-        steps = skips = 0
-        strat = self.strategy
-        mterms = torch.zeros(len(LOSS_KEYS), device=self.device)
-        for _ in range(a.epochs):
-            perm = torch.randperm(n, device=self.device)
-            for i in range(a.num_minibatches):
-                idx = perm[i * mb : (i + 1) * mb]
-                adv_mb = adv[idx]
-                if a.norm_adv:  # over the whole minibatch, before it is split
-                    adv_mb = normalize_advantages(adv_mb, None if weights is None else weights[idx])
-                strat.zero_grad()
-                mterms = torch.zeros(len(LOSS_KEYS), device=self.device)
-                for j in range(micro):
-                    sub = idx[j * mm : (j + 1) * mm]
-                    new_logp, entropy, new_value = strat.forward(
-                        obs.map(functools.partial(_take, idx=sub)), action[sub]
-                    )
-                    terms = ppo_loss(
-                        new_logp,
-                        logprob[sub],
-                        adv_mb[j * mm : (j + 1) * mm],
-                        new_value,
-                        value[sub],
-                        returns[sub],
-                        entropy,
-                        clip_coef=a.clip_coef,
-                        vf_coef=a.vf_coef,
-                        ent_coef=a.ent_coef,
-                        clip_vloss=a.clip_vloss,
-                        norm_adv=False,
-                        weights=None if weights is None else weights[sub],
-                    )
-                    strat.backward(terms["loss"])
-                    mterms += torch.stack([terms[k].detach() for k in LOSS_KEYS])
-                grad_norm = strat.optimizer_step(bool(torch.isfinite(mterms[0])))
-                mterms /= micro
-                if strat.skipped:
-                    skips += 1
-                    self._skipped_step(rollback=self.nonfinite.record(skipped=True))
-                    continue
-                self.nonfinite.record(skipped=False)
-                sums += torch.cat([mterms, grad_norm.detach().reshape(1).to(mterms)])
-                steps += 1
-            approx_kl = mterms[LOSS_KEYS.index("approx_kl")]
-            if a.target_kl is not None and float(strat.all_reduce_mean(approx_kl)) > a.target_kl:
-                break
-        if self.nonfinite.pending:  # the last step's parameters must give finite outputs
-            with torch.no_grad():
-                outs = strat.forward(obs.map(functools.partial(_take, idx=idx)), action[idx])
-            finite = not strat.any_rank(not all_finite(outs))
-            rollback = self.nonfinite.confirm(finite)
-            if not finite:
-                skips += 1
-                self._skipped_step(rollback)
-        means = (sums / steps).tolist() if steps else [float("nan")] * (len(LOSS_KEYS) + 1)
-        out = dict(zip((*LOSS_KEYS, "grad_norm"), means))
-        out["explained_var"] = ro.explained_var
-        out["nonfinite_skips"] = float(skips)
-        return out
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        """``algo.epochs`` passes of ``algo.num_minibatches`` optimizer steps over ``rollout`` (train/update.py).
 
-    def _skipped_step(self, rollback: bool) -> None:
-        """A skipped optimizer step (eqmarl.train.nonfinite): roll back the unconfirmed step
-        before it, warn, and stop the run after ``train.max_nonfinite_updates`` in a row."""
-        guard = self.nonfinite
-        if rollback:
-            self.strategy.rollback()
-        if self.strategy.is_main:
-            print(
-                f"[eqmarl] warning: iteration {self.iteration + 1}: non-finite loss or gradient norm, optimizer step "
-                f"skipped{' and the one before rolled back' if rollback else ''} ({guard.streak} in a row; the run "
-                f"stops at train.max_nonfinite_updates={guard.max_consecutive})",
-                flush=True,
-            )
-        if guard.exhausted:
-            a = self.cfg.algo
-            msg = stop_message(guard.streak, self.iteration + 1, a.lr, a.max_grad_norm, self._last_checkpoint())
-            raise NonFiniteError(msg)
-
-    def _last_checkpoint(self) -> str | None:
-        from eqmarl.train.checkpoint import resolve_checkpoint
-
-        try:
-            return str(resolve_checkpoint(self.run_dir))
-        except (FileNotFoundError, OSError, ValueError):
-            return None
+        Returns:
+            the loss terms, ``grad_norm``, ``explained_var`` and ``nonfinite_skips``.
+        """
+        return self.updater(rollout, self.iteration + 1)
 
     # ----------------------------------------------------------------- evaluate
     @torch.no_grad()
@@ -437,14 +297,9 @@ class Trainer:
         """Write a checkpoint (rank 0); in a multi-rank job every rank must call it (it gathers
         each rank's RNG and env state, so a resumed job continues every rank exactly)."""
         state = self.state_dict()
-        if self.strategy.any_rank(not state_is_finite(state["policy"], state["optimizer"], state["value_norm"])):
-            if self.strategy.is_main:  # a checkpoint never holds NaN/inf: resume finds the last finite one
-                print(
-                    f"[eqmarl] warning: checkpoint of iteration {self.iteration} not written: the parameters or "
-                    f"optimizer state hold non-finite values; the last good checkpoint is "
-                    f"{self._last_checkpoint() or '(none yet)'}",
-                    flush=True,
-                )
+        if not self.nonfinite.checkpoint_allowed(
+            self.iteration, state["policy"], state["optimizer"], state["value_norm"]
+        ):
             return None
         state["sharded_tag"] = self.strategy.save_sharded(
             self.run_dir / "checkpoints", self.iteration, self.cfg.train.keep_checkpoints
@@ -461,11 +316,25 @@ class Trainer:
         """Ask the loop to checkpoint and return at the end of the current iteration."""
         self._stop_requested = True
 
-    def _done(self) -> bool:
-        mi = self.cfg.train.max_iterations
-        return self.iteration >= self.num_iterations or (mi is not None and self.iteration >= mi)
+    @property
+    def done(self) -> bool:
+        """The run reached its end: ``train.total_env_steps`` (or ``train.max_iterations``)."""
+        max_iterations = self.cfg.train.max_iterations
+        return self.iteration >= self.num_iterations or (
+            max_iterations is not None and self.iteration >= max_iterations
+        )
 
-    def run(self, logger=None) -> dict[str, float]:
+    @property
+    def stop_requested(self) -> bool:
+        """A stop was requested (:meth:`request_stop`, a signal; after an iteration: on any rank)."""
+        return self._stop_requested
+
+    @property
+    def stopped_early(self) -> bool:
+        """A stop request ended the run before it was :attr:`done`."""
+        return self._stop_requested and not self.done
+
+    def run(self, logger: Logger | None = None) -> dict[str, float]:
         """Train until ``train.total_env_steps`` (or ``train.max_iterations``, or a stop request).
 
         Ctrl-C (SIGINT) and SIGTERM (what SLURM, docker and kubernetes send before a
@@ -477,73 +346,132 @@ class Trainer:
         warns and training goes on (the next one tries again); the final or stop
         checkpoint raises :class:`~eqmarl.train.checkpoint.CheckpointWriteError`.
 
+        Args:
+            logger: where each iteration's metrics go (None: nowhere; ranks > 0).
+
         Returns:
             the last logged metrics.
         """
-        cfg = self.cfg
         if logger is not None:
             self.wandb_run_id = logger.wandb_run_id
-        prev = _install_stop_handlers(self)
+        previous_handlers = _install_stop_handlers(self)
         metrics: dict[str, float] = {}
         start_wall = time.perf_counter() - self.wall_s
         try:
             stop = self.strategy.any_rank(self._stop_requested)  # all ranks agree on stopping
-            while not self._done() and not stop:
-                frac = 1.0 - self.iteration / self.num_iterations
-                lr = cfg.algo.lr * frac if cfg.algo.anneal_lr else cfg.algo.lr
-                self.strategy.set_lr(lr)
-                t0 = time.perf_counter()
-                ro = self.rollout()
-                t1 = time.perf_counter()
-                metrics = self.update(ro)
-                t2 = time.perf_counter()
-                self.iteration += 1
-                self.env_steps += self.frames_per_iteration
-                stop = self._stop_requested = self.strategy.any_rank(self._stop_requested)
-                last = self._done()
-                ev = cfg.train.eval_every
-                if last or (ev > 0 and self.iteration % ev == 0):
-                    self.last_eval = self.evaluate()
-                    metrics.update(self.last_eval)
-                self.wall_s = time.perf_counter() - start_wall
-                eps = self.strategy.all_reduce_sum(
-                    ro.episode_returns.new_tensor([ro.episode_returns.sum(), ro.episode_returns.numel()])
-                )
-                metrics.update(
-                    iteration=self.iteration,
-                    env_steps=self.env_steps,
-                    wall_s=self.wall_s,
-                    steps_per_s=self.frames_per_iteration / (time.perf_counter() - t0),
-                    train_return=float(eps[0] / eps[1]) if eps[1] > 0 else float("nan"),
-                    lr=lr,
-                    rollout_s=t1 - t0,
-                    update_s=t2 - t1,
-                )
-                if ro.episode_wins is not None:
-                    w = self.strategy.all_reduce_sum(
-                        ro.episode_wins.new_tensor([ro.episode_wins.sum(), ro.episode_wins.numel()])
-                    )
-                    metrics["win_rate"] = float(w[0] / w[1]) if w[1] > 0 else float("nan")
-                if self._counts_restarts:
-                    restarted = torch.tensor([ro.env_restarts, ro.env_timeouts], device=self.device)
-                    restarted = self.strategy.all_reduce_sum(restarted)
-                    metrics["env_restarts"] = float(restarted[0])
-                    if self._counts_timeouts:
-                        metrics["env_timeouts"] = float(restarted[1])
-                if logger is not None and (last or self.iteration % cfg.logger.log_every == 0):
-                    logger.log(metrics)
-                ck = cfg.train.checkpoint_every
-                if last or stop or (ck > 0 and self.iteration % ck == 0):
-                    try:
-                        self.save()
-                    except CheckpointWriteError as e:  # final/stop checkpoint: the run fails with it
-                        if last or stop:
-                            raise
-                        print(f"[eqmarl] warning: {e}; training continues and tries again", file=sys.stderr)
+            while not self.done and not stop:
+                metrics, stop = self._iteration(logger, start_wall)
         finally:
-            for sig, handler in prev.items():
+            for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
         return metrics
+
+    def _iteration(self, logger: Logger | None, start_wall: float) -> tuple[dict[str, float], bool]:
+        """One iteration: lr schedule, rollout, update, counters, eval, metrics, log, checkpoint.
+
+        Args:
+            logger: where the metrics go (None: nowhere).
+            start_wall: ``time.perf_counter()`` when the run (with its earlier wall time) began.
+
+        Returns:
+            the iteration's metrics, and whether all ranks agreed to stop after it.
+        """
+        lr = self._schedule_lr()
+        started = time.perf_counter()
+        rollout = self.rollout()
+        rolled_out = time.perf_counter()
+        metrics = self.update(rollout)
+        updated = time.perf_counter()
+        stop = self._advance()
+        last = self.done
+        if self._eval_due(last):
+            self.last_eval = self.evaluate()
+            metrics.update(self.last_eval)
+        self.wall_s = time.perf_counter() - start_wall
+        metrics.update(self._iteration_metrics(rollout, lr, started, rolled_out, updated))
+        if logger is not None and (last or self.iteration % self.cfg.logger.log_every == 0):
+            logger.log(metrics)
+        self._checkpoint_if_due(final=last or stop)
+        return metrics, stop
+
+    def _schedule_lr(self) -> float:
+        """Set this iteration's learning rate (``algo.anneal_lr``: linear to 0 at the last)."""
+        algo = self.cfg.algo
+        remaining = 1.0 - self.iteration / self.num_iterations
+        lr = algo.lr * remaining if algo.anneal_lr else algo.lr
+        self.strategy.set_lr(lr)
+        return lr
+
+    def _advance(self) -> bool:
+        """Count the iteration and its frames; all ranks agree whether to stop after it.
+
+        Returns:
+            True when a stop was requested on any rank.
+        """
+        self.iteration += 1
+        self.env_steps += self.frames_per_iteration
+        self._stop_requested = self.strategy.any_rank(self._stop_requested)
+        return self._stop_requested
+
+    def _eval_due(self, last: bool) -> bool:
+        """Evaluate after the last iteration and every ``train.eval_every`` (0: only the last)."""
+        every = self.cfg.train.eval_every
+        return last or (every > 0 and self.iteration % every == 0)
+
+    def _iteration_metrics(
+        self, rollout: Rollout, lr: float, started: float, rolled_out: float, updated: float
+    ) -> dict[str, float]:
+        """Counters, timings, the learning rate and the rollout's episode statistics (over all ranks).
+
+        Args:
+            rollout: the iteration's rollout.
+            lr: the iteration's learning rate.
+            started: ``time.perf_counter()`` when the rollout began.
+            rolled_out: ... when it ended (and the update began).
+            updated: ... when the update ended.
+        """
+        train_return = self._mean_over_ranks(rollout.episode_returns)
+        metrics = {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "wall_s": self.wall_s,
+            "steps_per_s": self.frames_per_iteration / (time.perf_counter() - started),
+            "train_return": train_return,
+            "lr": lr,
+            "rollout_s": rolled_out - started,
+            "update_s": updated - rolled_out,
+        }
+        if rollout.episode_wins is not None:
+            metrics["win_rate"] = self._mean_over_ranks(rollout.episode_wins)
+        if self._counts_restarts:
+            restarted = torch.tensor([rollout.env_restarts, rollout.env_timeouts], device=self.device)
+            restarted = self.strategy.all_reduce_sum(restarted)
+            metrics["env_restarts"] = float(restarted[0])
+            if self._counts_timeouts:
+                metrics["env_timeouts"] = float(restarted[1])
+        return metrics
+
+    def _mean_over_ranks(self, values: torch.Tensor) -> float:
+        """The mean of ``values`` over every rank's (NaN when no rank has any)."""
+        total = self.strategy.all_reduce_sum(values.new_tensor([values.sum(), values.numel()]))
+        return float(total[0] / total[1]) if total[1] > 0 else float("nan")
+
+    def _checkpoint_if_due(self, final: bool) -> None:
+        """Checkpoint after the last iteration, a stop, and every ``train.checkpoint_every``.
+
+        Args:
+            final: the last iteration or a stop: a refused write raises; otherwise it warns
+                and the next checkpoint tries again.
+        """
+        every = self.cfg.train.checkpoint_every
+        if not (final or (every > 0 and self.iteration % every == 0)):
+            return
+        try:
+            self.save()
+        except CheckpointWriteError as e:  # final/stop checkpoint: the run fails with it
+            if final:
+                raise
+            print(f"[eqmarl] warning: {e}; training continues and tries again", file=sys.stderr)
 
 
 def _install_stop_handlers(trainer: Trainer) -> dict[int, Any]:
