@@ -26,7 +26,7 @@ def test_learner_ddp_in_one_process_trains_as_single_with_a_note(tmp_path: Path,
 
     cfg = compose([*TINY, "model=mlp", "train.num_envs=4", "train.total_env_steps=200", "learner=ddp"])
     run_training(cfg, tmp_path)
-    assert "learner=ddp with one rank: training with learner=single" in capsys.readouterr().out
+    assert "learner=ddp with one rank: training with learner=single" in capsys.readouterr().err
     assert json.loads((tmp_path / "config.json").read_text())["learner"]["name"] == "single"
 
 

@@ -124,5 +124,5 @@ def test_failed_checkpoint_keeps_the_previous_one(tmp_path, env):
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before
     p = run(launch_cmd(*more), env, tmp_path)  # space again: continues from iteration 2
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "at iteration 2 " in p.stdout
+    assert "at iteration 2 " in p.stderr
     assert (d / "checkpoints" / "latest").read_text() == "ckpt_000006.pt"

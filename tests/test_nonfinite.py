@@ -73,13 +73,13 @@ def test_guard_owns_skip_rollback_and_stop(tmp_path: Path, capsys: pytest.Captur
     learner.skipped = True
     assert g.after_step(iteration=5) is True and learner.rollbacks == 1
     assert "iteration 5: non-finite loss or gradient norm, optimizer step skipped and the one before" in (
-        capsys.readouterr().out
+        capsys.readouterr().err
     )
     assert g.confirm_last_step(5, lambda: torch.zeros(1)) is False  # nothing pending
     with pytest.raises(NonFiniteError, match=r"2 optimizer steps in a row.*algo\.lr=0\.1.*\(clipping off\)"):
         g.after_step(iteration=5)
     assert not g.checkpoint_allowed(5, {"w": torch.tensor([float("nan")])})
-    assert "checkpoint of iteration 5 not written" in capsys.readouterr().out
+    assert "checkpoint of iteration 5 not written" in capsys.readouterr().err
 
 
 def test_nan_in_the_rollout_skips_every_step_and_keeps_the_state(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_diverging_cli_run_exits_nonzero_and_keeps_only_finite_checkpoints(tmp_p
     assert "Traceback" not in p.stderr and "AssertionError" not in p.stderr
     assert "eqmarl: training stopped" in p.stderr and "algo.lr=1e+30" in p.stderr
     assert f"last good checkpoint is {run / 'checkpoints'}" in p.stderr
-    assert "optimizer step skipped" in p.stdout
+    assert "optimizer step skipped" in p.stderr
     ckpts = list_checkpoints(run / "checkpoints")
     assert ckpts and all(state_is_finite(load_checkpoint(c)["policy"], load_checkpoint(c)["optimizer"]) for c in ckpts)
     assert resolve_checkpoint(run) == ckpts[-1]  # resume= continues from the last finite one

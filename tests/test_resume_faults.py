@@ -106,7 +106,7 @@ def test_fallback_past_a_damaged_checkpoint_names_it(trained, tmp_path, env_modu
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert f"skipping checkpoint {newest}: it does not load (RuntimeError" in p.stderr
     assert f"using the newest readable checkpoint {d / 'checkpoints' / 'ckpt_000001.pt'}" in p.stderr
-    assert "resumed" in p.stdout and "at iteration 1 " in p.stdout
+    assert "resumed" in p.stderr and "at iteration 1 " in p.stderr
 
 
 @pytest.mark.slow

@@ -69,7 +69,7 @@ def test_sigterm_checkpoints_says_how_to_resume_and_exits_143(tmp_path, clean_en
         launch_cmd(*LONG, f"resume={run}", f"train.max_iterations={stopped_at + 2}", f"hydra.run.dir={tmp_path / 'x'}"),
         env=clean_env,
     )
-    assert f"resumed {run} at iteration {stopped_at}" in p.stdout
+    assert f"resumed {run} at iteration {stopped_at}" in p.stderr
     assert saved_iteration(run) == stopped_at + 2
 
 

@@ -60,7 +60,7 @@ class _StderrHandler(logging.StreamHandler):
         self.setFormatter(_Formatter())
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
+        self.stream = sys.stderr  # not setStream: that flushes the old stream, which may be closed
         super().emit(record)
 
 

@@ -26,7 +26,10 @@ from torch import Tensor
 
 from eqmarl.core.env import Observation, StepResult
 from eqmarl.core.errors import InvalidOption
+from eqmarl.core.log import get_logger
 from eqmarl.envs.mpe import MpeBackend, scripted_prey_action
+
+log = get_logger("envs")
 
 _MPE2_LOCAL_RATIO = 0.5  # see the module docstring
 
@@ -329,10 +332,9 @@ class Mpe2MPE(MpeBackend):
         try:
             slots = self._pool.call("get_state")
         except WorkerCrash as e:
-            print(
-                f"[eqmarl] warning: {e}; this checkpoint holds no env state (a resume from it starts new "
-                "episodes); the worker is restarted at the next step",
-                flush=True,
+            log.warning(
+                f"{e}; this checkpoint holds no env state (a resume from it starts new "
+                "episodes); the worker is restarted at the next step"
             )
             return None
         return {

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from eqmarl.config import Config
+from eqmarl.core.log import get_logger
+
+log = get_logger("launch")
 
 
 def save_resolved_config(cfg: Config, run_dir: Path) -> Path:
@@ -95,15 +98,11 @@ def _train(
         trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device), checkpoint=Path(checkpoint))
         resume_iteration = trainer.iteration
         if main:
-            print(
-                f"[eqmarl] resumed {run_dir} at iteration {trainer.iteration} ({trainer.env_steps} env steps)",
-                flush=True,
-            )
+            log.info(f"resumed {run_dir} at iteration {trainer.iteration} ({trainer.env_steps} env steps)")
     if world_size > 1 and main:
-        print(
-            f"[eqmarl] {cfg.learner.name} over {world_size} ranks: per-rank batch {trainer.batch_frames} frames, "
-            f"effective batch {trainer.frames_per_iteration} frames per iteration",
-            flush=True,
+        log.info(
+            f"{cfg.learner.name} over {world_size} ranks: per-rank batch {trainer.batch_frames} frames, "
+            f"effective batch {trainer.frames_per_iteration} frames per iteration"
         )
     if not main:  # only rank 0 logs, plots and writes files
         return trainer.run(None)
@@ -132,7 +131,7 @@ def one_rank_learner(cfg: Config) -> Config:
     """The config one process trains: ``learner=ddp`` alone is ``learner=single`` (with a note)."""
     if cfg.learner.name != "ddp":
         return cfg
-    print("[eqmarl] learner=ddp with one rank: training with learner=single", flush=True)
+    log.info("learner=ddp with one rank: training with learner=single")
     return dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="single"))
 
 
@@ -150,15 +149,14 @@ def exit_if_stopped(trainer: Any, run_dir: Path, sweep: bool = False) -> None:
     name = signal.Signals(sig).name
     if trainer.rank == 0:
         if trainer.done:
-            print(f"[eqmarl] {name}: the run had already finished; {run_dir} is complete", file=sys.stderr)
+            log.info(f"{name}: the run had already finished; {run_dir} is complete")
         else:
-            print(
-                f"[eqmarl] stopped by {name} at iteration {trainer.iteration} ({trainer.env_steps} env steps); "
-                f"checkpoint saved. Continue with: python launch.py resume={run_dir}",
-                file=sys.stderr,
+            log.info(
+                f"stopped by {name} at iteration {trainer.iteration} ({trainer.env_steps} env steps); "
+                f"checkpoint saved. Continue with: python launch.py resume={run_dir}"
             )
         if sweep:
-            print("[eqmarl] the sweep stops here: no further jobs are started", file=sys.stderr)
+            log.info("the sweep stops here: no further jobs are started")
         sys.stderr.flush()
     sys.exit(128 + sig)
 
@@ -235,10 +233,9 @@ def setup_ranks(cfg: Config) -> tuple[Config, int, int]:
     rank, world = init_distributed(cfg.learner.backend, cfg.learner.timeout_s, resolve_device(cfg.train.device))
     import torch.distributed as dist
 
-    print(
-        f"[eqmarl] rank {rank}/{world}: torch.distributed {dist.get_backend()} "
-        f"via {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}",
-        flush=True,
+    log.info(
+        f"rank {rank}/{world}: torch.distributed {dist.get_backend()} "
+        f"via {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
     )
     return cfg, rank, world
 
@@ -319,10 +316,10 @@ class TrainJob:
                 signal.signal(sig, submitit_handler)
         if world > 1:  # ranks must end in sync; the digest makes that checkable from the job logs
             digest = parameter_digest(trainer.strategy.plain_state_dict())
-            print(f"[eqmarl] rank {rank}/{world}: parameter digest {digest}", flush=True)
+            log.info(f"rank {rank}/{world}: parameter digest {digest}")
         if self.preempted and callable(submitit_handler):
             if rank == 0:
-                print("[eqmarl] checkpoint saved; handing over to submitit to requeue", flush=True)
+                log.info("checkpoint saved; handing over to submitit to requeue")
                 submitit_handler(sig, None)  # calls checkpoint(), requeues, exits
             else:  # the requeue stops this rank with the whole job
                 time.sleep(180)
@@ -347,7 +344,7 @@ class TrainJob:
     def _on_preempt(self, signum: int, frame: Any) -> None:
         """USR2: stop (and checkpoint) at the end of the current iteration; never mid-update."""
         self._signalled = True
-        print(f"[eqmarl] got {signal.Signals(signum).name}: checkpointing at the end of this iteration", flush=True)
+        log.info(f"got {signal.Signals(signum).name}: checkpointing at the end of this iteration")
         if self._trainer is not None:
             self._trainer.request_stop()
 
@@ -367,18 +364,14 @@ class TrainJob:
 
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         if restarts >= self.cfg.cluster.max_requeues:
-            print(
-                f"[eqmarl] not requeued: restarted {restarts} times "
+            log.info(
+                f"not requeued: restarted {restarts} times "
                 f"(cluster.max_requeues={self.cfg.cluster.max_requeues}); "
-                f"continue with resume={self.run_dir}",
-                file=sys.stderr,
-                flush=True,
+                f"continue with resume={self.run_dir}"
             )
             return None
         if not self.preempted:
-            print(
-                "[eqmarl] checkpoint() outside an iteration boundary: "
-                "the requeued job resumes from the last saved checkpoint",
-                flush=True,
+            log.info(
+                "checkpoint() outside an iteration boundary: the requeued job resumes from the last saved checkpoint"
             )
         return DelayedSubmission(TrainJob(self.cfg, self.run_dir))

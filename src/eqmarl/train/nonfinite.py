@@ -25,6 +25,10 @@ from typing import Any, Protocol
 
 import torch
 
+from eqmarl.core.log import get_logger
+
+log = get_logger("train")
+
 
 class GuardedLearner(Protocol):
     """What the guard needs of a learner strategy (``train/strategy.py`` imports this module)."""
@@ -162,11 +166,10 @@ class NonFiniteGuard:
         if not learner.any_rank(not state_is_finite(*states)):
             return True
         if learner.is_main:  # a checkpoint never holds NaN/inf: resume finds the last finite one
-            print(
-                f"[eqmarl] warning: checkpoint of iteration {iteration} not written: the parameters or "
+            log.warning(
+                f"checkpoint of iteration {iteration} not written: the parameters or "
                 f"optimizer state hold non-finite values; the last good checkpoint is "
-                f"{self.last_checkpoint() or '(none yet)'}",
-                flush=True,
+                f"{self.last_checkpoint() or '(none yet)'}"
             )
         return False
 
@@ -188,11 +191,10 @@ class NonFiniteGuard:
         if rollback:
             learner.rollback()
         if learner.is_main:
-            print(
-                f"[eqmarl] warning: iteration {iteration}: non-finite loss or gradient norm, optimizer step "
+            log.warning(
+                f"iteration {iteration}: non-finite loss or gradient norm, optimizer step "
                 f"skipped{' and the one before rolled back' if rollback else ''} ({self.streak} in a row; the run "
-                f"stops at train.max_nonfinite_updates={self.max_consecutive})",
-                flush=True,
+                f"stops at train.max_nonfinite_updates={self.max_consecutive})"
             )
         if self.exhausted:
             raise NonFiniteError(self._stop_message(iteration))

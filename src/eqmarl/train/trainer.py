@@ -19,7 +19,6 @@ import dataclasses
 import math
 import random
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from eqmarl.build import env_symmetry, make_agent, make_env
 from eqmarl.config import Config
 from eqmarl.core import Observation
 from eqmarl.core.episodes import run_episodes
+from eqmarl.core.log import get_logger
 from eqmarl.models import Policy
 from eqmarl.models.policy import over_env_chunks
 from eqmarl.train.checkpoint import CheckpointWriteError, save_checkpoint
@@ -47,6 +47,8 @@ from eqmarl.train.rollout import as_float32 as _float32
 from eqmarl.train.update import PPOUpdate
 from eqmarl.wrappers.eqc import EQC
 from eqmarl.wrappers.other_play import OtherPlay
+
+log = get_logger("train")
 
 if TYPE_CHECKING:
     from eqmarl.train.logger import Logger
@@ -284,7 +286,7 @@ class Trainer:
             self.obs = self.env.load_state_dict(state["env"])
         else:  # the backend cannot export its simulator state: start fresh episodes
             if self.rank == 0:
-                print(f"[eqmarl] warning: {inexact_resume_note(self.cfg.env)}", file=sys.stderr, flush=True)
+                log.warning(f"{inexact_resume_note(self.cfg.env)}")
             self.obs = self.env.reset(seed=self.env_seed + self.iteration)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
@@ -471,7 +473,7 @@ class Trainer:
         except CheckpointWriteError as e:  # final/stop checkpoint: the run fails with it
             if final:
                 raise
-            print(f"[eqmarl] warning: {e}; training continues and tries again", file=sys.stderr)
+            log.warning(f"{e}; training continues and tries again")
 
 
 def _install_stop_handlers(trainer: Trainer) -> dict[int, Any]:
@@ -487,17 +489,14 @@ def _install_stop_handlers(trainer: Trainer) -> dict[int, Any]:
         again = "Ctrl-C" if signum == signal.SIGINT else name
         if trainer.stop_signal is not None:
             if not trainer.abort_on_repeat:
-                print(f"\n[eqmarl] {name} again: still checkpointing at the end of this iteration", flush=True)
+                log.info(f"{name} again: still checkpointing at the end of this iteration")
                 return
-            print(f"\n[eqmarl] {name} again: aborting without a checkpoint", flush=True)
+            log.info(f"{name} again: aborting without a checkpoint")
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             raise SystemExit(128 + signum)
         trainer.stop_signal = signum
-        print(
-            f"\n[eqmarl] stop requested ({name}): checkpointing at the end of this iteration ({again} again to abort)",
-            flush=True,
-        )
+        log.info(f"stop requested ({name}): checkpointing at the end of this iteration ({again} again to abort)")
         trainer.request_stop()
 
     if threading.current_thread() is not threading.main_thread():
