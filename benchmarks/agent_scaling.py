@@ -24,7 +24,8 @@ space (``--mem-cap-gb``; a point that does not fit is reported as ``"oom"``).  P
   ``frames * N / seconds``), after one warm-up iteration;
 * ``rollout_s``, ``update_s``, ``edges_per_graph``.
 
-The last line printed is one JSON object (also written to ``--out``).
+Prints one JSON object on stdout (also written to ``--out``); the per-point rows and
+anything else go to stderr.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def measure(overrides: list[str]) -> dict:
     }
 
 
-def main() -> None:
+def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", default="10,30,100,300,1000,3000")
     ap.add_argument("--graphs", default="0,8,16", help="model.knn values (0: complete graph)")
@@ -195,8 +196,7 @@ def main() -> None:
     ap.add_argument("--point", action="store_true", help=argparse.SUPPRESS)
     args, overrides = ap.parse_known_args()
     if args.point:
-        print("POINT " + json.dumps(measure(overrides)), flush=True)
-        return
+        return measure(overrides)  # the child's one JSON document on stdout
     results = []
     for n in [int(v) for v in args.agents.split(",")]:
         for knn in [int(v) for v in args.graphs.split(",")]:
@@ -219,9 +219,8 @@ def main() -> None:
                             preexec_fn=limit,
                             check=False,
                         )
-                        line = [ln for ln in p.stdout.splitlines() if ln.startswith("POINT ")]
-                        if line:
-                            res = json.loads(line[-1][6:])
+                        if p.returncode == 0:
+                            res = json.loads(p.stdout)
                         else:
                             err = p.stderr.strip().splitlines()[-1:] or ["?"]
                             oom = "memory" in p.stderr.lower() or "alloc" in p.stderr.lower() or p.returncode < 0
@@ -242,7 +241,7 @@ def main() -> None:
                             "status": "timeout",
                         }
                     res["wall_s"] = round(time.perf_counter() - t, 1)
-                    print(json.dumps(res), flush=True)
+                    print(json.dumps(res), file=sys.stderr, flush=True)
                     results.append(res)
     out = {
         "benchmark": "agent_scaling",
@@ -255,8 +254,10 @@ def main() -> None:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

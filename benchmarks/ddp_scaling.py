@@ -8,8 +8,8 @@ Submits one real SLURM job per rank count through submitit, each running
 with ``cluster.nodes=N`` and one task per node, on the embedded default config unless
 overridden (per-rank batch fixed: weak scaling).  Throughput is read from the run's
 ``metrics.csv``: frames of all ranks over the wall time of the timed iterations
-(after ``warmup``).  Scaling efficiency = steps/s(N) / (N * steps/s(1)).  The last line
-printed is one JSON object.  Needs a SLURM cluster (``sudo slurm/local/up.sh`` here).
+(after ``warmup``).  Scaling efficiency = steps/s(N) / (N * steps/s(1)).  Prints one JSON
+object on stdout (everything else on stderr).  Needs a SLURM cluster (``sudo slurm/local/up.sh`` here).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def run(ranks: int, overrides: list[str], iterations: int, warmup: int, workdir:
     return {"ranks": ranks, "job_id": job.job_id, **timed_throughput(run_dir / "metrics.csv", warmup)}
 
 
-def main() -> None:
+def main() -> str:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--iterations", type=int, default=10)
@@ -113,8 +113,10 @@ def main() -> None:
         "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "results": results,
     }
-    print(json.dumps(out, indent=2))
+    return json.dumps(out, indent=2)
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

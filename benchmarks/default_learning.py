@@ -3,7 +3,7 @@
 
     python benchmarks/default_learning.py [--threshold -100] [launch.py overrides...]
 
-Prints, as its last line, one JSON object: the final deterministic evaluation return,
+Prints one JSON object on stdout (the run's own output goes to stderr): the final deterministic evaluation return,
 env steps and wall seconds of the run, and the first evaluation at or above the
 threshold (env steps and wall seconds to reach it).
 """
@@ -11,7 +11,6 @@ threshold (env steps and wall seconds to reach it).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import subprocess
 import sys
@@ -44,7 +43,7 @@ def summarize(run_dir: Path, threshold: float) -> dict:
     }
 
 
-def main() -> None:
+def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threshold", type=float, default=-100.0)
     args, overrides = ap.parse_known_args()
@@ -57,8 +56,10 @@ def main() -> None:
     out = summarize(run_dir, args.threshold)
     out["process_s"] = time.perf_counter() - t
     out["overrides"] = overrides
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

@@ -14,7 +14,7 @@ backward, gradient averaging, clipping, Adam.  Three ways:
 * ``ddp``: ``torch.nn.parallel.DistributedDataParallel`` around a module whose
   ``forward`` is ``evaluate`` (bucketed all-reduce overlapped with backward).
 
-Also checks that ``flat`` and ``ddp`` end with the same parameters.  Prints one JSON.
+Also checks that ``flat`` and ``ddp`` end with the same parameters.  Prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _worker(rank: int, world: int, overrides: list[str], steps: int, init_file: 
     dist.destroy_process_group()
 
 
-def main() -> None:
+def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
@@ -110,8 +110,10 @@ def main() -> None:
         mp.spawn(_worker, args=(args.ranks, overrides, args.steps, init_file, tmp), nprocs=args.ranks)
         res = json.loads((Path(tmp) / "result.json").read_text())
     res = {"ranks": args.ranks, "overrides": overrides, **res}
-    print(json.dumps(res))
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

@@ -9,13 +9,12 @@ Each backend is stepped with uniformly random legal actions drawn from its own m
 measurement runs the training rollout's acting step (MLP policy ``act`` on the
 observations, then ``env.step``) on the fast backend.  A "step" is one turn of one
 game (one env step, all seats observed).  The engine backend runs fewer envs (its cost
-is per env, so steps/s barely depends on the batch size).  Prints one JSON object.
+is per env, so steps/s barely depends on the batch size).  Prints one JSON object on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -49,7 +48,7 @@ def measure(env, steps: int, warmup: int = 5, policy=None) -> float:  # type: ig
     return steps * env.num_envs / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envs", type=int, default=1024, help="envs of the fast backend")
     ap.add_argument("--engine-envs", type=int, default=64, help="envs of the engine backend")
@@ -105,8 +104,10 @@ def main() -> None:
             out["engine"] = {"error": str(e)}
     if "engine" in out and "steps_per_s" in out["engine"]:  # type: ignore[operator]
         out["speedup"] = round(out["fast"]["steps_per_s"] / out["engine"]["steps_per_s"], 1)  # type: ignore[index]
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

@@ -11,7 +11,7 @@ Measures, on this machine:
   run's ``metrics.csv``, polled from the host) on a tiny MPE config, and to the end of
   ``eqmarl doctor --json``; the same with ``ch-run`` when ``--ch-image`` is given.
 
-The last line printed is one JSON object (also written to ``--out``).
+Prints one JSON object on stdout (also written to ``--out``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = [
     "model=mlp",
@@ -66,7 +68,7 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--image", default="eqmarl:cpu")
     ap.add_argument("--ch-image", default=None, help="a Charliecloud directory image of the same image")
@@ -134,19 +136,20 @@ def main() -> None:
         du = subprocess.run(["du", "-sb", a.ch_image], capture_output=True, text=True, check=True).stdout.split()[0]
         result["ch_image_bytes"] = int(du)
     # the same tiny run on the host, for comparison (no container)
-    root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         host = first_iteration_s(
-            [sys.executable, str(root / "launch.py"), *TINY, f"hydra.run.dir={run}"], run / "metrics.csv"
+            [sys.executable, str(ROOT / "launch.py"), *TINY, f"hydra.run.dir={run}"], run / "metrics.csv"
         )
     result["host_to_first_iteration_s"] = round(host, 2)
-    line = json.dumps(result)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(line)
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(ROOT / "src"))
+    from eqmarl.core.log import json_main
+
+    json_main(main)

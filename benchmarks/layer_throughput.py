@@ -11,7 +11,7 @@ largest graphs take longer than the target with a single graph).  Reported:
 
 The equivariant layers carry two vector channels (position, velocity) as in MPE; the
 ``pyg`` backend's edge list is built once per configuration, outside the timed region.
-Progress goes to stderr; the last line of stdout is one JSON object.
+Progress goes to stderr; stdout is one JSON object.
 
 Usage::
 
@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -203,9 +202,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "results": results,
         "wall_s": round(time.perf_counter() - start, 1),
     }
-    print(json.dumps(report))
     return report
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

@@ -96,7 +96,7 @@ def compare_states(before: Any, after: Any, path: str, out: dict[str, Any]) -> N
             out["mismatches"].append(f"{path}: {before!r} != {after!r}"[:200])
 
 
-def main() -> None:
+def main() -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", required=True, help="git revision of the code before the refactor")
     p.add_argument("--before-run", type=Path, help="reuse this run dir of --before instead of training again")
@@ -150,8 +150,11 @@ def main() -> None:
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.write_text(text + "\n")
-    print(text)
+    return text
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(ROOT / "src"))
+    from eqmarl.core.log import json_main
+
+    json_main(main)

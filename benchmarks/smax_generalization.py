@@ -5,9 +5,9 @@
 Every run (``experiment=smacv2_generalization``: surrounded-left 5v5) is evaluated with
 its newest checkpoint, the same weights, on the sides left (its training distribution),
 right and all, and (graph models) on 4, 6, 7 and 8 units per side (surrounded-left).
-Prints and writes JSON: per model and cell the win rate of each seed and the mean and
-standard error over seeds, next to the paper's terran numbers (OpenReview rebuttal,
-10 seeds, real StarCraft II).
+Prints (one document on stdout; per-cell progress on stderr) and writes JSON: per model
+and cell the win rate of each seed and the mean and standard error over seeds, next to
+the paper's terran numbers (OpenReview rebuttal, 10 seeds, real StarCraft II).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ PAPER_TERRAN = {
 }
 
 
-def main() -> None:
+def main() -> str:
     from eqmarl.eval.evaluate import evaluate_run
     from eqmarl.train.checkpoint import resolve_checkpoint
 
@@ -75,10 +75,12 @@ def main() -> None:
             table[model][cell] = {"mean": mean, "se": se, "seeds": vals, "paper_terran": paper}
     out = {"episodes_per_cell": args.episodes, "table": table, "runs": per_run}
     text = json.dumps(out, indent=2)
-    print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    return text
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

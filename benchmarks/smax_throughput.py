@@ -1,6 +1,6 @@
 """SMAX throughput: eqmarl's SMACv2 env vs a plain jitted SMAX loop, and PPO training speed.
 
-    PYTHONPATH=src python benchmarks/smax_throughput.py                      # all, JSON on stdout
+    PYTHONPATH=src python benchmarks/smax_throughput.py                      # all, one JSON on stdout
     PYTHONPATH=src python benchmarks/smax_throughput.py --envs 64 256 --train-envs 64 --out x.json
 
 * ``env``: env-only steps/s (one step of one env, all agents acting) at each batch size:
@@ -123,7 +123,7 @@ def train_fps(model: str, num_envs: int, iterations: int) -> float:
         return iterations * trainer.batch_frames / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def main() -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envs", type=int, nargs="+", default=[64, 256, 1024])
     ap.add_argument("--steps", type=int, default=50, help="timed env steps per size")
@@ -168,10 +168,12 @@ def main() -> None:
         print(json.dumps(row), file=sys.stderr)
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     text = json.dumps(result, indent=2)
-    print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    return text
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

@@ -19,7 +19,8 @@ The child processes get no ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, like a fresh
 The figure per run is the median wall time of an iteration (``metrics.csv`` ``wall_s``
 differences, the first iteration excluded: it holds warm-up).  The machine may be
 running other work, so the settings are interleaved and compared within one run (repeat
-with ``--rounds``: medians over rounds).  Prints one JSON object (and writes ``--out``).
+with ``--rounds``: medians over rounds).  Prints one JSON object on stdout (and writes
+``--out``); progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def run_once(threads: int, extra_env: dict[str, str], overrides: list[str], work
     return {"iteration_s": statistics.median(its), "process_s": time.perf_counter() - t0}
 
 
-def main() -> None:
+def main() -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--busy", type=int, default=1, help="competing processes that each spin one core")
     ap.add_argument("--rounds", type=int, default=1, help="repeat every measurement (medians over rounds)")
@@ -138,10 +139,13 @@ def main() -> None:
         "results": results,
     }
     text = json.dumps(out, indent=2)
-    print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    return text
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(ROOT / "src"))
+    from eqmarl.core.log import json_main
+
+    json_main(main)

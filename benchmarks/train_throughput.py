@@ -8,10 +8,10 @@ Accepts the same overrides as ``launch.py`` (e.g. ``model=mlp algo=mappo
 train.num_envs=600``).  Runs ``warmup`` iterations, then times ``iterations`` more of
 the real loop (``Trainer.run``: rollout + update + logging to CSV), then the env alone
 with random actions, then this CPU's float32 matmul rate and the update's FLOP rate.
-The last line printed is one JSON object.  With ``--models``, each model is measured in
-its own fresh process, one after the other, and the JSON holds every model's result and
-its training throughput relative to the first model's (``vs_first``; frames/s and
-frames per CPU-second).
+Prints one JSON object on stdout (everything else on stderr).  With ``--models``, each
+model is measured in its own fresh process, one after the other, and the JSON holds
+every model's result and its training throughput relative to the first model's
+(``vs_first``; frames/s and frames per CPU-second).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def adam_step_flops(trainer) -> float:
     return float(fc.get_total_flops())
 
 
-def main() -> None:
+def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=5, help="timed iterations")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
@@ -96,8 +96,7 @@ def main() -> None:
     ap.add_argument("--models", default=None, help="comma-separated model names, each measured in a fresh process")
     args, overrides = ap.parse_known_args()
     if args.models:
-        compare_models(args, overrides)
-        return
+        return compare_models(args, overrides)
 
     import torch
 
@@ -207,11 +206,11 @@ def main() -> None:
         "cores": os.cpu_count(),
         "overrides": overrides,
     }
-    print(json.dumps(result))
+    return result
 
 
-def compare_models(args, overrides: list[str]) -> None:
-    """Measure each of ``args.models`` in a fresh process; print one combined JSON."""
+def compare_models(args, overrides: list[str]) -> dict:
+    """Measure each of ``args.models`` in a fresh process; return one combined JSON document."""
     import subprocess
 
     names = [m for m in args.models.split(",") if m]
@@ -230,7 +229,7 @@ def compare_models(args, overrides: list[str]) -> None:
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
             sys.exit(f"model={name} failed:\n{out.stderr[-2000:]}")
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[name] = json.loads(out.stdout)  # the child's stdout is its one JSON document
         print(f"{name}: {results[name]['env_steps_per_s']:.0f} frames/s", file=sys.stderr)
     first = results[names[0]]
     vs_first = {
@@ -240,8 +239,10 @@ def compare_models(args, overrides: list[str]) -> None:
         }
         for n, r in results.items()
     }
-    print(json.dumps({"models": results, "vs_first": vs_first, "first": names[0], "overrides": rest}))
+    return {"models": results, "vs_first": vs_first, "first": names[0], "overrides": rest}
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

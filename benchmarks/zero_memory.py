@@ -27,7 +27,8 @@ plus DeepSpeed's fp32 partition copy (``learner.precision=bf16`` is autocast onl
 model state is fp32's).  The trainer's optional copy for undoing non-finite steps
 (``train.rollback_nonfinite``) is left out: it is not model state.  ``rest_vs_stage0``
 compares with the same precision's stage 0, ``rest_vs_fp32_stage0`` with fp32 stage 0.
-The last line printed is one JSON object.
+Prints one JSON object on stdout; the per-point rows (and DeepSpeed's messages) go to
+stderr.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def rank_main(
     dist.destroy_process_group()
 
 
-def main() -> None:
+def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=100)
     ap.add_argument("--hidden", type=int, default=256)
@@ -153,7 +154,7 @@ def main() -> None:
             "per_rank_peak_mb": [g["peak_mb"] for g in got],
             "per_rank_rest_mb": [g["rest_mb"] for g in got],
         }
-        print(json.dumps(row), flush=True)
+        print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     base = {(r["precision"], r["zero_stage"]): max(r["per_rank_rest_mb"]) for r in rows}
     for r in rows:
@@ -170,8 +171,10 @@ def main() -> None:
     }
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

@@ -15,7 +15,8 @@ count, shared parameters).  Its newest checkpoint's policy is evaluated, unchang
 * ``collisions``: other agents touching an agent, per agent.
 
 Baselines: ``random`` (uniform actions in [-1, 1]) and ``still`` (zero actions) on the
-same envs.  The last line printed is one JSON object.
+same envs.  Prints one JSON object on stdout (the
+per-N rows on stderr).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def episode(env, act) -> dict[str, float]:  # type: ignore[no-untyped-def]
     return {"cover": float(scen.cover.mean()), "collisions": float(scen.collisions.mean())}
 
 
-def main() -> None:
+def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--agents", default="3,10,30,100,1000")
@@ -79,7 +80,7 @@ def main() -> None:
                 k: float(torch.tensor([r[k] for r in per_run]).std() / len(per_run) ** 0.5)
                 for k in ("cover", "collisions")
             }
-        print(json.dumps(row), flush=True)
+        print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     out = {
         "benchmark": "zero_shot_transfer",
@@ -90,8 +91,10 @@ def main() -> None:
     }
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    from eqmarl.core.log import json_main
+
+    json_main(main)

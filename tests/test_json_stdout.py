@@ -62,6 +62,38 @@ def test_benchmark_json_line_with_deepspeed(clean_env: dict) -> None:
     json.loads(p.stdout)
 
 
+# cheap benchmarks at tiny settings (a few seconds each): (script, arguments, a key of the document)
+TINY_BENCHMARKS = [
+    (
+        "layer_throughput.py",
+        ["--models", "gnn", "--widths", "8", "--nodes", "4", "--pyg-max-nodes", "0", "--target-s", "0.01"],
+        "results",
+    ),
+    (
+        "hanabi_throughput.py",
+        ["--envs", "8", "--engine-envs", "2", "--steps", "3", "--engine-steps", "2"],
+        "fast",
+    ),
+    # a parent that reads each point's JSON from a child process's stdout
+    (
+        "agent_scaling.py",
+        ["--agents", "2", "--graphs", "0", "--ckpt", "0", "model.hidden=8", "model.layers=1", "train.threads=1"],
+        "points",
+    ),
+]
+
+
+@pytest.mark.parametrize(("script", "args", "key"), TINY_BENCHMARKS, ids=[b[0] for b in TINY_BENCHMARKS])
+def test_benchmarks_print_one_json_document(script: str, args: list[str], key: str, clean_env: dict) -> None:
+    """Every benchmark's stdout is exactly one JSON document; progress rows go to stderr."""
+    p = run_ok([sys.executable, str(ROOT / "benchmarks" / script), *args], clean_env, timeout=120)
+    doc = json.loads(p.stdout)  # the whole of stdout
+    assert key in doc, sorted(doc)
+    if script == "agent_scaling.py":
+        assert "status" not in doc["points"][0], doc["points"][0]  # the child's point parsed
+        assert '"agents": 2' in p.stderr  # the per-point row went to stderr
+
+
 def test_eval_and_plot_curves_print_only_json(tmp_path: Path, clean_env: dict) -> None:
     run = tmp_path / "run"
     run_ok(launch_cmd(*TINY, "train.total_env_steps=200", f"hydra.run.dir={run}"), clean_env, timeout=600)
