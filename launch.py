@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+# before anything loads torch (see eqmarl/__init__.py: OpenMP reads it once)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
 import hydra

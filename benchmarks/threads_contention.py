@@ -9,13 +9,16 @@ setting, each in a fresh process (OpenMP reads its environment once), first alon
 then next to ``--busy`` processes that spin a core each (default 1: "another process is
 busy").  The settings:
 
-- ``threads=0``: torch's default (one intra-op thread per core), OpenMP's default wait
-  policy (threads spin at barriers);
-- ``threads=1``, ``threads=2``;
-- ``threads=0+passive``: torch's default with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads
-  sleep instead of spinning).
+- ``default``: ``train.threads=0`` as shipped: every usable core, with
+  ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep), which eqmarl sets before torch loads;
+- ``threads=1``: one intra-op thread;
+- ``threads=2+spinning``: two threads with OpenMP's own default wait policy (threads spin
+  at barriers before sleeping: ``OMP_WAIT_POLICY`` given empty, so eqmarl leaves it), the
+  setting that collapses under contention;
+- ``threads=2+passive``: two threads with ``OMP_WAIT_POLICY=PASSIVE``.
 
-The child processes get no ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, like a fresh shell.
+``--settings`` picks some (default: all).  The child processes get no
+``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, like a fresh shell.
 The figure per run is the median wall time of an iteration (``metrics.csv`` ``wall_s``
 differences, the first iteration excluded: it holds warm-up).  The machine may be
 running other work, so the settings are interleaved and compared within one run (repeat
@@ -52,10 +55,10 @@ TINY_DEFAULT = [
 
 # name -> (train.threads, extra environment)
 SETTINGS: dict[str, tuple[int, dict[str, str]]] = {
-    "threads=0": (0, {}),
+    "default": (0, {}),
     "threads=1": (1, {}),
-    "threads=2": (2, {}),
-    "threads=0+passive": (0, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "threads=2+spinning": (2, {"OMP_WAIT_POLICY": ""}),
+    "threads=2+passive": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
 }
 
 SPIN = "while True:\n    pass\n"
@@ -91,12 +94,17 @@ def main() -> str:
     ap.add_argument("--busy", type=int, default=1, help="competing processes that each spin one core")
     ap.add_argument("--rounds", type=int, default=1, help="repeat every measurement (medians over rounds)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma list of: {', '.join(SETTINGS)}")
     args, overrides = ap.parse_known_args()
+    chosen = [name.strip() for name in args.settings.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in SETTINGS]
+    if unknown or not chosen:
+        ap.error(f"--settings {args.settings!r}; allowed: a comma list of {', '.join(SETTINGS)}")
 
     import torch
 
     cores = len(os.sched_getaffinity(0))
-    raw: dict[str, dict[str, list[float]]] = {name: {"alone": [], "contended": []} for name in SETTINGS}
+    raw: dict[str, dict[str, list[float]]] = {name: {"alone": [], "contended": []} for name in chosen}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             for contended in (False, True):
@@ -104,7 +112,8 @@ def main() -> str:
                 if contended:
                     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.busy)]
                 try:
-                    for name, (threads, extra_env) in SETTINGS.items():
+                    for name in chosen:
+                        threads, extra_env = SETTINGS[name]
                         r = run_once(threads, extra_env, overrides, Path(tmp))
                         raw[name]["contended" if contended else "alone"].append(r["iteration_s"])
                         where = "contended" if contended else "alone"
@@ -132,6 +141,7 @@ def main() -> str:
         "busy_processes": args.busy,
         "rounds": args.rounds,
         "cpu_cores_usable": cores,
+        "load_before": os.getloadavg(),
         "torch_default_threads": torch.get_num_threads() if "OMP_NUM_THREADS" not in os.environ else None,
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -22,12 +22,12 @@ class TrainConfig:
     num_envs: int = 200
     # device: cpu | cuda | auto (cuda if available)
     device: str = "cpu"
-    # torch CPU threads (intra-op). 1 (default): robust when other processes share the
-    # cores; several threads spin-wait at every small op and collapse under contention
-    # (docs/results/threads_contention.json: 15-36x slower on 2 shared cores). 0: torch's
-    # default (one per core; on SLURM: the job's cpus per task), best with the environment
-    # variable OMP_WAIT_POLICY=PASSIVE; N: N threads. Measure: benchmarks/threads_contention.py
-    threads: int = 1
+    # torch CPU threads (intra-op). 0 (default): every core this process may use (on
+    # SLURM: the task's cpus), with OpenMP's idle threads sleeping (OMP_WAIT_POLICY=PASSIVE,
+    # set by eqmarl before torch loads), which stays fast when other processes share the
+    # cores; one thread where that policy could not be set (eqmarl.train.threads). N: N
+    # threads. Measured: docs/results/threads_contention.json (benchmarks/threads_contention.py)
+    threads: int = 0
     # evaluate (deterministic actions) every N iterations (0: only at the end)
     eval_every: int = 20
     # episodes per evaluation (run as one batch of envs)

@@ -44,6 +44,7 @@ from eqmarl.train.nonfinite import NonFiniteGuard
 from eqmarl.train.resume import inexact_resume_note
 from eqmarl.train.rollout import Rollout, RolloutCollector
 from eqmarl.train.rollout import as_float32 as _float32
+from eqmarl.train.threads import set_threads
 from eqmarl.train.update import PPOUpdate
 from eqmarl.wrappers.eqc import EQC
 from eqmarl.wrappers.other_play import OtherPlay
@@ -116,8 +117,7 @@ class Trainer:
         """The device (``train.device``), the allocator and the CPU threads (``train.threads``)."""
         self.device = resolve_device(self.cfg.train.device)
         tune_malloc()  # reuse freed activation memory instead of re-faulting it (see malloc.py)
-        if self.cfg.train.threads:
-            torch.set_num_threads(self.cfg.train.threads)
+        self.threads = set_threads(self.cfg.train.threads)  # 0: every core, where idle threads sleep
 
     def _build_env(self) -> None:
         """The training envs (``train.num_envs`` of ``env.*``) and what they report."""
