@@ -103,6 +103,8 @@ def check_across_groups(cfg: Config) -> None:
             f"mlp with env.name={env.name} (no entity graph; the default model is e2gn2, so add model=mlp "
             f"or use an experiment= preset)",
         )
+    if m.critic in graph_model_names() and not isinstance(env, (MpeEnvConfig, Smacv2EnvConfig)):
+        raise ConfigError("model.critic", m.critic, f"mlp or null with env.name={env.name} (no entity graph)")
     for key, group in (("model.eqc", m.eqc), ("model.orbit_init", m.orbit_init), ("algo.other_play", a.other_play)):
         if group is not None:
             _check_symmetry_group(key, group, env)

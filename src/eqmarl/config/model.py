@@ -22,6 +22,10 @@ class ModelConfig:
 
     # encoder: mlp (more registered by graph model modules)
     name: str = "mlp"
+    # encoder of the critic (a model.name value); None: the same as name.  A cheaper critic
+    # (e.g. mlp on the agent's own view under an e2gn2 actor) costs less per update; the
+    # policy's equivariance is the actor's and does not depend on it
+    critic: Optional[str] = None
     # hidden width of every layer
     hidden: int = 64
     # number of hidden layers (MLP) / message-passing layers (graph models)
@@ -76,6 +80,8 @@ def check_model(m: ModelConfig) -> None:
     from eqmarl.wrappers.eqc import AVERAGES
 
     check_choice("model.name", m.name, model_names())
+    if m.critic is not None:
+        check_choice("model.critic", m.critic, model_names())
     check_positive("model.hidden", m.hidden)
     check_positive("model.layers", m.layers)
     check_positive("model.knn", m.knn, allow_zero=True)

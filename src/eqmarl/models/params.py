@@ -25,6 +25,8 @@ class ModelParams(Protocol):
     knn: int
     activation_checkpointing: bool
     share_params: bool
+    # the critic's encoder name (None: the same as ``name``)
+    critic: str | None
 
 
 # builder(model config, env spec, role ("actor" | "critic"), centralized critic) -> encoder

@@ -70,9 +70,10 @@ def make_policy(model_cfg: ModelParams, spec: EnvSpec, centralized_critic: bool)
     """
     if not model_cfg.share_params:  # per-agent weights (models/per_agent.py)
         return make_per_agent_policy(model_cfg, spec, centralized_critic)
-    if model_cfg.name not in ENCODERS:
-        raise ValueError(f"model.name={model_cfg.name!r}; allowed: {', '.join(model_names())}")
-    build = ENCODERS[model_cfg.name].build
-    actor = build(model_cfg, spec, "actor", centralized_critic)
-    critic = build(model_cfg, spec, "critic", centralized_critic)
+    critic_name = getattr(model_cfg, "critic", None) or model_cfg.name
+    for key, name in (("model.name", model_cfg.name), ("model.critic", critic_name)):
+        if name not in ENCODERS:
+            raise ValueError(f"{key}={name!r}; allowed: {', '.join(model_names())}")
+    actor = ENCODERS[model_cfg.name].build(model_cfg, spec, "actor", centralized_critic)
+    critic = ENCODERS[critic_name].build(model_cfg, spec, "critic", centralized_critic)
     return Policy(actor, critic, spec, init_log_std=model_cfg.init_log_std)
