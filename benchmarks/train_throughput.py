@@ -160,6 +160,8 @@ def main() -> dict:
     def rand_action():
         if spec.action_type == "continuous":
             return torch.rand(e, a, spec.action_dim, device=trainer.device) * 2 - 1
+        if spec.action_type == "mixed":  # SMACv2's [choice, move_x, move_y, target]: every unit stops
+            return torch.zeros(e, a, 4, device=trainer.device)
         return torch.randint(0, spec.action_dim, (e, a), device=trainer.device)
 
     for _ in range(5):
