@@ -366,3 +366,14 @@ def test_cancelled_job_is_reported_with_its_resume_hint(tmp_path, clean_env):
     assert f"resume={sweep / '1_mpe_mlp_s0'}" in err
     assert f"stderr: {sweep / '.submitit' / job_id / f'{job_id}_0_log.err'}" in err
     assert re.search(rf"job {array_job(sweep, 0)} #0 \[train.total_env_steps=800\] finished: run dir", err)
+
+
+@pytest.mark.slurm
+def test_partition_sbatch_refuses_is_bad_input(tmp_path, clean_env):
+    """A value only SLURM can check (a partition it does not have): sbatch's reason, exit 2, no traceback."""
+    _skip_without_cluster()
+    p = submit(tmp_path / "sweep", "seed=0,1", "cluster.partition=no-such-partition", env=clean_env, timeout=120)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    assert "eqmarl: sbatch refused the jobs: invalid partition specified: no-such-partition" in p.stderr
+    assert "nothing was submitted (2 job(s) in this sweep)" in p.stderr
