@@ -276,3 +276,104 @@ def test_bad_cluster_config_fails_before_sbatch(tmp_path, clean_env, override, k
         check=False,
     )
     assert hist.stdout.strip() == ""
+
+
+def assert_nothing_submitted(sweep: Path, name: str) -> None:
+    """No job of this name in the queue or in the accounting, no submitit folder."""
+    assert not (sweep / ".submitit").exists()
+    queue = subprocess.run(["squeue", "-h", "-n", name], capture_output=True, text=True, check=False)
+    assert queue.stdout.strip() == ""
+    hist = subprocess.run(
+        ["sacct", "-n", "-X", "--name", name, "-S", "now-1hours", "-o", "JobID"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert hist.stdout.strip() == ""
+
+
+def array_job(sweep: Path, index: int) -> str:
+    """The SLURM job id of sweep point ``index`` (``<array id>_<index>``)."""
+    return next(d.name for d in (sweep / ".submitit").iterdir() if d.name.endswith(f"_{index}"))
+
+
+@pytest.mark.slurm
+def test_smacv2_without_starcraft2_is_refused_before_sbatch(tmp_path, clean_env):
+    """The headline command on a machine without StarCraft II, container=none: the jobs
+    would run this machine's files, so it is refused here, as a local run is (old: the job
+    was submitted, failed on the node and the launcher ended with a traceback)."""
+    _skip_without_cluster()
+    if Path("/opt/StarCraftII/Versions").is_dir():
+        pytest.skip("StarCraft II is installed here")
+    env = {k: v for k, v in clean_env.items() if k != "SC2PATH"}
+    env["HOME"] = str(tmp_path)  # no ~/StarCraftII
+    name = f"eqmarl-sc2-{uuid.uuid4().hex[:8]}"
+    sweep = tmp_path / "sweep"
+    p = submit(sweep, "env=smacv2", f"cluster.job_name={name}", env=env, timeout=120)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    assert "invalid config: env.backend='sc2'" in p.stderr and "nothing was submitted" in p.stderr
+    assert "cluster.skip_local_checks=true" in p.stderr and "SC2PATH" in p.stderr  # the ways past it
+    assert_nothing_submitted(sweep, name)
+
+
+@pytest.mark.slurm
+def test_failed_job_is_one_block_and_the_other_jobs_finish(tmp_path, clean_env):
+    """SC2PATH names StarCraft II on the compute nodes (so the launcher submits), but it is not
+    there: that job raises; the launcher reports it in one block, the other job's result too, exit 1."""
+    _skip_without_cluster()
+    env = dict(clean_env, SC2PATH=str(tmp_path / "nodes" / "StarCraftII"))
+    sweep = tmp_path / "sweep"
+    p = submit(sweep, "env=mpe,smacv2", env=env)
+    err = p.stderr
+    assert p.returncode == 1, err[-3000:]
+    assert "Traceback" not in err  # no frames of the launcher
+    failed = array_job(sweep, 1)
+    block = re.search(
+        rf"job {failed} #1 \[env=smacv2\] failed \(SLURM state FAILED\): (.+)\n\s+stderr: (\S+)\n\s+stdout: (\S+)", err
+    )
+    assert block, err[-3000:]
+    assert block.group(1).startswith("eqmarl.envs.smacv2.StarCraftIINotFound: env.backend=sc2 needs StarCraft II")
+    job_err, job_out = Path(block.group(2)), Path(block.group(3))
+    assert job_out.is_file() and "Traceback" in job_err.read_text()  # the job's own traceback is in its log
+    assert block.group(1) in job_err.read_text()
+    done = re.search(rf"job {array_job(sweep, 0)} #0 \[env=mpe\] finished: run dir (\S+), final eval return", err)
+    assert done, err[-3000:]
+    assert resolve_checkpoint(Path(done.group(1))).name == "ckpt_000004.pt"
+    assert f"1 of 2 job(s) of this sweep failed ({failed}): exit code 1" in err
+    sacct = subprocess.run(
+        ["sacct", "-n", "-X", "-j", failed, "-o", "State"], capture_output=True, text=True, check=False
+    ).stdout
+    assert "FAILED" in sacct  # SLURM records the run's exception as a failed job (old: COMPLETED)
+
+
+@pytest.mark.slurm
+def test_cancelled_job_is_reported_with_its_resume_hint(tmp_path, clean_env):
+    """scancel one job of a sweep: SIGTERM, it checkpoints; the launcher reports it and the other job, exit 1."""
+    _skip_without_cluster()
+    sweep = tmp_path / "sweep"
+    cmd = launch_cmd("-m", *SLURM, *TINY, "train.total_env_steps=800,60000", f"hydra.sweep.dir={sweep}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env)
+    wait_for_rows(proc, sweep / "1_mpe_mlp_s0" / "metrics.csv", 2)
+    job_id = array_job(sweep, 1)
+    subprocess.run(["scancel", job_id], check=True, timeout=30)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    point = r"#1 \[train.total_env_steps=60000\]"
+    assert re.search(rf"job {job_id} {point} failed \(SLURM state CANCELLED[^)]*\): cancelled \(scancel\)", err), err
+
+    assert f"resume={sweep / '1_mpe_mlp_s0'}" in err
+    assert f"stderr: {sweep / '.submitit' / job_id / f'{job_id}_0_log.err'}" in err
+    assert re.search(rf"job {array_job(sweep, 0)} #0 \[train.total_env_steps=800\] finished: run dir", err)
+
+
+@pytest.mark.slurm
+def test_partition_sbatch_refuses_is_bad_input(tmp_path, clean_env):
+    """A value only SLURM can check (a partition it does not have): sbatch's reason, exit 2, no traceback."""
+    _skip_without_cluster()
+    p = submit(tmp_path / "sweep", "seed=0,1", "cluster.partition=no-such-partition", env=clean_env, timeout=120)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    assert "eqmarl: sbatch refused the jobs: invalid partition specified: no-such-partition" in p.stderr
+    assert "nothing was submitted (2 job(s) in this sweep)" in p.stderr

@@ -3,7 +3,9 @@
 Each group's check lives beside its schema (``eqmarl.config.<group>.check_<group>``) and
 reads only that group.  :func:`check_across_groups` is the one place for checks that read
 several groups (a model against the env, batch sizes, a container against the cluster)
-and for what a local run needs from this machine.  Every refusal is a
+and for what a run needs from the machine it runs on: checked here for a local run, and
+for a SLURM sweep with ``container=none`` before ``sbatch`` (its jobs run this machine's
+Python; ``cluster.skip_local_checks`` turns that off).  Every refusal is a
 :class:`~eqmarl.config.errors.ConfigError` naming the key and the allowed values.
 """
 
@@ -129,8 +131,12 @@ def check_across_groups(cfg: Config) -> None:
             cfg.container.runtime,
             "none with cluster=local (the image runs SLURM jobs; locally: docker run IMAGE python launch.py ...)",
         )
-    if cfg.cluster.name == "local":  # a SLURM job's node is checked when the job starts
+    if cfg.cluster.name == "local":
         _check_this_machine(cfg)
+    else:
+        _check_job_resources(cfg)
+        if cfg.container.runtime == "none" and not cfg.cluster.skip_local_checks:
+            _check_job_software(cfg)
 
 
 def _check_symmetry_group(key: str, name: str, env: EnvConfig) -> None:
@@ -171,13 +177,16 @@ def _physical_memory() -> int | None:
         return None
 
 
-def _check_this_machine(cfg: Config) -> None:
-    """What a local run needs here: memory for the rollout, CUDA, DeepSpeed, StarCraft II."""
-    import importlib.util
+def _rollout_bytes(cfg: Config) -> int:
+    """A lower bound of one rank's rollout memory (:data:`MIN_BYTES_PER_AGENT_FRAME` per agent-frame)."""
+    return cfg.algo.rollout_steps * cfg.train.num_envs * agent_count(cfg.env) * MIN_BYTES_PER_AGENT_FRAME
 
+
+def _check_this_machine(cfg: Config) -> None:
+    """What a local run needs here: memory for the rollout, CUDA, and its software (:func:`_check_software`)."""
     t = cfg.train
     ram = _physical_memory()
-    need = cfg.algo.rollout_steps * t.num_envs * agent_count(cfg.env) * MIN_BYTES_PER_AGENT_FRAME
+    need = _rollout_bytes(cfg)
     if ram and need > ram:
         raise ConfigError(
             "train.num_envs",
@@ -190,10 +199,75 @@ def _check_this_machine(cfg: Config) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("train.device", "cuda", "cpu or auto here (no CUDA device is visible)")
+    _check_software(cfg)
+
+
+# sbatch options (cluster.additional_parameters) that request GPUs
+_GPU_OPTIONS = ("gres", "gpus", "gpus-per-node", "gpus_per_node", "gpus-per-task", "gpus_per_task", "gpus-per-socket")
+
+
+def _check_job_resources(cfg: Config) -> None:
+    """What a SLURM job asks for must fit the run: GPUs for ``train.device=cuda``, the
+    rollout within ``cluster.mem_gb``."""
+    c, t = cfg.cluster, cfg.train
+    gpu_option = any(str(k).lower() in _GPU_OPTIONS for k in c.additional_parameters)
+    if t.device == "cuda" and c.gpus_per_node == 0 and not gpu_option:
+        raise ConfigError(
+            "train.device",
+            "cuda",
+            "cpu or auto with cluster.gpus_per_node=0 (the jobs get no GPU): ask for GPUs with "
+            "cluster.gpus_per_node=N (or +cluster.additional_parameters.gres=gpu:N)",
+        )
+    if c.mem_gb is not None:
+        need = _rollout_bytes(cfg) * c.tasks_per_node
+        if need > c.mem_gb * 2**30:
+            raise ConfigError(
+                "train.num_envs",
+                t.num_envs,
+                f"a smaller batch, or a larger cluster.mem_gb: the rollouts of cluster.tasks_per_node="
+                f"{c.tasks_per_node} rank(s) need at least {need / 2**30:.1f} GiB per node, cluster.mem_gb={c.mem_gb}",
+            )
+
+
+# what a refusal of _check_job_software adds: why this machine, and the ways past it
+_JOBS_NOTE = (
+    "SLURM jobs with container=none run this machine's Python and files, so it is checked here. If the "
+    "compute nodes have what this machine lacks, add cluster.skip_local_checks=true (for StarCraft II, "
+    "exporting SC2PATH=<its directory on the nodes> does too: sbatch passes it to the jobs); or run the jobs "
+    "in the project's image (container=apptainer|docker|charliecloud)"
+)
+
+
+def _check_job_software(cfg: Config) -> None:
+    """Before ``sbatch`` with ``container=none``: what the jobs need, checked on this machine.
+
+    The jobs run this machine's Python (submitit starts the same interpreter on the node),
+    so a package missing here is missing there. StarCraft II is looked for unless
+    ``SC2PATH`` is set: sbatch passes it to the jobs, and it may name a directory of the
+    compute nodes only (each job's env checks it there).
+    """
+    import os
+
+    try:
+        _check_software(cfg, starcraft2=not os.environ.get("SC2PATH"))
+    except ConfigError as e:
+        raise ConfigError(e.key, e.value, f"{e.allowed.rstrip('.')}. {_JOBS_NOTE}") from None
+
+
+def _check_software(cfg: Config, starcraft2: bool = True) -> None:
+    """What the run imports and starts: DeepSpeed for ``learner=deepspeed``, the env's
+    packages and StarCraft II (:func:`~eqmarl.config.env.check_env_runs_here`).
+
+    Args:
+        cfg: the run's config.
+        starcraft2: look for StarCraft II.
+    """
+    import importlib.util
+
     if cfg.learner.name == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(
             "learner.name",
             "deepspeed",
             "single or ddp here (DeepSpeed is not installed: DS_BUILD_OPS=0 pip install 'eqmarl[deepspeed]')",
         )
-    check_env_runs_here(cfg.env)
+    check_env_runs_here(cfg.env, starcraft2)

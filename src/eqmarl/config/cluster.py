@@ -55,6 +55,14 @@ class ClusterConfig:
     job_name: Optional[str] = None
     # jobs of one sweep running at the same time (SLURM array parallelism)
     array_parallelism: int = 256
+    # with container=none the jobs run this machine's Python, so before sbatch the launcher
+    # checks here what they need from their node: the env's Python packages, DeepSpeed for
+    # learner=deepspeed, StarCraft II for env.backend=sc2 (not looked for when SC2PATH is
+    # set: sbatch passes it to the jobs, where it names StarCraft II on the compute nodes).
+    # true: skip these checks, for compute nodes that have what this machine lacks (e.g.
+    # StarCraft II set up by cluster.setup lines); a job whose node lacks it then fails
+    # when it builds the env, and the launcher reports that job
+    skip_local_checks: bool = False
 
 
 # cluster.name

@@ -219,12 +219,58 @@ def check_env(env: EnvConfig) -> None:
         check_smacv2(env)
 
 
-def check_env_runs_here(env: EnvConfig) -> None:
-    """What an env needs on this machine: StarCraft II for ``env.backend=sc2``.
+# the Python packages an env imports when it is built, by (env.name, env.backend): the
+# top-level modules, what to install, and the alternative to offer
+ENV_PACKAGES: dict[tuple[str, str], tuple[tuple[str, ...], str, str]] = {
+    ("mpe", "vmas"): (("vmas",), "pip install 'eqmarl[mpe]'", "mpe2"),
+    ("mpe", "mpe2"): (("mpe2",), "pip install 'eqmarl[mpe]'", "vmas"),
+    ("hanabi", "engine"): (
+        ("hanabi_learning_environment",),
+        "CMAKE_POLICY_VERSION_MINIMUM=3.5 pip install hanabi-learning-environment",
+        "fast",
+    ),
+    ("smacv2", "smax"): (("jax", "jaxmarl"), "pip install 'eqmarl[smax]' (exact lines: .ci/setup-smax.sh)", "sc2"),
+}
 
-    A local run is checked here; a SLURM job's node (or image) when the job builds the env.
+
+def _installed(module: str) -> bool:
+    """Whether a top-level module can be imported (found without importing it)."""
+    import importlib.util
+    import sys
+
+    try:
+        return importlib.util.find_spec(module) is not None  # None also for sys.modules[module] = None
+    except (ImportError, ValueError):  # a loaded module without a spec
+        return sys.modules.get(module) is not None
+
+
+def check_env_runs_here(env: EnvConfig, starcraft2: bool = True) -> None:
+    """What an env needs on the machine that runs it: its Python packages (:data:`ENV_PACKAGES`)
+    and StarCraft II for ``env.backend=sc2``.
+
+    A local run is checked here, and so is a SLURM sweep with ``container=none`` before
+    ``sbatch`` (its jobs run this machine's Python); a job's node is checked again when
+    the job starts.
+
+    Args:
+        env: the env config.
+        starcraft2: look for StarCraft II (False: ``$SC2PATH`` names it on the jobs' nodes).
+
+    Raises:
+        ConfigError: naming ``env.backend``, what is missing and how to install it.
     """
-    if isinstance(env, Smacv2EnvConfig) and env.backend == "sc2":
+    backend = str(getattr(env, "backend", ""))
+    if (env.name, backend) in ENV_PACKAGES:
+        modules, install, other = ENV_PACKAGES[(env.name, backend)]
+        missing = [m for m in modules if not _installed(m)]
+        if missing:
+            raise ConfigError(
+                "env.backend",
+                backend,
+                f"{other} here (env.backend={backend} needs the Python package(s) {', '.join(missing)}, "
+                f"not installed: {install})",
+            )
+    if starcraft2 and isinstance(env, Smacv2EnvConfig) and env.backend == "sc2":
         from eqmarl.envs.smacv2 import find_starcraft2, starcraft2_missing_message
 
         if find_starcraft2() is None:
