@@ -22,12 +22,13 @@ def standin_sc2(root: Path) -> Path:
     return root
 
 
-def test_json_and_require(tmp_path, monkeypatch, capsys):
+def test_json_and_require(tmp_path, monkeypatch, capfd):
+    # capfd: the report goes to file descriptor 1 (stdout_to_stderr keeps it for the JSON)
     monkeypatch.setenv("SC2PATH", str(standin_sc2(tmp_path / "StarCraftII")))
     monkeypatch.setattr(doctor, "CHECKS", {k: doctor.CHECKS[k] for k in ("sc2", "maps", "sc2_starts", "wandb")})
     monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
     assert doctor.main(as_json=True, require="sc2,maps") == 0
-    rep = json.loads(capsys.readouterr().out)
+    rep = json.loads(capfd.readouterr().out)
     checks = rep["checks"]
     assert checks["sc2"] == {"ok": True, "detail": f"4.10 ({BASE_VERSION}) at {tmp_path / 'StarCraftII'}", "fix": ""}
     assert checks["maps"]["ok"]
@@ -37,7 +38,7 @@ def test_json_and_require(tmp_path, monkeypatch, capsys):
     # another version only: named, and required sc2 fails with exit 1
     (tmp_path / "StarCraftII" / "Versions" / BASE_VERSION).rename(tmp_path / "StarCraftII" / "Versions" / "Base69232")
     assert doctor.main(require="sc2") == 1
-    out, err = capsys.readouterr()
+    out, err = capfd.readouterr()
     assert "Base69232 (4.6.2)" in out and "required but missing: sc2" in err
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from eqmarl.core.files import write_stdout
 from eqmarl.core.log import stdout_to_stderr
 
 SC2_BASE = "Base75689"  # StarCraft II 4.10
@@ -249,7 +250,11 @@ def report(checks: dict[str, Check]) -> dict:
 
 
 def main(as_json: bool = False, require: str = "") -> int:
-    """``eqmarl doctor``: print the report; 1 when a ``--require`` name is missing, 2 when unknown."""
+    """``eqmarl doctor``: print the report; 1 when a ``--require`` name is missing, 2 when unknown.
+
+    Raises:
+        OutputWriteError: stdout refused the report (``eqmarl`` prints one line and exits 1).
+    """
     wanted = [r.strip() for r in require.split(",") if r.strip()]
     unknown = [r for r in wanted if r not in CHECKS]
     if unknown:
@@ -261,16 +266,17 @@ def main(as_json: bool = False, require: str = "") -> int:
         rep["required"] = wanted
         rep["missing"] = failed
         if as_json:
-            print(json.dumps(rep, indent=2), file=stdout)
+            text = json.dumps(rep, indent=2)
         else:
-            print(
+            lines = [
                 f"eqmarl {rep['eqmarl']}, python {rep['python']}, torch {rep['torch']}"
-                + (" (in a container)" if rep["in_container"] else ""),
-                file=stdout,
-            )
+                + (" (in a container)" if rep["in_container"] else "")
+            ]
             for name, c in rep["checks"].items():
                 line = f"  {'ok     ' if c['ok'] else 'missing'}  {name:16s} {c['detail']}"
-                print(line + (f"\n           fix: {c['fix']}" if not c["ok"] and c["fix"] else ""), file=stdout)
+                lines.append(line + (f"\n           fix: {c['fix']}" if not c["ok"] and c["fix"] else ""))
+            text = "\n".join(lines)
+        write_stdout(text, stdout)  # a full disk or closed pipe behind stdout: OutputWriteError
     if failed:
         print(f"eqmarl doctor: required but missing: {', '.join(failed)}", file=sys.stderr)
         return 1

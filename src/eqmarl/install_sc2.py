@@ -33,6 +33,7 @@ import urllib.request
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 SC2_URL = "https://blzdistsc2-a.akamaihd.net/Linux/SC2.4.10.zip"
 # third-party value (Harimus/SpinningUpPySc2 install_sc2.sh); Blizzard publishes none
@@ -264,29 +265,66 @@ def install(
     return dest
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors naming the argument (exit 2), as the rest of ``eqmarl``."""
+
+    def error(self, message: str) -> Any:  # argparse's signature returns NoReturn
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _url(text: str) -> str:
+    """An argparse type: an http, https, ftp or file URL."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https", "ftp", "file") or not rest:
+        raise argparse.ArgumentTypeError(f"{text!r}; allowed: an http://, https://, ftp:// or file:// URL")
+    return text
+
+
+def _sha256(text: str) -> str:
+    """An argparse type: 64 hexadecimal digits, or ``none``."""
+    if text != "none" and not (len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)):
+        raise argparse.ArgumentTypeError(f"{text!r}; allowed: a SHA-256 (64 hexadecimal digits) or none")
+    return text.lower()
+
+
+def _dir(text: str) -> str:
+    """An argparse type: a directory path (missing ones are created), not an existing file."""
+    p = Path(text).expanduser()
+    if not text or (p.exists() and not p.is_dir()):
+        raise argparse.ArgumentTypeError(f"{text!r}; allowed: a directory (this is a file)")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="eqmarl install-sc2",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument(
         "--dest",
+        type=_dir,
         default=os.environ.get("SC2PATH", "~/StarCraftII"),
         help="SC2PATH to create (default: $SC2PATH or ~/StarCraftII)",
     )
     ap.add_argument(
-        "--url", default=os.environ.get("EQMARL_SC2_URL", SC2_URL), help="SC2 4.10 archive (http/https URL)"
+        "--url", type=_url, default=os.environ.get("EQMARL_SC2_URL", SC2_URL), help="SC2 4.10 archive (http/https URL)"
     )
-    ap.add_argument("--sha256", default=SC2_SHA256, help="expected SHA-256 of the archive ('none': no check)")
-    ap.add_argument("--maps-url", default=os.environ.get("EQMARL_SC2_MAPS_URL", MAPS_URL), help="SMACv2 maps zip")
-    ap.add_argument("--maps-sha256", default=MAPS_SHA256, help="expected SHA-256 of the maps zip ('none': no check)")
+    ap.add_argument(
+        "--sha256", type=_sha256, default=SC2_SHA256, help="expected SHA-256 of the archive ('none': no check)"
+    )
+    ap.add_argument(
+        "--maps-url", type=_url, default=os.environ.get("EQMARL_SC2_MAPS_URL", MAPS_URL), help="SMACv2 maps zip"
+    )
+    ap.add_argument(
+        "--maps-sha256", type=_sha256, default=MAPS_SHA256, help="expected SHA-256 of the maps zip ('none': no check)"
+    )
     ap.add_argument(
         "--accept-license",
         action="store_true",
         help=f"accept Blizzard's AI and Machine Learning License ({LICENSE_URL}); or {ENV_ACCEPT}=yes",
     )
-    ap.add_argument("--cache", default=None, help="where downloads are kept (default: beside --dest)")
+    ap.add_argument("--cache", type=_dir, default=None, help="where downloads are kept (default: beside --dest)")
     ap.add_argument("--no-keep-archive", action="store_true", help="delete the SC2 zip after unpacking (image builds)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)

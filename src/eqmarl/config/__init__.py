@@ -17,7 +17,7 @@ submitted.
 """
 
 from eqmarl.config.algo import AlgoConfig
-from eqmarl.config.checks import FLOAT_RANGES, check_across_groups, validate, validate_finite
+from eqmarl.config.checks import FLOAT_RANGES, check_across_groups, check_symmetry_group, validate, validate_finite
 from eqmarl.config.cluster import ClusterConfig
 from eqmarl.config.container import ContainerConfig
 from eqmarl.config.convert import REQUIRED_GROUPS, check_overrides, to_config, unknown_keys
@@ -59,6 +59,7 @@ __all__ = [
     "TrainConfig",
     "check_across_groups",
     "check_overrides",
+    "check_symmetry_group",
     "register_configs",
     "to_config",
     "unknown_keys",

@@ -109,7 +109,7 @@ def check_across_groups(cfg: Config) -> None:
         raise ConfigError("model.critic", m.critic, f"mlp or null with env.name={env.name} (no entity graph)")
     for key, group in (("model.eqc", m.eqc), ("model.orbit_init", m.orbit_init), ("algo.other_play", a.other_play)):
         if group is not None:
-            _check_symmetry_group(key, group, env)
+            check_symmetry_group(key, group, env)
     batch = a.rollout_steps * t.num_envs
     if batch % a.num_minibatches != 0:
         divisors = [d for d in range(1, min(batch, 64) + 1) if batch % d == 0]
@@ -139,7 +139,7 @@ def check_across_groups(cfg: Config) -> None:
             _check_job_software(cfg)
 
 
-def _check_symmetry_group(key: str, name: str, env: EnvConfig) -> None:
+def check_symmetry_group(key: str, name: str, env: EnvConfig) -> None:
     """A group name (C<k>, D<2k>, S<k>) whose degree fits the env's symmetric points."""
     from eqmarl.symmetry.groups import GroupError, make_group
 
@@ -163,8 +163,9 @@ def _check_symmetry_group(key: str, name: str, env: EnvConfig) -> None:
             make_group(name, degree=degree)
         except GroupError:
             raise ConfigError(key, name, f"a group on {what}: {example}") from None
-    if key == "model.eqc" and m.group(1) == "S" and degree is not None and degree > 6:
-        # EQC runs one copy of the policy per group element: S7 is 5040 copies already
+    if key not in ("model.orbit_init", "algo.other_play") and m.group(1) == "S" and degree is not None and degree > 6:
+        # EQC (model.eqc, or xplay's test-time --eqc) runs one copy of the policy per group
+        # element: S7 is 5040 copies already
         raise ConfigError(key, name, f"a group of at most 720 elements for EQC, e.g. C{degree} or D{2 * degree}")
 
 

@@ -6,7 +6,8 @@
 graph's k-nearest-neighbour construction), ``tracking`` (:class:`EpisodeTracker`, the
 envs' episode returns and lengths), ``episodes`` (:func:`run_episodes`: one evaluation
 episode in each env of a batch, :class:`EpisodeStats`), ``errors`` (:class:`InvalidOption`),
-``log`` (the ``eqmarl`` logger) and ``smacv2_actions`` (the SMACv2 mixed action layout).
+``log`` (the ``eqmarl`` logger), ``files`` (atomic output files with ordinary permissions)
+and ``smacv2_actions`` (the SMACv2 mixed action layout).
 Nothing here imports another part
 of eqmarl.
 """

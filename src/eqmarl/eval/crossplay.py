@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,11 @@ import torch
 from torch import Tensor
 
 from eqmarl.build import make_env
+from eqmarl.config import EnvConfig, check_symmetry_group
 from eqmarl.core.env import MultiAgentEnv, Observation
 from eqmarl.core.episodes import run_episodes
-from eqmarl.eval.runs import Checkpoint, find_runs, load_agent, load_run
+from eqmarl.core.files import atomic_output, atomic_write, json_text
+from eqmarl.eval.runs import Checkpoint, find_runs, load_agent, load_run, override_env
 from eqmarl.models import Policy
 from eqmarl.wrappers.eqc import EQC
 
@@ -68,8 +70,10 @@ def play(env: MultiAgentEnv, seat_policies: list[Policy | EQC], greedy: bool = F
         for pol in unique:
             dist = pol.distribution(obs)
             acts.append(dist.mode() if greedy else dist.sample(generator=gen))
-        stacked = torch.stack(acts)  # [U, N, A]
-        return stacked.gather(0, seat_of.view(1, 1, a).expand(1, n, a)).squeeze(0)
+        stacked = torch.stack(acts)  # [U, N, A, *action shape]
+        tail = stacked.shape[3:]  # continuous or mixed actions: a vector per seat
+        index = seat_of.view(1, 1, a, *(1 for _ in tail)).expand(1, n, a, *tail)
+        return stacked.gather(0, index).squeeze(0)
 
     stats = run_episodes(env, act, seed)
     if not bool(stats.finished.all()):
@@ -91,18 +95,21 @@ def crossplay_returns(
     greedy: bool = False,
     seed: int = 0,
     device: str = "cpu",
+    env_cfg: EnvConfig | None = None,
 ) -> Tensor:
     """Returns of every ordered pairing: ``[K, K, games]`` (seat 0: row checkpoint; others: column).
 
-    Every pairing plays the same ``games`` deals (same env seed).
+    Every pairing plays the same ``games`` deals (same env seed), on ``env_cfg`` (default:
+    the env the checkpoints were trained on, which must be the same for all).
     """
     first = checkpoints[0]
     for c in checkpoints[1:]:
         if dataclasses.asdict(c.env) != dataclasses.asdict(first.env):
             raise ValueError(f"{c.name} was trained on {c.env}, {first.name} on {first.env}: not the same game")
-    env = make_env(first.env, games, seed, device)
+    env_cfg = env_cfg or first.env
+    env = make_env(env_cfg, games, seed, device)
     try:
-        policies = [load_agent(c, env, test_time_eqc).module for c in checkpoints]
+        policies = [load_agent(c, env, test_time_eqc, env_cfg).module for c in checkpoints]
         k, a = len(checkpoints), env.spec.n_agents
         out = torch.empty(k, k, games)
         for i in range(k):
@@ -136,6 +143,7 @@ def evaluate_crossplay(
     greedy: bool = False,
     seed: int = 0,
     device: str = "cpu",
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Load the runs and play the SP/XP matrix, raw and (with ``eqc``) with test-time EQC.
 
@@ -146,21 +154,32 @@ def evaluate_crossplay(
         greedy: most likely actions instead of samples.
         seed: env and sampling seed.
         device: torch device.
+        overrides: ``env.key=value`` settings of the game played (default: the runs' own).
 
     Returns:
         ``{"runs": [...], "games": N, "greedy": bool, "variants": {"raw": summary, "eqc": summary}}``.
+
+    Raises:
+        ValueError: ``games`` below 1; checkpoints of different games.
+        ConfigError: a bad override (naming its ``env.`` key) or ``eqc`` (key ``--eqc``).
     """
+    if games < 1:
+        raise ValueError(f"games={games}; allowed: an integer >= 1")
     ckpts = [load_run(p) for p in find_runs(list(runs))]
+    env_cfg = override_env(ckpts[0].env, list(overrides or []))
+    if eqc is not None:
+        check_symmetry_group("--eqc", eqc, env_cfg)
     variants: dict[str, Any] = {}
     for name, group in [("raw", None)] + ([("eqc", eqc)] if eqc else []):
-        summary = summarize(crossplay_returns(ckpts, games, group, greedy, seed, device))
+        summary = summarize(crossplay_returns(ckpts, games, group, greedy, seed, device, env_cfg))
         summary["test_time_eqc"] = group
         variants[name] = summary
     return {
         "runs": [c.name for c in ckpts],
         "checkpoints": [str(c.path) for c in ckpts],
         "trained_with_eqc": [c.model.eqc for c in ckpts],
-        "env": dataclasses.asdict(ckpts[0].env),
+        "env": dataclasses.asdict(env_cfg),
+        "overrides": list(overrides or []),
         "games": games,
         "greedy": greedy,
         "seed": seed,
@@ -191,19 +210,26 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``crossplay.json``, ``crossplay.csv`` (one row per pairing and variant) and ``crossplay.png``."""
+    """Write ``crossplay.json``, ``crossplay.csv`` (one row per pairing and variant) and ``crossplay.png``.
+
+    Each file is written atomically (:mod:`eqmarl.core.files`); ``out_dir`` is created if missing.
+
+    Raises:
+        OutputWriteError: a file could not be written (the message names it); the files
+            before it in this order are written, it and those after are as they were.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "crossplay.json", "csv": out / "crossplay.csv", "png": out / "crossplay.png"}
-    paths["json"].write_text(json.dumps(result, indent=2))
+    atomic_write(paths["json"], json_text(result) + "\n")
     names = result["runs"]
-    with open(paths["csv"], "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["variant", "seat0_run", "other_run", "kind", "mean", "se"])
-        for variant, s in result["variants"].items():
-            for i, row in enumerate(s["matrix"]):
-                for j, m in enumerate(row):
-                    w.writerow([variant, names[i], names[j], "sp" if i == j else "xp", m, s["matrix_se"][i][j]])
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(["variant", "seat0_run", "other_run", "kind", "mean", "se"])
+    for variant, s in result["variants"].items():
+        for i, row in enumerate(s["matrix"]):
+            for j, m in enumerate(row):
+                w.writerow([variant, names[i], names[j], "sp" if i == j else "xp", m, s["matrix_se"][i][j]])
+    atomic_write(paths["csv"], table.getvalue())
     plot_heatmaps(result, paths["png"])
     return paths
 
@@ -239,6 +265,9 @@ def plot_heatmaps(result: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("other seats: run")
         ax.set_ylabel("seat 0: run")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="mean return")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_output(path) as f:
+            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path

@@ -47,10 +47,15 @@ def evaluate_checkpoint(
     Returns:
         ``{episodes, win_rate, win_rate_se, return_mean, return_se, length_mean}`` (win rate
         only where the env reports ``info['win']``).
+
+    Raises:
+        ValueError: ``episodes`` below 1.
     """
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}; allowed: an integer >= 1")
     env = make_env(env_cfg, episodes, seed, device)
     try:
-        agent = load_agent(ckpt, env)
+        agent = load_agent(ckpt, env, env_cfg=env_cfg)
         torch.manual_seed(seed)
         stats = run_episodes(env, lambda obs: agent.actions(obs, deterministic), seed)
     finally:

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eqmarl.core.files import atomic_output
+from eqmarl.core.log import get_logger
+
+log = get_logger("eval")
+
 
 def read_metrics(path: Path) -> dict[str, list[float]]:
     """Columns of a metrics.csv as float lists (blank cells are NaN)."""
@@ -30,7 +35,11 @@ def read_metrics(path: Path) -> dict[str, list[float]]:
 
 
 def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> Path:
-    """Draw train and eval return against env steps; returns the PNG path."""
+    """Draw train and eval return against env steps; returns the PNG path.
+
+    Raises:
+        OutputWriteError: the PNG could not be written (nothing is left at ``out_png``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,9 +63,23 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> Pa
     ax.legend()
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png)
-    plt.close(fig)
+    save_figure(fig, out_png)
     return out_png
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure to ``path`` atomically (format from the suffix; PNG without one), then close it.
+
+    Raises:
+        OutputWriteError: the file could not be written (nothing is left at ``path``).
+    """
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_output(path) as f:
+            fig.savefig(f, format=path.suffix[1:].lower() or "png")
+    finally:
+        plt.close(fig)
 
 
 # ------------------------------------------------------------ sample-efficiency curves
@@ -84,6 +107,9 @@ class RunCurve:
 def find_runs(dirs: list[Path], metric: str = "eval_return") -> list[RunCurve]:
     """Every run under ``dirs`` (a directory holding ``metrics.csv`` and ``config.json``).
 
+    A run whose files cannot be read (a damaged ``config.json`` or ``metrics.csv``) is
+    skipped with a warning naming it.
+
     Args:
         dirs: run directories or sweep directories (searched recursively).
         metric: the metrics.csv column to read; rows where it is blank are skipped.
@@ -97,22 +123,37 @@ def find_runs(dirs: list[Path], metric: str = "eval_return") -> list[RunCurve]:
             if run in seen or not cfg_path.exists():
                 continue
             seen.add(run)
-            cfg = json.loads(cfg_path.read_text())
-            env = cfg.get("env", {})
-            task = env.get("name", "?") + (f"/{env['scenario']}" if env.get("scenario") else "")
-            cols = read_metrics(csv_path)
+            try:
+                cfg = json.loads(cfg_path.read_text())
+                env = cfg.get("env", {})
+                task = env.get("name", "?") + (f"/{env['scenario']}" if env.get("scenario") else "")
+                cols = read_metrics(csv_path)
+                seed = int(cfg.get("seed", 0))
+            except (OSError, ValueError, TypeError, AttributeError) as e:
+                log.warning(f"skipping {run}: unreadable config.json or metrics.csv ({type(e).__name__}: {e})")
+                continue
             pts = sorted((s, v) for s, v in zip(cols.get("env_steps", []), cols.get(metric, [])) if not math.isnan(v))
             runs.append(
                 RunCurve(
                     path=run,
                     task=task,
                     model=str(cfg.get("model", {}).get("name", "?")),
-                    seed=int(cfg.get("seed", 0)),
+                    seed=seed,
                     steps=[p[0] for p in pts],
                     values=[p[1] for p in pts],
                 )
             )
     return runs
+
+
+def metric_columns(runs: list[RunCurve]) -> list[str]:
+    """The columns of the runs' ``metrics.csv`` files (in the first run's order, then new ones)."""
+    out: list[str] = []
+    for r in runs:
+        with open(r.path / "metrics.csv", newline="") as f:
+            header = next(csv.reader(f), [])
+        out += [c for c in header if c not in out]
+    return out
 
 
 def group_runs(runs: list[RunCurve]) -> dict[str, dict[str, list[RunCurve]]]:
@@ -256,7 +297,8 @@ def plot_sample_efficiency(
 
     Args:
         groups: from :func:`group_runs`.
-        out_png: where to write the figure.
+        out_png: where to write the figure (its format from the suffix: png, pdf, svg...;
+            written atomically, missing directories created).
         thresholds: as for :func:`threshold_summary`, drawn as a dashed line.
         metric: the y-axis label.
     """
@@ -288,7 +330,5 @@ def plot_sample_efficiency(
         ax.legend(fontsize=8)
     fig.tight_layout()
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
+    save_figure(fig, out_png)
     return out_png

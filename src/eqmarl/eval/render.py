@@ -20,6 +20,7 @@ from torch import Tensor
 from eqmarl.build import make_env
 from eqmarl.core.env import Observation, StepResult
 from eqmarl.core.episodes import run_episodes
+from eqmarl.core.files import atomic_output
 from eqmarl.eval.runs import load_agent, load_run, override_env
 
 ATTACK = 2  # the mixed action's attack choice (eqmarl.envs.smacv2_scenarios.CHOICE_ATTACK)
@@ -99,7 +100,7 @@ def render_run(
 
     Args:
         run: run directory or checkpoint file.
-        out: the GIF's path.
+        out: the GIF's path (written atomically; missing directories are created).
         overrides: ``env.key=value`` settings.
         seed: env seed.
         fps: frames per second of the GIF.
@@ -108,13 +109,19 @@ def render_run(
     Returns:
         ``{"gif": path, "frames": n, "return": r, "win": w (SMACv2)}`` (``return`` and ``win``
         only if the episode ended within the steps drawn).
+
+    Raises:
+        ValueError: ``fps`` or ``max_steps`` below 1.
+        OutputWriteError: the GIF could not be written (nothing is left at ``out``).
     """
+    if fps < 1 or (max_steps is not None and max_steps < 1):
+        raise ValueError(f"fps={fps}, max_steps={max_steps}; allowed: integers >= 1 (max_steps: or None)")
     ckpt = load_run(run)
     env_cfg = override_env(ckpt.env, list(overrides or []))
     env = make_env(env_cfg, 1, seed, "cpu")
     frames: list[Any] = []
     try:
-        agent = load_agent(ckpt, env)
+        agent = load_agent(ckpt, env, env_cfg=env_cfg)
         n_agents = env.spec.n_agents
         colors: list[str] = []  # per node, from the first observation
         lim = 1.0  # half the plotted square's side
@@ -157,6 +164,6 @@ def render_run(
         if stats.wins is not None:
             info["win"] = float(stats.wins[0])
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(out, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    with atomic_output(out) as f:  # a full or read-only disk: OutputWriteError, no partial GIF
+        frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return {"gif": str(out), "frames": len(frames), **info}

@@ -11,6 +11,7 @@ module the run's own evaluations used.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,16 @@ from typing import Any
 from torch import Tensor
 
 from eqmarl.build import Agent, make_agent
-from eqmarl.config import ENV_SCHEMAS, AlgoConfig, ConfigError, EnvConfig, ModelConfig, validate_env_overrides
+from eqmarl.config import (
+    ENV_SCHEMAS,
+    FLOAT_RANGES,
+    AlgoConfig,
+    ConfigError,
+    EnvConfig,
+    ModelConfig,
+    validate_env_overrides,
+    validate_finite,
+)
 from eqmarl.core.env import MultiAgentEnv
 from eqmarl.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint
 
@@ -78,12 +88,22 @@ def load_run(path: str | Path) -> Checkpoint:
         path: a run directory or a checkpoint file.
 
     Raises:
+        FileNotFoundError: no readable checkpoint there.
+        ValueError: the file is not an eqmarl checkpoint.
         ConfigError: the checkpoint's env is not one this version knows.
     """
-    ckpt_path = resolve_checkpoint(path)
-    state = load_checkpoint(ckpt_path)
-    cfg = state["config"]
-    env_name = cfg["env"]["name"]
+    try:
+        ckpt_path = resolve_checkpoint(path)
+    except FileNotFoundError:  # resolve_checkpoint warned about each damaged file
+        raise FileNotFoundError(f"{path}: no readable checkpoint (checkpoints/ckpt_*.pt) there") from None
+    try:
+        state = load_checkpoint(ckpt_path)
+        cfg = state["config"]
+        env_name = cfg["env"]["name"]
+        policy = state["policy"]
+    except Exception as e:  # a damaged file, or another program's file: a message, not a traceback
+        why = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        raise ValueError(f"{ckpt_path}: not an eqmarl checkpoint ({why})") from None
     if env_name not in ENV_SCHEMAS:
         raise ConfigError("env.name", env_name, ", ".join(ENV_SCHEMAS))
     p = Path(path)
@@ -94,45 +114,84 @@ def load_run(path: str | Path) -> Checkpoint:
         env=_build(ENV_SCHEMAS[env_name], cfg["env"]),
         model=_build(ModelConfig, cfg["model"]),
         algo=_build(AlgoConfig, cfg["algo"]),
-        state=state["policy"],
+        state=policy,
     )
+
+
+def _allowed_value(env: EnvConfig, name: str) -> str:
+    """What a value of ``env.<name>`` may be, from the schema's type (for the error message)."""
+    hint = typing.get_type_hints(type(env))[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next(a for a in args if a is not type(None)) if optional else hint
+    if typing.get_origin(base) is list:
+        phrase = "a list, e.g. [1.0, 0.9]"
+    else:
+        phrase = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(base, str(base))
+    if f"env.{name}" in FLOAT_RANGES:
+        phrase += f" {FLOAT_RANGES[f'env.{name}']}"
+    current = getattr(env, name)
+    shown = "null" if current is None else str(current).lower() if isinstance(current, bool) else current
+    return phrase + (" or null" if optional else "") + f" (the run's: {shown})"
 
 
 def override_env(env: EnvConfig, overrides: list[str]) -> EnvConfig:
     """``env`` with ``env.key=value`` overrides applied (typed as the schema says).
 
+    Every refusal names the override's full key (``env.n_agents``): a key that is not
+    ``env.<key of this run's env>``, ``env.name`` (the policy's env is the run's), a value
+    of the wrong type, a non-finite number, and a value the env's checks refuse.
+
     Args:
         env: the run's env config.
-        overrides: ``env.<key>=<value>`` strings.
+        overrides: ``env.<key>=<value>`` strings (values in YAML, as on hydra's command line).
 
     Raises:
-        ConfigError: an override that is not ``env.<existing key>=<value>``.
+        ConfigError: naming the override's key and the allowed values.
     """
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    dotlist = []
-    known = [f.name for f in dataclasses.fields(env)]
+    known = [f.name for f in dataclasses.fields(env) if f.name != "name"]
+    merged = OmegaConf.structured(env)
     for o in overrides:
         key, sep, value = o.partition("=")
         if not sep or not key.startswith("env."):
             raise ConfigError(key or o, value, "env.<key>=<value> overrides only (the policy's settings are the run's)")
-        if key[4:] not in known or key == "env.name":
-            raise ConfigError(key, value, f"an env key of this run: {', '.join(k for k in known if k != 'name')}")
-        dotlist.append(f"{key[4:]}={value}")
-    merged = OmegaConf.merge(OmegaConf.structured(env), OmegaConf.from_dotlist(dotlist))
+        if key == "env.name":
+            raise ConfigError(key, value, f"{env.name} only (the run's env; other env keys: {', '.join(known)})")
+        if key[4:] not in known:
+            raise ConfigError(key, value, f"an env key of this run: {', '.join(known)}")
+        try:
+            candidate = OmegaConf.merge(merged, OmegaConf.from_dotlist([f"{key[4:]}={value}"]))
+            OmegaConf.to_object(candidate)  # resolves and type-checks this key now, to name it
+        except (OmegaConfBaseException, ValueError, TypeError):
+            raise ConfigError(key, value, _allowed_value(env, key[4:])) from None
+        merged = candidate
     out = OmegaConf.to_object(merged)
     assert isinstance(out, type(env))
+    validate_finite({"env": out})
     validate_env_overrides(out)
     return out
 
 
-def load_agent(ckpt: Checkpoint, env: MultiAgentEnv, test_time_eqc: str | None = None) -> Agent:
+def changed_keys(ckpt: Checkpoint, env_cfg: EnvConfig) -> list[str]:
+    """``env.key=value`` of every env setting that differs from the run's (for messages)."""
+    trained = dataclasses.asdict(ckpt.env)
+    return [f"env.{k}={v}" for k, v in dataclasses.asdict(env_cfg).items() if trained.get(k) != v]
+
+
+def load_agent(
+    ckpt: Checkpoint, env: MultiAgentEnv, test_time_eqc: str | None = None, env_cfg: EnvConfig | None = None
+) -> Agent:
     """The checkpoint's agent for ``env``: built as in training, weights loaded, on ``env.device``.
 
     Args:
         ckpt: the loaded checkpoint.
         env: an env of the checkpoint's kind (its spec and symmetry; maybe other settings).
         test_time_eqc: a group name to symmetrize over at test time (None: as trained).
+        env_cfg: ``env``'s config, when it differs from the run's: the message of weights
+            that do not fit names the overridden keys.
 
     Raises:
         ValueError: the weights do not fit this env (an MLP on other team sizes).
@@ -143,8 +202,10 @@ def load_agent(ckpt: Checkpoint, env: MultiAgentEnv, test_time_eqc: str | None =
     try:
         agent.policy.load_state_dict(ckpt.state)
     except RuntimeError as e:
+        changed = changed_keys(ckpt, env_cfg) if env_cfg is not None else []
+        where = f"this env ({', '.join(changed)})" if changed else "this env"
         raise ValueError(
-            f"model.name={ckpt.model.name}: the checkpoint's weights do not fit this env "
+            f"model.name={ckpt.model.name}: the checkpoint's weights do not fit {where} "
             f"(an MLP's sizes depend on the team sizes; graph models do not): {str(e).splitlines()[0]}"
         ) from None
     agent.module.eval()

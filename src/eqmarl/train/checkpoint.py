@@ -6,20 +6,20 @@ Layout inside a run directory::
     checkpoints/latest            name of the newest complete checkpoint
 
 A file is written to a temporary name, flushed to disk and renamed, so a crash or a
-preemption mid-write never leaves a truncated checkpoint under a real name.
+preemption mid-write never leaves a truncated checkpoint under a real name; like every
+file of a run it is created with mode 0o666 less the umask (:mod:`eqmarl.core.files`).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from eqmarl.core.files import atomic_write
 from eqmarl.core.log import get_logger
 
 log = get_logger("train")
@@ -28,25 +28,15 @@ _NAME = re.compile(r"ckpt_(\d+)\.pt$")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Write ``data`` to ``path`` atomically (temp file in the same dir + fsync + rename).
+
+    The file gets the permissions of an ordinary file (0o666 less the umask; see
+    :mod:`eqmarl.core.files`).
+
+    Raises:
+        OutputWriteError: an ``OSError`` naming ``path``; ``path`` is as it was.
+    """
+    atomic_write(path, data)
 
 
 class CheckpointWriteError(OSError):
