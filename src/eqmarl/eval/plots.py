@@ -9,24 +9,39 @@ reach a return threshold), behind ``eqmarl plot-curves``.
 from __future__ import annotations
 
 import bisect
-import csv
+import contextlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eqmarl.core.log import get_logger
+from eqmarl.train.logger import read_metrics_table
+
+log = get_logger("eval")
+
 
 def read_metrics(path: Path) -> dict[str, list[float]]:
-    """Columns of a metrics.csv as float lists (blank cells are NaN)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    cols: dict[str, list[float]] = {}
-    for r in rows:
-        for k, v in r.items():
-            cols.setdefault(k, []).append(float(v) if v not in ("", None) else math.nan)
-    return cols
+    """Columns of a metrics.csv as float lists (blank or unreadable cells are NaN).
+
+    Any eqmarl version's file reads, rows wider than the header included; what can be read
+    of a damaged one is used and the damage reported in one line
+    (:func:`~eqmarl.train.logger.read_metrics_table`).
+    """
+    table = read_metrics_table(path)
+    if table.problems:
+        log.warning(f"{path} is damaged ({'; '.join(table.problems)}): using its readable rows")
+    return {c: [_number(r.get(c, "")) for r in table.rows] for c in table.columns}
+
+
+def _number(cell: str) -> float:
+    try:
+        return float(cell) if cell else math.nan
+    except ValueError:
+        return math.nan
 
 
 def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> Path:
@@ -54,8 +69,14 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> Pa
     ax.legend()
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png)
-    plt.close(fig)
+    tmp = out_png.with_name(f".{out_png.name}.{os.getpid()}.tmp")
+    try:  # a full disk leaves the previous PNG, never a truncated one
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, out_png)
+    finally:
+        plt.close(fig)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return out_png
 
 
@@ -97,7 +118,11 @@ def find_runs(dirs: list[Path], metric: str = "eval_return") -> list[RunCurve]:
             if run in seen or not cfg_path.exists():
                 continue
             seen.add(run)
-            cfg = json.loads(cfg_path.read_text())
+            try:
+                cfg = json.loads(cfg_path.read_text(errors="replace"))
+            except (OSError, ValueError) as e:  # a damaged config.json: that run cannot be placed
+                log.warning(f"skipping {run}: {cfg_path} is unreadable ({e})")
+                continue
             env = cfg.get("env", {})
             task = env.get("name", "?") + (f"/{env['scenario']}" if env.get("scenario") else "")
             cols = read_metrics(csv_path)
