@@ -132,6 +132,34 @@ def test_without_rollback_copies_such_a_step_stops_the_run(tmp_path: Path) -> No
     assert tr.strategy._last is None
 
 
+def test_the_nonfinite_streak_is_checkpointed_and_a_resume_continues_it(tmp_path: Path) -> None:
+    """4 skipped steps, a checkpoint, a resume, 2 more: the run stops at
+    train.max_nonfinite_updates=6 as an uninterrupted one would.  Old main: the streak
+    restarts at 0 on resume (the run would go on past 6 skipped steps in a row)."""
+    cfg = compose([*SMALL, "train.max_nonfinite_updates=6"])
+    tr = Trainer(cfg, tmp_path)
+    ro = tr.rollout()
+    ro.advantages.fill_(float("nan"))
+    assert tr.update(ro)["nonfinite_skips"] == 4 and tr.nonfinite.streak == 4
+    tr.iteration = 1
+    path = tr.save()
+    assert path is not None
+    state = load_checkpoint(path)
+    assert state["nonfinite"] == {"streak": 4, "pending": False}
+    resumed = Trainer(cfg, tmp_path)
+    resumed.load_state_dict(state, checkpoint=path)
+    assert resumed.nonfinite.streak == 4
+    ro = resumed.rollout()
+    ro.advantages.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="6 optimizer steps in a row"):
+        resumed.update(ro)
+    # a checkpoint written before the streak was saved loads with 0
+    del state["nonfinite"]
+    older = Trainer(cfg, tmp_path)
+    older.load_state_dict(state, checkpoint=path)
+    assert older.nonfinite.streak == 0 and not older.nonfinite.pending
+
+
 def test_a_nonfinite_state_is_never_checkpointed(tmp_path: Path) -> None:
     tr = Trainer(compose(SMALL), tmp_path)
     assert tr.save() is not None  # iteration 0, finite

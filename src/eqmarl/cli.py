@@ -225,7 +225,8 @@ def plot(run_dirs: list[str]) -> int:
 
 
 def sync(run_dirs: list[str], extra: list[str], timeout: float = 600.0) -> int:
-    """Upload the offline W&B runs under ``run_dirs`` with ``wandb sync`` of this Python's wandb.
+    """Upload the offline W&B runs under ``run_dirs`` (and online ones whose upload did not finish)
+    with ``wandb sync`` of this Python's wandb.
 
     ``extra`` options go to ``wandb sync``.  A sync that has not finished after ``timeout``
     seconds is stopped (with the processes it started): exit 124, the run files stay.
@@ -236,10 +237,15 @@ def sync(run_dirs: list[str], extra: list[str], timeout: float = 600.0) -> int:
     if not 0 < timeout < float("inf"):
         print(f"eqmarl sync: --timeout={timeout}; allowed: a finite number of seconds > 0", file=sys.stderr)
         return 2
-    runs = [str(p) for d in run_dirs for p in sorted(Path(d).rglob("offline-run-*"))]
+    from eqmarl.train.logger import wandb_runs_to_sync
+
+    found = wandb_runs_to_sync(run_dirs)  # offline runs, and online ones whose upload did not finish
+    runs = [str(p) for p in found]
     if not runs:
         print("eqmarl sync: no offline W&B runs under " + ", ".join(run_dirs), file=sys.stderr)
         return 2
+    if any(not p.name.startswith("offline-") for p in found):
+        extra = ["--include-online", *extra]  # wandb sync skips online runs unless told
     # the wandb package this eqmarl runs with, not whichever `wandb` comes first on PATH
     proc = subprocess.Popen([sys.executable, "-m", "wandb", "sync", *extra, *runs], start_new_session=True)
     try:

@@ -30,6 +30,9 @@ class LoggerConfig:
     # seconds to wait for the W&B server when the run starts online; unreachable by then:
     # the run continues offline (upload later with `eqmarl sync <run dir>`)
     wandb_init_timeout_s: float = 30.0
+    # seconds the end of an online run waits for W&B to finish uploading (a server that went
+    # away after the start would block it); past that the files stay for `eqmarl sync <run dir>`
+    wandb_finish_timeout_s: float = 60.0
 
 
 # logger.wandb_mode
@@ -37,7 +40,7 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 def check_logger(lg: LoggerConfig) -> None:
-    """The W&B mode, the logging period and the W&B start timeout.
+    """The W&B mode, the logging period and the W&B start and finish timeouts.
 
     Raises:
         ConfigError: naming the key and the allowed values.
@@ -47,3 +50,6 @@ def check_logger(lg: LoggerConfig) -> None:
     wait = lg.wandb_init_timeout_s
     if not (0 < wait < float("inf")):  # also refuses nan
         raise ConfigError("logger.wandb_init_timeout_s", wait, "a finite number of seconds > 0")
+    wait = lg.wandb_finish_timeout_s
+    if not (0 < wait < float("inf")):  # also refuses nan
+        raise ConfigError("logger.wandb_finish_timeout_s", wait, "a finite number of seconds > 0")

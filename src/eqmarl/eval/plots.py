@@ -9,7 +9,6 @@ reach a return threshold), behind ``eqmarl plot-curves``.
 from __future__ import annotations
 
 import bisect
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -19,19 +18,29 @@ from typing import Any
 
 from eqmarl.core.files import atomic_output
 from eqmarl.core.log import get_logger
+from eqmarl.train.logger import read_metrics_table
 
 log = get_logger("eval")
 
 
 def read_metrics(path: Path) -> dict[str, list[float]]:
-    """Columns of a metrics.csv as float lists (blank cells are NaN)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    cols: dict[str, list[float]] = {}
-    for r in rows:
-        for k, v in r.items():
-            cols.setdefault(k, []).append(float(v) if v not in ("", None) else math.nan)
-    return cols
+    """Columns of a metrics.csv as float lists (blank or unreadable cells are NaN).
+
+    Any eqmarl version's file reads, rows wider than the header included; what can be read
+    of a damaged one is used and the damage reported in one line
+    (:func:`~eqmarl.train.logger.read_metrics_table`).
+    """
+    table = read_metrics_table(path)
+    if table.problems:
+        log.warning(f"{path} is damaged ({'; '.join(table.problems)}): using its readable rows")
+    return {c: [_number(r.get(c, "")) for r in table.rows] for c in table.columns}
+
+
+def _number(cell: str) -> float:
+    try:
+        return float(cell) if cell else math.nan
+    except ValueError:
+        return math.nan
 
 
 def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> Path:
@@ -124,7 +133,7 @@ def find_runs(dirs: list[Path], metric: str = "eval_return") -> list[RunCurve]:
                 continue
             seen.add(run)
             try:
-                cfg = json.loads(cfg_path.read_text())
+                cfg = json.loads(cfg_path.read_text(errors="replace"))
                 env = cfg.get("env", {})
                 task = env.get("name", "?") + (f"/{env['scenario']}" if env.get("scenario") else "")
                 cols = read_metrics(csv_path)
@@ -150,8 +159,7 @@ def metric_columns(runs: list[RunCurve]) -> list[str]:
     """The columns of the runs' ``metrics.csv`` files (in the first run's order, then new ones)."""
     out: list[str] = []
     for r in runs:
-        with open(r.path / "metrics.csv", newline="") as f:
-            header = next(csv.reader(f), [])
+        header = read_metrics_table(r.path / "metrics.csv").columns
         out += [c for c in header if c not in out]
     return out
 

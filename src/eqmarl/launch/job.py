@@ -81,7 +81,7 @@ def _train(
     """:func:`run_training`'s body (the run dir already locked)."""
     from eqmarl.eval.plots import plot_learning_curve
     from eqmarl.train.checkpoint import load_checkpoint
-    from eqmarl.train.logger import Logger
+    from eqmarl.train.logger import Logger, file_problem
     from eqmarl.train.trainer import Trainer
 
     main = rank == 0
@@ -89,7 +89,12 @@ def _train(
         cfg = one_rank_learner(cfg)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved_config(cfg, run_dir)
+        try:
+            save_resolved_config(cfg, run_dir)
+        except OSError as e:  # a run file the disk refuses: said in one line, training goes on
+            log.warning(
+                f"cannot write {file_problem(e, run_dir / 'config.json')}; training goes on (checkpoints hold it too)"
+            )
     trainer = Trainer(cfg, run_dir, rank=rank, world_size=world_size)
     if on_trainer is not None:
         on_trainer(trainer)
@@ -120,8 +125,12 @@ def _train(
     try:
         metrics = trainer.run(logger)
         if (run_dir / "metrics.csv").exists() and trainer.done:
-            png = plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png", title=name)
-            logger.log_image("learning_curve", png)
+            try:
+                png = plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png", title=name)
+            except OSError as e:  # metrics.csv unreadable or the PNG unwritable: the run itself is done
+                log.warning(f"no learning curve drawn: {file_problem(e, run_dir / 'learning_curve.png')}")
+            else:
+                logger.log_image("learning_curve", png)
     finally:
         logger.close()
     return metrics

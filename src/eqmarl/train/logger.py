@@ -3,15 +3,23 @@
 W&B runs online when an API key is configured, else offline (files under
 ``<run_dir>/wandb``; upload later with ``eqmarl sync``); ``logger.wandb_mode`` or
 ``WANDB_MODE`` force a mode, ``logger.wandb_mode=disabled`` turns it off.  Charts are keyed on ``env_steps``.
-A server that does not answer within ``logger.wandb_init_timeout_s`` turns the run offline (a warning says so).
-The API key is read by wandb from the environment; it is never written by eqmarl.
+A server that does not answer within ``logger.wandb_init_timeout_s`` turns the run offline (a warning says so);
+one that goes away later makes ``finish`` give up after ``logger.wandb_finish_timeout_s`` (the run's files stay,
+``eqmarl sync`` uploads them).  The API key is read by wandb from the environment; it is never written by eqmarl.
+
+The run files a sink writes may be damaged or refuse writes (full or read-only disk, a directory in a file's
+place): each problem is reported in one line and training goes on (:class:`CsvLogger`, :class:`WandbLogger`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -53,32 +61,291 @@ CSV_COLUMNS = [
 ]
 
 
+# what a byte that is not UTF-8 (or a NUL byte) reads as in a damaged metrics.csv
+DAMAGED = "\ufffd"
+# rows held back while metrics.csv cannot be written (the oldest beyond this are dropped)
+MAX_HELD_ROWS = 10_000
+
+
+@dataclass
+class MetricsTable:
+    """A ``metrics.csv`` read back, whatever eqmarl version wrote it and whatever damage it took.
+
+    Attributes:
+        columns: the header's names, then names for cells beyond it (rows wider than the
+            header, from a version with more columns): the next :data:`CSV_COLUMNS` where the
+            header is a prefix of them, else ``column_<n>``; a damaged name is guessed the same way.
+        rows: each readable row as ``{column: cell text}`` (cells past a short row absent,
+            damaged cells empty), in file order.
+        problems: what was damaged, one phrase each (empty: nothing).
+    """
+
+    columns: list[str]
+    rows: list[dict[str, str]]
+    problems: list[str]
+
+
+def read_metrics_table(path: Path) -> MetricsTable:
+    """Read a ``metrics.csv`` of any eqmarl version, and what can be read of a damaged one.
+
+    Bytes that are not UTF-8 and NUL bytes make their cells empty; a line the ``csv``
+    module cannot parse is dropped; rows shorter than the header are kept.
+
+    Args:
+        path: the file.
+
+    Raises:
+        OSError: it cannot be read (missing, a directory, an I/O error).
+    """
+    data = Path(path).read_bytes()
+    problems: list[str] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        text = data.decode("utf-8", errors="replace")
+        problems.append(f"bytes that are not UTF-8 (the first at byte {e.start})")
+    if "\x00" in text:
+        text = text.replace("\x00", DAMAGED)
+        problems.append("NUL bytes")
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    parsed: list[tuple[int, list[str]]] = []
+    unparsable = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append((number, next(csv.reader([line]))))
+        except csv.Error:
+            unparsable.append(number)
+    if not parsed:
+        return MetricsTable([], [], problems)
+    (_, header), body = parsed[0], parsed[1:]
+    columns = _column_names(header, max([len(header)] + [len(cells) for _, cells in body]))
+    if any(not name or DAMAGED in name for name in header):
+        problems.append("damaged column names (guessed from their position)")
+    rows, damaged_cells, damaged_lines = [], 0, []
+    for number, cells in body:
+        bad = sum(DAMAGED in c for c in cells)
+        if bad:
+            damaged_cells += bad
+            damaged_lines.append(number)
+        rows.append({name: "" if DAMAGED in c else c for name, c in zip(columns, cells)})
+    if damaged_cells:
+        problems.append(f"{_count(damaged_cells, 'damaged cell')} (line {_lines(damaged_lines)}; left empty)")
+    if unparsable:
+        problems.append(f"{_count(len(unparsable), 'unreadable line')} (line {_lines(unparsable)}; dropped)")
+    return MetricsTable(columns, rows, problems)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _lines(numbers: list[int], most: int = 3) -> str:
+    """``3, 7, 9`` (and ``, ...`` past ``most``)."""
+    return ", ".join(map(str, numbers[:most])) + (", ..." if len(numbers) > most else "")
+
+
+def _column_names(header: list[str], width: int) -> list[str]:
+    """Names for ``width`` cells under ``header`` (see :class:`MetricsTable`), all distinct."""
+    readable = [(i, h) for i, h in enumerate(header) if h and DAMAGED not in h]
+    aligned = all(i < len(CSV_COLUMNS) and CSV_COLUMNS[i] == h for i, h in readable)
+    names: list[str] = []
+    for i in range(width):
+        h = header[i] if i < len(header) else ""
+        if h and DAMAGED not in h:
+            name = h
+        elif aligned and i < len(CSV_COLUMNS):
+            name = CSV_COLUMNS[i]
+        else:
+            name = f"column_{i + 1}"
+        names.append(name if name not in names else f"{name}_{i + 1}")
+    return names
+
+
+def row_iteration(row: dict[str, str]) -> int | None:
+    """A metrics row's ``iteration`` (None: missing or unreadable)."""
+    try:
+        value = float(row.get("iteration") or "nan")
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) else None
+
+
+def file_problem(error: OSError, path: Path) -> str:
+    """``<file> (<reason>)`` for a run file the OS refused (the file the error names, the target
+    of a rename first, else ``path``)."""
+    named = [f for f in (error.filename2, error.filename) if isinstance(f, str)]
+    where = named[0] if named else path
+    return f"{where} ({error.strerror or error})"
+
+
 class CsvLogger:
-    """Appends one row per log call to ``metrics.csv`` (fixed header)."""
+    """``metrics.csv``: one row per logged iteration, readable by ``csv``, pandas and ``eqmarl plot``.
+
+    Columns: :data:`CSV_COLUMNS`, then any other column the file already has (written by
+    another eqmarl version), then any metric not among them, in the order they appear.
+    Whenever the set of columns grows, the file is rewritten atomically with the union
+    header and the earlier rows padded with empty cells, so every row is exactly as wide
+    as the header.
+
+    On resume the rows after ``resume_iteration`` are dropped (the resumed run logs them
+    again), rows of the same iteration are kept once, and a damaged file is read as far
+    as it goes (:func:`read_metrics_table`), reported in one line and rewritten cleanly; a
+    file with no readable header is moved aside to ``metrics.csv.damaged``.
+
+    A file that cannot be written (full or read-only disk, a directory in its place) is
+    reported once and training goes on: the rows are held back (:meth:`held_rows`; the
+    trainer keeps them in each checkpoint) and written as soon as the file can be written
+    again, by this run or by ``resume=``.
+
+    Args:
+        path: the file.
+        resume_iteration: the checkpoint's iteration when resuming (None: a fresh run,
+            which keeps no row of an earlier attempt in the same run dir).
+    """
 
     def __init__(self, path: Path, resume_iteration: int | None = None) -> None:
         self.path = Path(path)
         self.columns = list(CSV_COLUMNS)
-        if resume_iteration is not None and self.path.exists():
-            self._truncate_after(resume_iteration)
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(self.columns)
-
-    def _truncate_after(self, iteration: int) -> None:
-        """Drop rows logged after the checkpoint we resume from (they will be redone)."""
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if r.get("iteration") and int(float(r["iteration"])) <= iteration]
-        with open(self.path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(keep)
+        self._keep_upto: int | None = resume_iteration or 0  # rows after it are redone (None: keep all)
+        self._rewrite = True  # the file must be written whole (first time, new columns, after a failure)
+        self._held: list[dict[str, str]] = []  # rows not written yet
+        self._dropped = 0  # held rows dropped beyond MAX_HELD_ROWS
+        self._failure: str | None = None  # why the last write failed; None: the file is up to date
+        self._reported_failure = False
+        self._reported_damage = False
+        self._flush()
 
     def log(self, metrics: dict[str, float]) -> None:
-        row = ["" if metrics.get(c) is None else _fmt(metrics[c]) for c in self.columns]
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow(row)
+        new = [k for k in metrics if k not in self.columns]
+        if new:  # a metric this file has no column for: rewrite with the union header
+            self.columns += new
+            self._rewrite = True
+        self._hold([{c: "" if metrics.get(c) is None else _fmt(metrics[c]) for c in self.columns}])
+        self._flush()
+
+    def held_rows(self) -> list[dict[str, str]]:
+        """The rows not written yet (the file could not be written), oldest first."""
+        return list(self._held)
+
+    def restore_rows(self, rows: list[dict[str, str]]) -> None:
+        """Write rows an earlier attempt could not (from its checkpoint), in iteration order."""
+        if rows:
+            self.columns += [c for r in rows for c in r if c not in self.columns]
+            self._hold(rows)
+            self._rewrite = True
+            self._flush()
+
+    def close(self) -> None:
+        """Say so if held-back rows had to be dropped (beyond :data:`MAX_HELD_ROWS`)."""
+        if self._dropped:
+            log.warning(
+                f"{self.path}: {self._dropped} rows were dropped while it could not be written "
+                f"(only the last {MAX_HELD_ROWS} are held back)"
+            )
+
+    # -- writing -------------------------------------------------------------------------
+    def _hold(self, rows: list[dict[str, str]]) -> None:
+        self._held += rows
+        excess = len(self._held) - MAX_HELD_ROWS
+        if excess > 0:
+            del self._held[:excess]
+            self._dropped += excess
+
+    def _flush(self) -> None:
+        """Write the held rows (the whole file when due); a refused write holds them back."""
+        try:
+            if self._rewrite or not self.path.is_file():
+                self._rewrite_file()
+            elif self._held:
+                self._append(self._held)
+        except OSError as e:
+            self._rewrite = True  # the next write starts from what is on disk, whatever this one left
+            self._failed(e)
+            return
+        if self._failure is not None:
+            log.info(f"{self.path} can be written again: the rows held back are in it now")
+            self._failure = None
+        self._held.clear()
+
+    def _failed(self, error: OSError) -> None:
+        self._failure = error.strerror or str(error)
+        if not self._reported_failure:
+            self._reported_failure = True
+            log.warning(
+                f"cannot write {file_problem(error, self.path)}; training goes on, metrics still go to W&B (when "
+                f"on) and each checkpoint, and the rows are written once {self.path.name} can be written again "
+                f"(by this run or by resume={self.path.parent})"
+            )
+
+    def _rewrite_file(self) -> None:
+        """Write the file whole, atomically: its readable rows (up to the resume point), then
+        the held ones; the union of both's columns."""
+        from eqmarl.train.checkpoint import atomic_write_bytes
+
+        rows: dict[int, dict[str, str]] = {}
+        if os.path.lexists(self.path):
+            for row in self._read_back():
+                it = row_iteration(row)
+                if it is not None and (self._keep_upto is None or it <= self._keep_upto):
+                    rows[it] = row
+        unplaced = []  # held rows without an iteration: after the others, as logged
+        for row in self._held:
+            it = row_iteration(row)
+            if it is None:
+                unplaced.append(row)
+            else:
+                rows[it] = row
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(self.columns)
+        writer.writerows([r.get(c, "") for c in self.columns] for r in [*(rows[i] for i in sorted(rows)), *unplaced])
+        atomic_write_bytes(self.path, buf.getvalue().encode())
+        self._keep_upto = None
+        self._rewrite = False
+
+    def _read_back(self) -> list[dict[str, str]]:
+        """The rows on disk, their columns joined to :attr:`columns`; damage reported once."""
+        table = read_metrics_table(self.path)  # unreadable: OSError, nothing is overwritten
+        if table.columns and "iteration" not in table.columns:
+            aside = _free_name(self.path.with_name(self.path.name + ".damaged"))
+            os.replace(self.path, aside)
+            log.warning(f"{self.path} has no readable header (no 'iteration' column): moved to {aside}")
+            return []
+        if table.problems and not self._reported_damage:
+            self._reported_damage = True
+            log.warning(f"{self.path} is damaged ({'; '.join(table.problems)}): continuing with its readable rows")
+        self.columns += [c for c in table.columns if c not in self.columns]
+        return table.rows
+
+    def _append(self, rows: list[dict[str, str]]) -> None:
+        """Append ``rows`` in one write; a failed write is cut back off (where the disk lets it)."""
+        buf = io.StringIO()
+        csv.writer(buf).writerows([r.get(c, "") for c in self.columns] for r in rows)
+        data = buf.getvalue().encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path`` with ``.1``, ``.2``, ... appended: the first that does not exist."""
+    candidate, n = path, 0
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 def _fmt(v: Any) -> str:
@@ -121,6 +388,20 @@ def resolve_wandb_mode(mode: str) -> str:
     return mode
 
 
+# written into an online W&B run's dir when its upload did not finish: `eqmarl sync` uploads it
+NOT_UPLOADED_MARKER = "eqmarl-not-uploaded"
+
+
+def wandb_runs_to_sync(run_dirs: list[str] | list[Path]) -> list[Path]:
+    """The W&B run dirs under ``run_dirs`` that ``eqmarl sync`` uploads: every offline run,
+    and every online run whose upload did not finish (:data:`NOT_UPLOADED_MARKER`)."""
+    runs = []
+    for d in map(Path, run_dirs):
+        runs += sorted(d.rglob("offline-run-*"))
+        runs += sorted(m.parent for m in d.rglob(f"run-*/{NOT_UPLOADED_MARKER}"))
+    return runs
+
+
 class WandbLogger:
     """A W&B run that continues across resumes (same id).
 
@@ -128,6 +409,14 @@ class WandbLogger:
     does not (unreachable, refusing, hanging) turns the run offline with a warning: its
     files go to ``<run_dir>/wandb`` under the same run id, and ``eqmarl sync <run dir>``
     uploads them later.  ``offline_fallback`` says whether that happened.
+
+    At the end, :meth:`finish` waits at most ``cfg.wandb_finish_timeout_s`` for the upload
+    (a server that went away after the start would block it for good); past that the run's
+    files stay on disk, marked for ``eqmarl sync``, with a warning.
+
+    A W&B dir that cannot be written (``<run_dir>/wandb`` a file, a read-only disk) turns
+    W&B off for the run with a warning; :attr:`run_id` is kept, so a resume continues the
+    same W&B run.  So does a ``log`` call that raises: training never stops for W&B.
     """
 
     def __init__(
@@ -143,10 +432,18 @@ class WandbLogger:
         except ImportError as e:  # pragma: no cover
             raise ImportError("logger.wandb_mode needs wandb: pip install wandb (or logger.wandb_mode=disabled)") from e
         self._wandb = wandb
+        self.run_dir = Path(run_dir)
         mode = resolve_wandb_mode(cfg.wandb_mode)
         # chosen here, so an offline fallback keeps the id the online run would have had
         run_id = run_id or new_wandb_run_id()
+        self.run_id: str = run_id
         self.offline_fallback = False
+        self.finish_timeout_s = float(cfg.wandb_finish_timeout_s)
+        # a wandb with Settings.finish_timeout bounds finish() itself; older ones: a thread (see _finish)
+        self._bounded = {"finish_timeout", "finish_timeout_raises"} <= set(getattr(wandb.Settings, "model_fields", {}))
+        bound: dict[str, Any] = (
+            {"finish_timeout": self.finish_timeout_s, "finish_timeout_raises": True} if self._bounded else {}
+        )
 
         def init(mode: str, **settings: Any):
             return wandb.init(
@@ -161,36 +458,101 @@ class WandbLogger:
                 id=run_id,
                 resume="allow",
                 name=name,
-                settings=wandb.Settings(console="off", x_disable_stats=True, silent=True, **settings),
+                settings=wandb.Settings(console="off", x_disable_stats=True, silent=True, **bound, **settings),
             )
 
-        if mode != "online":
-            self.run = init(mode)
-        else:
-            try:
-                self.run = init(mode, init_timeout=float(cfg.wandb_init_timeout_s))
-            except wandb.errors.Error as e:  # CommError (no answer in time), server errors
-                wandb.teardown()  # the failed run still holds its id in the wandb service
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                log.warning(
-                    f"W&B did not start online within logger.wandb_init_timeout_s="
-                    f"{cfg.wandb_init_timeout_s:g} s ({reason}); continuing offline as run {run_id}, "
-                    f"files in {Path(run_dir) / 'wandb'}; upload later with: eqmarl sync {run_dir}"
-                )
-                self.run = init("offline")
-                self.offline_fallback = True
+        self.run: Any = None
+        self._online = False
+        self._files = self.run_dir / "wandb"  # the run's own dir under it, once started
+        try:
+            self.run = self._start(init, mode, cfg)
+        except OSError as e:  # the W&B dir: not a directory, read-only, ...
+            with contextlib.suppress(Exception):
+                wandb.teardown()
+            log.warning(
+                f"W&B is off for this run: cannot write {file_problem(e, self.run_dir / 'wandb')}; metrics still go "
+                f"to metrics.csv and the checkpoint; once it is writable, resume={run_dir} continues W&B run {run_id}"
+            )
+            return
+        self._online = self.run.settings.mode == "online"
+        self._files = Path(self.run.dir).parent  # the run's own dir under <run_dir>/wandb
         self.run.define_metric("env_steps")
         self.run.define_metric("*", step_metric="env_steps")
-        self.run_id: str = self.run.id
+        self.run_id = self.run.id
+
+    def _start(self, init: Any, mode: str, cfg: Any) -> Any:
+        """``init(mode)``; online, a server that does not answer in time: offline under the same id."""
+        wandb = self._wandb
+        if mode != "online":
+            return init(mode)
+        try:
+            return init(mode, init_timeout=float(cfg.wandb_init_timeout_s))
+        except wandb.errors.Error as e:  # CommError (no answer in time), server errors
+            wandb.teardown()  # the failed run still holds its id in the wandb service
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.warning(
+                f"W&B did not start online within logger.wandb_init_timeout_s="
+                f"{cfg.wandb_init_timeout_s:g} s ({reason}); continuing offline as run {self.run_id}, "
+                f"files in {self.run_dir / 'wandb'}; upload later with: eqmarl sync {self.run_dir}"
+            )
+            self.offline_fallback = True
+            return init("offline")
 
     def log(self, metrics: dict[str, float]) -> None:
-        self.run.log({k: v for k, v in metrics.items() if v is not None and not _isnan(v)})
+        self._send({k: v for k, v in metrics.items() if v is not None and not _isnan(v)})
 
     def log_image(self, key: str, path: Path) -> None:
-        self.run.log({key: self._wandb.Image(str(path))})
+        if self.run is not None:
+            self._send({key: self._wandb.Image(str(path))})
+
+    def _send(self, data: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log(data)
+        except Exception as e:  # a sink never stops training; say it once, send no more
+            log.warning(f"W&B stopped taking metrics ({type(e).__name__}: {e}); metrics still go to metrics.csv")
+            self._finish()
+            self.run = None
 
     def finish(self) -> None:
-        self.run.finish()
+        """End the run, waiting at most ``wandb_finish_timeout_s`` for the upload."""
+        if self.run is not None:
+            self._finish()
+            self.run = None
+
+    def _finish(self) -> None:
+        failed: list[BaseException] = []
+
+        def finish() -> None:
+            try:
+                self.run.finish()
+            except BaseException as e:  # reported below, in this thread or the caller's
+                failed.append(e)
+
+        if self._bounded:
+            finish()
+            done = True
+        else:
+            thread = threading.Thread(target=finish, name="wandb-finish", daemon=True)
+            thread.start()
+            thread.join(self.finish_timeout_s)
+            done = not thread.is_alive()
+        if not done or any(isinstance(e, TimeoutError) for e in failed):
+            self._not_finished()
+        elif failed:
+            log.warning(f"W&B run {self.run_id} did not finish cleanly ({type(failed[0]).__name__}: {failed[0]})")
+
+    def _not_finished(self) -> None:
+        """Past the finish timeout: mark an online run for `eqmarl sync` and say so."""
+        if self._online:
+            with contextlib.suppress(OSError):
+                (self._files / NOT_UPLOADED_MARKER).write_text(f"{self.run_id}\n")
+        log.warning(
+            f"W&B did not finish {'uploading ' if self._online else ''}run {self.run_id} within "
+            f"logger.wandb_finish_timeout_s={self.finish_timeout_s:g} s (is the server reachable?); its files stay "
+            f"in {self._files}; upload later with: eqmarl sync {self.run_dir}"
+        )
 
 
 def _isnan(v: Any) -> bool:
@@ -225,7 +587,11 @@ class Progress:
 
 
 class Logger:
-    """Fans metrics out to the configured sinks."""
+    """Fans metrics out to the configured sinks.
+
+    A sink's file that cannot be written is reported once and training goes on (see
+    :class:`CsvLogger` and :class:`WandbLogger`).
+    """
 
     def __init__(
         self,
@@ -255,12 +621,24 @@ class Logger:
             self.wandb.log(metrics)
         self.progress.update(int(metrics["env_steps"]), metrics)
 
+    def held_rows(self) -> list[dict[str, str]]:
+        """``metrics.csv`` rows not written yet (the file could not be written); the trainer
+        keeps them in its checkpoints."""
+        return [] if self.csv is None else self.csv.held_rows()
+
+    def restore_rows(self, rows: list[dict[str, str]]) -> None:
+        """Write the rows a checkpoint held back (:meth:`held_rows` of the run before)."""
+        if self.csv is not None:
+            self.csv.restore_rows(rows)
+
     def log_image(self, key: str, path: Path) -> None:
         if self.wandb is not None:
             self.wandb.log_image(key, path)
 
     def close(self) -> None:
         self.progress.close()
+        if self.csv is not None:
+            self.csv.close()
         if self.wandb is not None:
             self.wandb.finish()
 

@@ -15,6 +15,8 @@
   and the last good checkpoint.
 * It guards every checkpoint (:meth:`NonFiniteGuard.checkpoint_allowed`): a state with a
   non-finite tensor is never written, so ``resume=`` always finds the last finite one.
+* The streak is part of the checkpoint (:meth:`NonFiniteGuard.state_dict`): a resumed run
+  stops after the same number of skipped steps in a row as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -112,6 +114,18 @@ class NonFiniteGuard:
     @property
     def exhausted(self) -> bool:
         return self.streak >= self.max_consecutive
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The counters a resumed run continues from: ``streak`` and ``pending``."""
+        return {"streak": self.streak, "pending": self.pending}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Continue from :meth:`state_dict`'s output (None, from a checkpoint written before
+        the streak was saved: no skipped steps in a row)."""
+        state = state or {}
+        self.streak = int(state.get("streak", 0))
+        self.pending = bool(state.get("pending", False))
 
     # -- the actions ---------------------------------------------------------------------
     def after_step(self, iteration: int) -> bool:

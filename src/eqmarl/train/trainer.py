@@ -9,8 +9,9 @@ evaluation, metrics, checkpoint.  What a non-finite loss, gradient or checkpoint
 ``train/nonfinite.py``'s :class:`~eqmarl.train.nonfinite.NonFiniteGuard`.
 
 ``state_dict()``/``load_state_dict()`` cover everything a run needs to continue exactly:
-parameters, optimizer, value normalizer, counters, RNG states, the env's simulator state
-(where the backend can export it) and the W&B run id.
+parameters, optimizer, value normalizer, counters (the non-finite streak included), RNG
+states, the env's simulator state (where the backend can export it) and the W&B run id;
+also the ``metrics.csv`` rows the disk refused, which a resume writes.
 """
 
 from __future__ import annotations
@@ -165,6 +166,8 @@ class Trainer:
         self.wall_s = 0.0
         self.wandb_run_id: str | None = None
         self.last_eval: dict[str, float] = {}
+        self._logger: Logger | None = None  # the run's metrics sinks (rank 0, while run() runs)
+        self._held_rows: list[dict[str, str]] = []  # metrics.csv rows a checkpoint held back, to write
         self.obs = self.env.reset(seed=self.env_seed)
 
     def _build_phases(self) -> None:
@@ -235,6 +238,12 @@ class Trainer:
 
     # ------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`load_state_dict` needs to continue this run exactly.
+
+        ``nonfinite`` holds the non-finite streak (:class:`~eqmarl.train.nonfinite.NonFiniteGuard`);
+        ``metrics_backlog``, present only while ``metrics.csv`` cannot be written, the rows
+        not written yet (a resume writes them).
+        """
         rng = {
             "torch": torch.get_rng_state(),
             "numpy": np.random.get_state(),  # noqa: NPY002  (the global stream, checkpointed for exact resume)
@@ -243,6 +252,8 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        backlog = self._held_rows or (self._logger.held_rows() if self._logger is not None else [])
+        held = {"metrics_backlog": backlog} if backlog else {}
         return {
             "format": 1,
             "config": dataclasses.asdict(self.cfg),
@@ -258,6 +269,8 @@ class Trainer:
             "wandb_run_id": self.wandb_run_id,
             "last_eval": self.last_eval,
             "other_play": None if self.other_play is None else self.other_play.state_dict(),
+            "nonfinite": self.nonfinite.state_dict(),
+            **held,
         }
 
     def load_state_dict(self, state: dict[str, Any], checkpoint: Path | None = None) -> None:
@@ -280,6 +293,8 @@ class Trainer:
         self.wall_s = float(state["wall_s"])
         self.wandb_run_id = state.get("wandb_run_id")
         self.last_eval = dict(state.get("last_eval") or {})
+        self.nonfinite.load_state_dict(state.get("nonfinite"))  # absent before it was saved: 0
+        self._held_rows = list(state.get("metrics_backlog") or [])
         if self.other_play is not None and state.get("other_play") is not None:
             self.other_play.load_state_dict(state["other_play"])
         if state.get("env") is not None and hasattr(self.env, "load_state_dict"):
@@ -356,6 +371,9 @@ class Trainer:
         """
         if logger is not None:
             self.wandb_run_id = logger.wandb_run_id
+            self._logger = logger
+            logger.restore_rows(self._held_rows)  # rows the run before could not write
+            self._held_rows = []
         previous_handlers = _install_stop_handlers(self)
         metrics: dict[str, float] = {}
         start_wall = time.perf_counter() - self.wall_s
@@ -366,6 +384,7 @@ class Trainer:
         finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
+            self._logger = None
         return metrics
 
     def _iteration(self, logger: Logger | None, start_wall: float) -> tuple[dict[str, float], bool]:
