@@ -143,7 +143,7 @@ def write_run(
     return run
 
 
-def test_plot_curves_groups_by_model_and_counts_steps_to_threshold(tmp_path: Path, capsys) -> None:
+def test_plot_curves_groups_by_model_and_counts_steps_to_threshold(tmp_path: Path, capfd) -> None:
     sweep = tmp_path / "sweep"
     # model "fast" reaches -100 at 200 and 300 steps; "slow" at 400 and never
     write_run(sweep, "0_fast_s0", "fast", 0, [(100, -130.0), (200, -100.0), (300, -90.0), (400, -85.0)])
@@ -194,7 +194,7 @@ def test_plot_curves_groups_by_model_and_counts_steps_to_threshold(tmp_path: Pat
     )
     assert rc == 0
     assert out.stat().st_size > 5000
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = json.loads(capfd.readouterr().out.strip().splitlines()[-1])  # the JSON goes to fd 1
     assert printed == json.loads(out.with_suffix(".json").read_text())
     assert printed["mpe/simple_spread"]["models"]["fast"]["mean_steps"] == 250
 
