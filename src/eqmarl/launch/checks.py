@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eqmarl.config import Config, ConfigError, check_overrides, to_config
+from eqmarl.core import stop
 from eqmarl.core.errors import InvalidOption
 
 # hydra's own messages end with this advice, which does not apply to eqmarl's bad input
@@ -36,14 +37,127 @@ def checked_config(dict_cfg: Any, overrides: Sequence[str], multirun: bool = Tru
     """
     check_overrides(dict_cfg, overrides)
     cfg = to_config(dict_cfg)
-    if cfg.cluster.name == "slurm" and not multirun:
+    _check_slurm_multirun(cfg.cluster.name, multirun)
+    return cfg
+
+
+def _check_slurm_multirun(cluster: Any, multirun: bool) -> None:
+    if cluster == "slurm" and not multirun:
         raise ConfigError(
             "cluster.name",
             "slurm",
             "local without -m (cluster=slurm submits jobs through hydra's submitit launcher, which runs in "
             "multirun mode only): add -m, e.g. python launch.py -m cluster=slurm seed=0",
         )
-    return cfg
+
+
+# ------------------------------------------------------------------ resume=
+# checkpoints read before hydra composed the config (resume_group_overrides), by resume= value
+_loaded: dict[str, tuple[Any, dict[str, Any]]] = {}
+# the overrides resume_group_overrides added to the command line (not the user's)
+_added: list[str] = []
+
+
+def resume_group_overrides(argv: Sequence[str]) -> list[str]:
+    """The env group a ``resume=`` composes with, added before hydra composes the config.
+
+    hydra composes the default ``env: mpe`` unless told otherwise, and a saved run of
+    another env (lever, hanabi, smax) does not fit its schema; nor would an override of
+    one of that env's keys (``env.race=zerg``) compose.  For ``resume=<run>`` without an
+    ``env=`` of the user's, this reads the checkpoint's ``env.name`` and returns
+    ``["env=schema_<name>"]``; otherwise (or when the checkpoint cannot be read: the run
+    then says why) nothing.
+
+    Args:
+        argv: the command line after the script (``sys.argv[1:]``).
+    """
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from eqmarl.config.env import ENV_SCHEMAS
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # hydra reports a bad command line itself
+            args, _ = get_args_parser().parse_known_args(list(argv))
+            parsed = OverridesParser.create().parse_overrides(list(args.overrides or []))
+    except (Exception, SystemExit):
+        return []
+    target = None
+    for o in parsed:
+        if o.package:
+            continue
+        if o.key_or_group == "env":  # the user's own choice (a different env is refused with the reason)
+            return []
+        if o.key_or_group == "resume" and not o.is_delete() and not o.is_sweep_override():
+            target = o.value()
+    if target is None or not str(target).strip():
+        return []
+    try:
+        _, state = _load_resume(str(target))
+        name = state["config"]["env"]["name"]
+    except Exception:  # not a checkpoint: the run refuses it with the reason
+        return []
+    added = [f"env=schema_{name}"] if name in ENV_SCHEMAS else []
+    _added.extend(added)
+    return added
+
+
+def _load_resume(target: str) -> tuple[Any, dict[str, Any]]:
+    """``load_resume_checkpoint(target)``, read once per process."""
+    from eqmarl.train.resume import load_resume_checkpoint
+
+    if target not in _loaded:
+        _loaded[target] = load_resume_checkpoint(target)
+    return _loaded[target]
+
+
+def checked_resume(dict_cfg: Any, overrides: Sequence[str], multirun: bool = True) -> tuple[Config, Any, Any]:
+    """The config of ``resume=<run>``: the checkpoint's, plus the command line's resumable overrides.
+
+    Only :data:`eqmarl.train.resume.RESUMABLE_OVERRIDES` may change; any other override
+    that differs from the saved value is refused with the key, both values and why.  The
+    saved config is read on its own schema (not on the groups hydra composed), so a run
+    of any env resumes from ``python launch.py resume=<run dir>`` alone.
+
+    Args:
+        dict_cfg: hydra's composed config (its ``resume`` is set).
+        overrides: hydra's task overrides (the command line's).
+        multirun: launched with ``-m``.
+
+    Returns:
+        (the validated config, the run directory, the checkpoint file).
+
+    Raises:
+        ResumeError: the target is not a checkpoint, or overrides cannot be applied.
+        ConfigError: a resumable override has a bad value.
+    """
+    from omegaconf import OmegaConf
+
+    from eqmarl.train.checkpoint import run_dir_of
+    from eqmarl.train.resume import ResumeError, refused_message, refused_overrides, resumable, saved_config_node
+
+    target = str(dict_cfg.resume)
+    task = [o for o in overrides if o not in _added]
+    check_overrides(dict_cfg, task)
+    _check_slurm_multirun(OmegaConf.select(dict_cfg, "cluster.name"), multirun)
+    ckpt, state = _load_resume(target)
+    _loaded.pop(target, None)  # the run loads it again onto its device; do not keep two copies
+    wanted = OmegaConf.to_container(dict_cfg, resolve=True)  # what the command line asks for
+    refused = refused_overrides(
+        task, {str(k): v for k, v in wanted.items()} if isinstance(wanted, dict) else {}, state["config"]
+    )
+    if refused:
+        raise ResumeError(refused_message(target, refused))
+    saved = saved_config_node(state["config"], target)
+    for o in task:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key != "resume" and resumable(key):
+            OmegaConf.update(saved, key, OmegaConf.select(dict_cfg, key), merge=False)
+    OmegaConf.update(saved, "resume", target)
+    return to_config(saved), run_dir_of(ckpt), ckpt
 
 
 def is_bad_input(e: BaseException) -> bool:
@@ -105,7 +219,10 @@ def run_main(main: Callable[[], Any]) -> None:
     """
     os.environ["HYDRA_FULL_ERROR"] = "1"  # hydra raises instead of printing and exiting 1
     try:
-        main()
+        with stop.exit_on_stop():  # before any run started (composition, a sweep's submission)
+            main()
+    except KeyboardInterrupt:  # a second Ctrl-C aborted (and said so): no traceback
+        sys.exit(130)
     except Exception as e:
         nonfinite = sys.modules.get("eqmarl.train.nonfinite")  # loaded if training ran (no torch import here)
         if nonfinite is not None and isinstance(e, nonfinite.NonFiniteError):
@@ -114,6 +231,10 @@ def run_main(main: Callable[[], Any]) -> None:
         if not is_bad_input(e):
             raise
         exit_bad_input(e)
+    sig = stop.requested()
+    if sig is not None:  # it arrived after the (last) run had finished: it is complete, but say so
+        print(f"eqmarl: {stop.signal_name(sig)} arrived after the run finished; it is complete", file=sys.stderr)
+        sys.exit(128 + sig)
 
 
 def validate_sweep(
@@ -131,13 +252,17 @@ def validate_sweep(
 
     cfgs = []
     for i, overrides in enumerate(job_overrides):
+        stop.check()  # a signal while checking a long sweep: nothing was started yet
         try:
             cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
             task_cfg = copy.deepcopy(cfg)
             with read_write(task_cfg), open_dict(task_cfg):
                 del task_cfg["hydra"]
-            cfgs.append(checked_config(task_cfg, list(overrides)))  # also rejects keys the schema does not have
-        except Exception as e:  # ConfigError, or hydra/omegaconf composition and type errors
+            if task_cfg.get("resume") is not None:  # the saved run's config, as the job will use it
+                cfgs.append(checked_resume(task_cfg, list(overrides))[0])
+            else:
+                cfgs.append(checked_config(task_cfg, list(overrides)))  # also rejects keys the schema does not have
+        except Exception as e:  # ConfigError, ResumeError, or hydra/omegaconf composition and type errors
             point = " ".join(overrides) or "(no overrides)"
             print(
                 f"eqmarl: sweep point #{initial_job_idx + i} [{point}]: {bad_input_message(e)}\n"

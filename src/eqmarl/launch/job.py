@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from eqmarl.config import Config
+from eqmarl.core import stop
 from eqmarl.core.log import get_logger
+from eqmarl.train.rundir import remove_unstarted_run, slurm_restart_count
 
 log = get_logger("launch")
 
@@ -48,11 +50,17 @@ def run_training(
     rank: int = 0,
     world_size: int = 1,
     on_trainer: Callable[[Any], None] | None = None,
+    lock: Any = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Train in this process; continue from ``checkpoint`` when given.
 
     Writes into ``run_dir`` (rank 0 only): ``config.json``, ``metrics.csv``,
     ``checkpoints/``, ``learning_curve.png`` and (unless disabled) ``wandb/``.
+
+    A SIGINT/SIGTERM that arrives before training starts (:mod:`eqmarl.core.stop`) trains
+    nothing; a fresh run that ends that way, before its first checkpoint, leaves nothing
+    behind (:func:`eqmarl.train.rundir.remove_unstarted_run`).
 
     Args:
         cfg: the validated config.
@@ -61,6 +69,10 @@ def run_training(
         rank, world_size: this process's place in a multi-rank job (the process group is
             already initialized when ``world_size > 1``).
         on_trainer: called with the Trainer once it exists (the job uses it to request a stop).
+        lock: the run dir's lock, already held (hydra's callback took it); default: rank 0
+            takes it here.
+        fresh: a new run (no checkpoint, not a requeue): the lock is taken only if the
+            directory holds no run yet (checked while the lock is held).
 
     Returns:
         the last metrics logged.
@@ -68,11 +80,69 @@ def run_training(
     Raises:
         eqmarl.train.rundir.RunDirError: another live process trains in ``run_dir``, or
             it is not writable (rank 0 holds the run dir's lock; see eqmarl.train.rundir).
+            In a multi-rank job every rank raises it, with rank 0's message.
     """
-    from eqmarl.train.rundir import RunDirLock
+    run_dir = Path(run_dir)
+    held = _lock_run_dir(run_dir, rank, world_size, lock, fresh)
+    trainers: list[Any] = []
 
-    with RunDirLock(run_dir) if rank == 0 else contextlib.nullcontext():
-        return _train(cfg, Path(run_dir), checkpoint, rank, world_size, on_trainer)
+    def attach(trainer: Any) -> None:
+        trainers.append(trainer)
+        if on_trainer is not None:
+            on_trainer(trainer)
+
+    stopped = False
+    try:
+        metrics = _train(cfg, run_dir, checkpoint, rank, world_size, attach)
+        stopped = bool(trainers) and trainers[0].stop_signal is not None
+        return metrics
+    except (stop.StopRequested, KeyboardInterrupt, SystemExit):
+        stopped = True
+        raise
+    finally:
+        if held is not None:
+            held.release()
+        if stopped and fresh and rank == 0:  # nothing to resume: leave nothing (the stop message says so)
+            remove_unstarted_run(run_dir, _hydra_job_name())
+
+
+def _lock_run_dir(run_dir: Path, rank: int, world_size: int, lock: Any, fresh: bool) -> Any:
+    """Rank 0 takes the run dir's lock (unless ``lock`` is held already); every rank learns
+    whether it could, so a refused lock stops the whole job at once with one message.
+
+    Returns:
+        the lock rank 0 holds (None on other ranks).
+
+    Raises:
+        eqmarl.train.rundir.RunDirError: on every rank when rank 0 was refused.
+    """
+    from eqmarl.train.rundir import RunDirError, RunDirLock
+
+    held, refusal = None, None
+    if rank == 0:
+        try:
+            held = lock if lock is not None else RunDirLock(run_dir, fresh=fresh).acquire()
+        except RunDirError as e:
+            refusal = str(e)
+    if world_size > 1:  # the other ranks would otherwise wait in a collective until it times out
+        import torch.distributed as dist
+
+        shared = [refusal]
+        dist.broadcast_object_list(shared, src=0)
+        refusal = shared[0]
+    if refusal is not None:
+        raise RunDirError(refusal)
+    return held
+
+
+def _hydra_job_name() -> str:
+    """hydra's job name (its log file is ``<name>.log``); ``launch`` outside hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return str(HydraConfig.get().job.name)
+    except Exception:  # no hydra run in this process (a test, a library call)
+        return "launch"
 
 
 def _train(
@@ -87,6 +157,7 @@ def _train(
     main = rank == 0
     if world_size == 1:
         cfg = one_rank_learner(cfg)
+        stop.check()  # alone, a stop needs no agreement: nothing is written yet
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -109,7 +180,9 @@ def _train(
             f"{cfg.learner.name} over {world_size} ranks: per-rank batch {trainer.batch_frames} frames, "
             f"effective batch {trainer.frames_per_iteration} frames per iteration"
         )
-    if not main:  # only rank 0 logs, plots and writes files
+    # not rank 0 (only rank 0 logs, plots and writes files), or a stop requested while the
+    # envs were built: the trainer takes the stop over and trains nothing (on every rank)
+    if not main or stop.requested() is not None:
         return trainer.run(None)
     name = run_name(cfg)
     logger = Logger(
@@ -124,6 +197,8 @@ def _train(
     )
     try:
         metrics = trainer.run(logger)
+        if trainer.stop_signal is not None:
+            stop.note(trainer.stop_signal)  # a further signal while closing aborts
         if (run_dir / "metrics.csv").exists() and trainer.done:
             try:
                 png = plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png", title=name)
@@ -144,6 +219,81 @@ def one_rank_learner(cfg: Config) -> Config:
     return dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, name="single"))
 
 
+def resume_command(run_dir: str | Path) -> str:
+    """The command that continues the run in ``run_dir``, ready to paste into a shell.
+
+    ``python launch.py resume=<run dir>`` from the repository root; from another working
+    directory the path of ``launch.py`` instead.  The value is quoted for hydra's override
+    grammar and the argument for the shell when the path needs it (spaces, ``,``, ``=``...).
+    """
+    import re
+    import shlex
+
+    script = "launch.py"
+    here = Path(__file__).resolve().parents[3] / "launch.py"  # src/eqmarl/launch/job.py -> the repository
+    if here.exists():
+        local = Path.cwd() / "launch.py"
+        if not (local.exists() and local.resolve() == here):
+            script = str(here)
+    value = str(run_dir)
+    if not re.fullmatch(r"[A-Za-z0-9_./+\-:@%]+", value):  # hydra reads anything else only quoted
+        # in a quoted value backslashes are literal, except a run of them before a quote
+        # (or the closing quote), which hydra halves
+        value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+        value = "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value) + "'"
+    arg = "resume=" + value
+    if shlex.quote(arg) == arg:
+        shell_arg = arg
+    elif not set('"$`\\!') & set(arg):
+        shell_arg = f'"{arg}"'  # reads better than shlex's '"'"' around hydra's quotes
+    else:
+        shell_arg = shlex.quote(arg)
+    return f"python {shlex.quote(script)} {shell_arg}"
+
+
+def start_over(run_dir: str | Path) -> None:
+    """A requeued attempt whose predecessor saved no checkpoint trains from the start: its
+    rows in ``metrics.csv`` would otherwise come twice."""
+    (Path(run_dir) / "metrics.csv").unlink(missing_ok=True)
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir/checkpoints`` holds a checkpoint (``resume=<run dir>`` can continue it)."""
+    ckpts = Path(run_dir) / "checkpoints"
+    return ckpts.is_dir() and any(p.name.startswith("ckpt_") for p in ckpts.iterdir())
+
+
+def stop_message(signum: int, run_dir: str | Path, trainer: Any = None) -> str:
+    """What a stop by ``signum`` left: the resume command when a checkpoint exists, else that
+    nothing was saved.
+
+    Args:
+        signum: SIGINT or SIGTERM.
+        run_dir: the run directory.
+        trainer: the Trainer, when one was built (its counters say where it stopped).
+    """
+    name = signal.Signals(signum).name
+    trained = trainer is not None and trainer.iteration > getattr(trainer, "run_start_iteration", trainer.iteration)
+    if trainer is not None and trainer.done:
+        return f"{name}: the run had already finished; {run_dir} is complete"
+    if not has_checkpoint(run_dir):
+        gone = "" if Path(run_dir).exists() else f"; {run_dir} was removed"
+        return (
+            f"stopped by {name} before the first checkpoint: nothing was saved{gone}. "
+            "Run the same command again to start over"
+        )
+    if trained:
+        return (
+            f"stopped by {name} at iteration {trainer.iteration} ({trainer.env_steps} env steps); "
+            f"checkpoint saved. Continue with: {resume_command(run_dir)}"
+        )
+    where = f" at iteration {trainer.iteration}" if trainer is not None else ""
+    return (
+        f"stopped by {name} before training went on: {run_dir} is unchanged{where}. "
+        f"Continue with: {resume_command(run_dir)}"
+    )
+
+
 def exit_if_stopped(trainer: Any, run_dir: Path, sweep: bool = False) -> None:
     """After a run that SIGINT/SIGTERM stopped: say how to resume, exit ``128 + signal``.
 
@@ -155,15 +305,8 @@ def exit_if_stopped(trainer: Any, run_dir: Path, sweep: bool = False) -> None:
     sig = None if trainer is None else trainer.stop_signal
     if sig is None:
         return
-    name = signal.Signals(sig).name
     if trainer.rank == 0:
-        if trainer.done:
-            log.info(f"{name}: the run had already finished; {run_dir} is complete")
-        else:
-            log.info(
-                f"stopped by {name} at iteration {trainer.iteration} ({trainer.env_steps} env steps); "
-                f"checkpoint saved. Continue with: python launch.py resume={run_dir}"
-            )
+        log.info(stop_message(sig, run_dir, trainer))
         if sweep:
             log.info("the sweep stops here: no further jobs are started")
         sys.stderr.flush()
@@ -305,18 +448,24 @@ class TrainJob:
         from eqmarl.train.strategy import destroy_distributed
 
         TrainJob._active = self
+        stop.set_abort_on_repeat(False)  # SLURM may send SIGTERM to a task more than once
         cfg, rank, world = setup_ranks(self.cfg)
         ckpt = self.checkpoint_path
-        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+        requeued = slurm_restart_count() > 0
+        fresh = ckpt is None and not requeued  # a new run: its dir must hold no run
         if ckpt is None or requeued:  # a requeued job continues from the run's newest checkpoint
             with contextlib.suppress(FileNotFoundError):
                 ckpt = resolve_checkpoint(self.run_dir)
+        if requeued and ckpt is None and rank == 0:
+            start_over(self.run_dir)
         sig = _preempt_signal()
         submitit_handler = signal.getsignal(sig) if in_submitit_job() else None
         if submitit_handler is not None:
             signal.signal(sig, self._on_preempt)
         try:
-            metrics = run_training(cfg, self.run_dir, ckpt, rank=rank, world_size=world, on_trainer=self._attach)
+            metrics = run_training(
+                cfg, self.run_dir, ckpt, rank=rank, world_size=world, on_trainer=self._attach, fresh=fresh
+            )
             trainer = self._trainer
             # preempted: stopped early by USR2 (here or on another rank), not by SIGTERM/SIGINT
             self.preempted = bool(trainer.stopped_early and (self._signalled or trainer.stop_signal is None))
@@ -371,12 +520,12 @@ class TrainJob:
         """
         from submitit.helpers import DelayedSubmission
 
-        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        restarts = slurm_restart_count()
         if restarts >= self.cfg.cluster.max_requeues:
             log.info(
                 f"not requeued: restarted {restarts} times "
                 f"(cluster.max_requeues={self.cfg.cluster.max_requeues}); "
-                f"continue with resume={self.run_dir}"
+                f"continue with: {resume_command(self.run_dir)}"
             )
             return None
         if not self.preempted:

@@ -130,12 +130,50 @@ def resumable(key: str) -> bool:
     )
 
 
+def _shown(value: Any) -> str:
+    """A value as an override would write it (``null``, ``true``, lists as ``[a, b]``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)
+
+
+def _leaves(tree: Any, prefix: str) -> dict[str, Any]:
+    """Dotted key -> value of every leaf under ``tree`` (a dict of dicts)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_leaves(v, f"{prefix}.{k}"))
+    return out
+
+
+def _group_difference(key: str, new: dict[str, Any], old: dict[str, Any], limit: int = 6) -> str:
+    """The keys where a group the command line selects differs from the saved one."""
+    ours, theirs = _leaves(new, key), _leaves(old, key)
+    keys = [k for k in theirs if k not in ours or not _same(ours[k], theirs[k])]
+    keys += [k for k in ours if k not in theirs]
+    none = "(none)"
+    parts = [
+        f"{k}={_shown(theirs[k]) if k in theirs else none} saved, {_shown(ours[k]) if k in ours else none} asked"
+        for k in keys[:limit]
+    ]
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "; ".join(parts) + more
+
+
 def refused_overrides(overrides: list[str], wanted: dict[str, Any], saved: dict[str, Any]) -> list[str]:
     """Command-line overrides a resume cannot apply: not resumable and unlike the saved value.
 
+    Each refusal names the key, the saved value and (for a group such as ``env=smax``)
+    which of its keys differ, e.g. ``env.race=zerg (saved: env.race=terran)``.
+
     Args:
         overrides: hydra's task overrides (``key=value``, ``+key=value``, ``~key``).
-        wanted: the config the command line asks for (``dataclasses.asdict`` of it).
+        wanted: the config the command line asks for (a plain dict of it).
         saved: the checkpoint's config.
 
     Returns:
@@ -151,12 +189,44 @@ def refused_overrides(overrides: list[str], wanted: dict[str, Any], saved: dict[
         if has_new and has_old and _same(new, old):
             continue
         if has_old and not isinstance(old, dict):
-            out.append(f"{o} (saved: {key}={old})")
+            out.append(f"{o} (saved: {key}={_shown(old)})")
         elif has_old:
-            out.append(f"{o} (the saved run has other {key} settings)")
+            diff = _group_difference(key, new if isinstance(new, dict) else {}, old)
+            out.append(f"{o} (the saved run has other {key} settings): {diff}")
         else:
             out.append(f"{o} (not in the saved config)")
     return out
+
+
+def saved_config_node(saved: dict[str, Any], target: str) -> Any:
+    """The checkpoint's config as an OmegaConf node on eqmarl's schema (its env's own schema).
+
+    Raises:
+        ResumeError: the saved config names an env or keys this version does not have.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from eqmarl.config.env import ENV_SCHEMAS
+    from eqmarl.config.run import Config
+
+    env = saved.get("env") if isinstance(saved, dict) else None
+    name = env.get("name") if isinstance(env, dict) else None
+    if name not in ENV_SCHEMAS:
+        raise ResumeError(
+            f"resume={target}: the checkpoint's config has env.name={name!r}, which this version of eqmarl "
+            f"does not have (allowed: {', '.join(ENV_SCHEMAS)})"
+        )
+    node = OmegaConf.structured(Config)
+    node.env = OmegaConf.structured(ENV_SCHEMAS[name])
+    try:
+        return OmegaConf.merge(node, saved)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", "") or "?"
+        raise ResumeError(
+            f"resume={target}: the checkpoint's config does not fit this version of eqmarl ({key}: "
+            f"{str(e).splitlines()[0]}); resume it with the eqmarl version that wrote it"
+        ) from None
 
 
 def refused_message(target: str, refused: list[str]) -> str:

@@ -34,6 +34,7 @@ from eqmarl.algos.ppo import ValueNorm
 from eqmarl.build import env_symmetry, make_agent, make_env
 from eqmarl.config import Config
 from eqmarl.core import Observation
+from eqmarl.core import stop as stop_requests
 from eqmarl.core.episodes import run_episodes
 from eqmarl.core.log import get_logger
 from eqmarl.models import Policy
@@ -199,6 +200,8 @@ class Trainer:
         self._stop_requested = False
         # the signal (SIGINT/SIGTERM) that stopped the run, None while none arrived
         self.stop_signal: int | None = None
+        # the iteration the last :meth:`run` started at (it trained iff ``iteration`` is past it)
+        self.run_start_iteration = 0
         # signals that stop the run at the end of the iteration (a cluster job removes
         # its preemption signal); a repeat of one aborts unless ``abort_on_repeat`` is off
         self.stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
@@ -357,7 +360,9 @@ class Trainer:
         Ctrl-C (SIGINT) and SIGTERM (what SLURM, docker and kubernetes send before a
         kill) are deferred to the end of the iteration: the trainer saves a checkpoint,
         sets :attr:`stop_signal` and returns; ``resume=<run dir>`` continues.  A second
-        one aborts.
+        one aborts.  A signal that ``launch.py`` received before training started
+        (:mod:`eqmarl.core.stop`) stops the run before its first iteration: nothing is
+        trained or saved.
 
         A checkpoint the disk refuses (full, read-only) replaces nothing: a periodic one
         warns and training goes on (the next one tries again); the final or stop
@@ -374,7 +379,9 @@ class Trainer:
             self._logger = logger
             logger.restore_rows(self._held_rows)  # rows the run before could not write
             self._held_rows = []
+        self.run_start_iteration = self.iteration
         previous_handlers = _install_stop_handlers(self)
+        self._take_pending_stop()
         metrics: dict[str, float] = {}
         start_wall = time.perf_counter() - self.wall_s
         try:
@@ -386,6 +393,15 @@ class Trainer:
                 signal.signal(sig, handler)
             self._logger = None
         return metrics
+
+    def _take_pending_stop(self) -> None:
+        """A SIGINT/SIGTERM that arrived before training started (``eqmarl.core.stop``, from
+        ``launch.py``'s first line on) stops the run before its first iteration: nothing is
+        trained and nothing saved."""
+        sig = stop_requests.requested()
+        if sig is not None and self.stop_signal is None and sig in self.stop_signals:
+            self.stop_signal = sig
+            self.request_stop()
 
     def _iteration(self, logger: Logger | None, start_wall: float) -> tuple[dict[str, float], bool]:
         """One iteration: lr schedule, rollout, update, counters, eval, metrics, log, checkpoint.
