@@ -51,10 +51,17 @@ def _make_mpe(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAge
     ):
         if value not in allowed:
             raise ConfigError(f"env.{key}", value, ", ".join(allowed))
-    kwargs = _env_kwargs(cfg, skip=("backend", "workers"))
+    kwargs = _env_kwargs(cfg, skip=("backend", "workers", "worker_timeout_s"))
     if cfg.backend == "vmas":
         return VmasMPE(num_envs=num_envs, seed=seed, device=device, **kwargs)
-    return Mpe2MPE(num_envs=num_envs, seed=seed, device=device, workers=cfg.workers, **kwargs)
+    return Mpe2MPE(
+        num_envs=num_envs,
+        seed=seed,
+        device=device,
+        workers=cfg.workers,
+        worker_timeout_s=cfg.worker_timeout_s,
+        **kwargs,
+    )
 
 
 def _make_lever(cfg: EnvConfig, num_envs: int, seed: int, device: str) -> MultiAgentEnv:

@@ -131,10 +131,11 @@ def check_across_groups(cfg: Config) -> None:
             cfg.container.runtime,
             "none with cluster=local (the image runs SLURM jobs; locally: docker run IMAGE python launch.py ...)",
         )
+    graph_model = m.name in graph_model_names()
     if cfg.cluster.name == "local":
-        _check_this_machine(cfg)
+        _check_this_machine(cfg, graph_model)
     else:
-        _check_job_resources(cfg)
+        _check_job_resources(cfg, graph_model)
         if cfg.container.runtime == "none" and not cfg.cluster.skip_local_checks:
             _check_job_software(cfg)
 
@@ -183,8 +184,72 @@ def _rollout_bytes(cfg: Config) -> int:
     return cfg.algo.rollout_steps * cfg.train.num_envs * agent_count(cfg.env) * MIN_BYTES_PER_AGENT_FRAME
 
 
-def _check_this_machine(cfg: Config) -> None:
-    """What a local run needs here: memory for the rollout, CUDA, and its software (:func:`_check_software`)."""
+# what each key does to the memory, for the message of a run that does not fit
+MEMORY_HINTS = {
+    "algo.num_minibatches": "more algo.num_minibatches",
+    "learner.micro_batches": "more learner.micro_batches",
+    "model.knn": "model.knn=16 (sparse graphs)",
+    "model.activation_checkpointing": "model.activation_checkpointing=true",
+    "train.inference_chunk_envs": "train.inference_chunk_envs=1",
+    "train.rollback_nonfinite": "train.rollback_nonfinite=false",
+    "model.share_params": "model.share_params=true",
+    "cluster.mem_gb": "more cluster.mem_gb",
+}
+
+
+def _slurm_memory_source(cfg: Config) -> str:
+    c = cfg.cluster
+    per_task = f" / cluster.tasks_per_node={c.tasks_per_node} ranks" if c.tasks_per_node > 1 else ""
+    return f"requested by cluster.mem_gb={c.mem_gb}{per_task}"
+
+
+def check_memory(cfg: Config, graph_model: bool, available: tuple[int, str] | None = None) -> None:
+    """Refuse a run whose estimated peak memory (:func:`eqmarl.config.memory.estimate_run_memory`)
+    exceeds ``available`` (default: what this machine has available now).
+
+    Args:
+        cfg: the run.
+        graph_model: ``model.name`` reads the entity graph.
+        available: (bytes, where the figure comes from); None: this machine's
+            (:func:`eqmarl.config.memory.available_memory`; unknown: no check).
+
+    Raises:
+        ConfigError: naming the key of the part that needs the most memory, the estimate
+            by part, the memory available, the keys that shrink it and
+            ``train.memory_check=false``.
+    """
+    from eqmarl.config.memory import available_memory, estimate_run_memory, gib
+
+    room = available if available is not None else available_memory()
+    if room is None:
+        return
+    est = estimate_run_memory(cfg, graph_model)
+    if est.total <= room[0]:
+        return
+    one_env = estimate_run_memory(
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_envs=1, eval_episodes=1)), graph_model
+    )
+    key, keys = est.key_to_shrink(room[0], one_env, cfg.train.num_envs, cfg.train.eval_episodes), est.hints()
+    if cfg.cluster.name == "slurm" and room[0] < one_env.total <= 4 * room[0]:
+        key = "cluster.mem_gb"  # even one env needs a little more than the job asks for
+    if key not in keys:
+        keys.insert(0, key)
+    if cfg.cluster.name == "slurm" and "cluster.mem_gb" not in keys:
+        keys.append("cluster.mem_gb")
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    hints = ", ".join(MEMORY_HINTS.get(k, f"a smaller {k}") for k in keys)
+    raise ConfigError(
+        key,
+        value,
+        f"a run that fits in memory: it needs an estimated {est.describe()}; {gib(room[0])} available "
+        f"({room[1]}). Shrink it: {hints}; or set train.memory_check=false to run anyway",
+    )
+
+
+def _check_this_machine(cfg: Config, graph_model: bool) -> None:
+    """What a local run needs here: memory for the run, CUDA, and its software (:func:`_check_software`)."""
     t = cfg.train
     ram = _physical_memory()
     need = _rollout_bytes(cfg)
@@ -195,6 +260,8 @@ def _check_this_machine(cfg: Config) -> None:
             f"a smaller batch: algo.rollout_steps*train.num_envs*agents needs at least {need / 2**30:.1f} GiB "
             f"for the rollout, this machine has {ram / 2**30:.1f} GiB",
         )
+    if t.memory_check:
+        check_memory(cfg, graph_model)
     if t.device == "cuda":
         import torch
 
@@ -207,9 +274,9 @@ def _check_this_machine(cfg: Config) -> None:
 _GPU_OPTIONS = ("gres", "gpus", "gpus-per-node", "gpus_per_node", "gpus-per-task", "gpus_per_task", "gpus-per-socket")
 
 
-def _check_job_resources(cfg: Config) -> None:
+def _check_job_resources(cfg: Config, graph_model: bool) -> None:
     """What a SLURM job asks for must fit the run: GPUs for ``train.device=cuda``, the
-    rollout within ``cluster.mem_gb``."""
+    rollout and the estimated run (``train.memory_check``) within ``cluster.mem_gb``."""
     c, t = cfg.cluster, cfg.train
     gpu_option = any(str(k).lower() in _GPU_OPTIONS for k in c.additional_parameters)
     if t.device == "cuda" and c.gpus_per_node == 0 and not gpu_option:
@@ -228,6 +295,8 @@ def _check_job_resources(cfg: Config) -> None:
                 f"a smaller batch, or a larger cluster.mem_gb: the rollouts of cluster.tasks_per_node="
                 f"{c.tasks_per_node} rank(s) need at least {need / 2**30:.1f} GiB per node, cluster.mem_gb={c.mem_gb}",
             )
+        if t.memory_check:
+            check_memory(cfg, graph_model, (c.mem_gb * 2**30 // c.tasks_per_node, _slurm_memory_source(cfg)))
 
 
 # what a refusal of _check_job_software adds: why this machine, and the ways past it

@@ -50,6 +50,10 @@ class MpeEnvConfig(EnvConfig):
     continuous_actions: bool = True
     # mpe2 backend only: worker processes that step the envs
     workers: int = 2
+    # mpe2 backend only: seconds a worker may take to answer (a step, reset, the env state
+    # of a checkpoint or of a resume, close) before it counts as hung: then it is killed,
+    # restarted (its envs start new episodes) and counted in metrics.csv's env_timeouts
+    worker_timeout_s: float = 60.0
 
 
 # simple_tag's own keys with their defaults: another scenario would ignore them
@@ -69,6 +73,7 @@ def check_mpe(env: MpeEnvConfig) -> None:
     check_positive("env.n_agents", env.n_agents)
     check_positive("env.n_prey", env.n_prey)
     check_positive("env.workers", env.workers)
+    check_positive("env.worker_timeout_s", env.worker_timeout_s)
     if env.n_landmarks is not None:
         check_positive("env.n_landmarks", env.n_landmarks)
     if env.scenario != "simple_tag":
@@ -177,6 +182,9 @@ class Smacv2EnvConfig(EnvConfig):
     # smax only: side of the square map; null = SMACv2's 32 up to 10 units per side, larger
     # teams (N-vs-N) on ceil(32 * sqrt(N / 10)) so the unit density stays that of 10v10
     map_size: Optional[float] = None
+    # sc2 only: seconds a game's worker may take to answer (a step, a reset with the game's
+    # launch, close) before it counts as hung: killed, restarted, counted in env_timeouts
+    worker_timeout_s: float = 120.0
 
 
 def check_smacv2(env: Smacv2EnvConfig) -> None:
@@ -186,6 +194,7 @@ def check_smacv2(env: Smacv2EnvConfig) -> None:
     check_choice("env.backend", env.backend, BACKENDS)
     check_scenario(env.race, env.n_units, env.n_enemies, env.start_positions, env.p, env.surround_sides, env.movement)
     check_map_size(env.backend, env.map_size)
+    check_positive("env.worker_timeout_s", env.worker_timeout_s)
 
 
 # ------------------------------------------------------------------------------- group
@@ -198,7 +207,11 @@ ENV_SCHEMAS: dict[str, type] = {
     "smacv2": Smacv2EnvConfig,
 }
 # the range of each float key, for the message when a value is not finite
-FLOAT_RANGES = {"env.p": "in [0, 1]", "env.payoffs": "(one payoff per lever)"}
+FLOAT_RANGES = {
+    "env.p": "in [0, 1]",
+    "env.payoffs": "(one payoff per lever)",
+    "env.worker_timeout_s": "> 0 (seconds)",
+}
 
 
 def check_env(env: EnvConfig) -> None:

@@ -1,7 +1,7 @@
 """``train`` node: the training loop's settings, and their own check.
 
 What the machine of a local run must have (a CUDA device for ``train.device=cuda``, the
-memory of the rollout) is checked in :mod:`eqmarl.config.checks`.
+memory of the run: :mod:`eqmarl.config.memory`) is checked in :mod:`eqmarl.config.checks`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ class TrainConfig:
     # costs one more copy of the model state (12 B per fp32 parameter with Adam): turn it
     # off for large per-agent models, and such a step then stops the run instead
     rollback_nonfinite: bool = True
+    # refuse a run whose estimated peak memory (simulator, rollout, model activations:
+    # eqmarl.config.memory) exceeds what this machine has available (local runs) or the
+    # job requests (cluster.mem_gb on SLURM), before anything runs; false: run anyway
+    memory_check: bool = True
 
 
 # train.device (auto: cuda if available)

@@ -5,9 +5,10 @@
 (:class:`EntityGraph`), ``batched`` (their field-generic map/stack/where), ``knn`` (the
 graph's k-nearest-neighbour construction), ``tracking`` (:class:`EpisodeTracker`, the
 envs' episode returns and lengths), ``episodes`` (:func:`run_episodes`: one evaluation
-episode in each env of a batch, :class:`EpisodeStats`), ``errors`` (:class:`InvalidOption`),
-``log`` (the ``eqmarl`` logger), ``files`` (atomic output files with ordinary permissions)
-and ``smacv2_actions`` (the SMACv2 mixed action layout).
+episode in each env of a batch, :class:`EpisodeStats`), ``footprint`` (:class:`EnvFootprint`,
+an env config's memory model), ``errors`` (:class:`InvalidOption`), ``log`` (the ``eqmarl``
+logger), ``files`` (atomic output files with ordinary permissions), ``stop`` (signals from
+``launch.py``'s first line) and ``smacv2_actions`` (the SMACv2 mixed action layout).
 Nothing here imports another part
 of eqmarl.
 """

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from eqmarl.core.env import EnvSpec, Observation, StepResult
 from eqmarl.core.errors import InvalidOption
+from eqmarl.core.footprint import EnvFootprint, MiB
 from eqmarl.symmetry.actions import GroupAction, section_permutation
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 
@@ -334,6 +335,32 @@ def hanabi_colour_symmetry(
         return torch.cat([one + i * layout.obs_dim for i in range(a)])
 
     return GroupAction.from_point_maps(grp, layout.obs_permutation, layout.action_permutation, state_map)
+
+
+# Memory per game, measured (benchmarks/memory_model.py, docs/results/memory_model.json:
+# 2,000 games): ~6x (engine: its game and state objects, our buffers) and ~5x (fast: the
+# batched tensors) the game's observations and masks; ~5 MB per batch.
+HANABI_ENGINE_OBS_COPIES = 6
+HANABI_FAST_OBS_COPIES = 5
+HANABI_BATCH_BYTES = 5 * MiB
+
+
+def hanabi_footprint(params: HanabiParams, backend: str) -> EnvFootprint:
+    """The memory model of a Hanabi variant on ``backend`` (``engine`` | ``fast``); pure
+    arithmetic, nothing is built."""
+    layout = HanabiLayout(params)
+    players, dim, actions = params.players, layout.obs_dim, layout.n_actions
+    copies = HANABI_FAST_OBS_COPIES if backend == "fast" else HANABI_ENGINE_OBS_COPIES
+    return EnvFootprint(
+        agents=players,
+        obs_dim=dim,
+        state_dim=players * dim,
+        mask_size=actions,
+        per_env_bytes=copies * players * (4 * dim + actions),
+        instance_bytes=HANABI_BATCH_BYTES,
+        keys=("env.players", "env.colors", "env.ranks", "env.hand_size"),
+        what=f"Hanabi {backend} ({players} players)",
+    )
 
 
 def engine_seed(seed: int, env_index: int) -> int:

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from eqmarl.core.env import EnvSpec, Observation, StepResult
 from eqmarl.core.errors import InvalidOption
+from eqmarl.core.footprint import EnvFootprint
 from eqmarl.symmetry.actions import GroupAction
 from eqmarl.symmetry.groups import GroupError, PermutationGroup, make_group
 
@@ -43,6 +44,14 @@ def check_options(n_agents: int, payoffs: tuple[float, ...] | list[float]) -> No
         raise InvalidOption("env.n_agents", n_agents, "an integer >= 2 (a coordination game)")
     if len(payoffs) < 2:
         raise InvalidOption("env.payoffs", payoffs, "a list of at least 2 payoffs (one per lever)")
+
+
+def lever_footprint(n_agents: int, n_levers: int) -> EnvFootprint:
+    """The memory model of the lever game: a constant observation per agent, one-step
+    episodes, nothing simulated (pure arithmetic)."""
+    return EnvFootprint(
+        agents=n_agents, obs_dim=1, state_dim=1, per_env_bytes=4 * n_agents * (2 + n_levers), what="lever game"
+    )
 
 
 class LeverGame:

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from eqmarl.core.env import EnvSpec, Observation, StepResult
 from eqmarl.core.errors import InvalidOption
+from eqmarl.core.footprint import EnvFootprint, MiB
 from eqmarl.core.graph import EntityGraph
 from eqmarl.core.tracking import EpisodeTracker
 
@@ -79,6 +80,65 @@ def scripted_prey_action(
     score = direction @ moves.T
     score[..., 0] = torch.where(direction.norm(dim=-1) < 1e-3, 1.0, -1.0)
     return score.argmax(dim=-1)
+
+
+# Memory, measured (benchmarks/memory_model.py, docs/results/memory_model.json: a process
+# that builds E envs, resets and steps them).  VMAS: ~15 MB per batch (its scenario and
+# world objects) plus, per env, ~16 B per pair of entities (simple_spread_large's contact
+# and distance tensors: 7.7 MB per env at 600 entities, 53 MB at 2,000) and ~200 B per
+# entity.  mpe2: ~1.9 MB per env (a PettingZoo env and its world in a worker) and ~10 MB
+# of private memory per worker process (forked from a fork server that imported torch).
+VMAS_BATCH_BYTES = 15 * MiB
+VMAS_BYTES_PER_ENTITY_PAIR = 16
+VMAS_BYTES_PER_ENTITY = 200
+MPE2_BYTES_PER_ENV = int(1.9 * MiB)
+MPE2_BYTES_PER_WORKER = 10 * MiB
+# what a graph model keeps for backward per MPE edge, layer and unit of width (scaling.md:
+# 306-404 B per edge and layer at width 32, 584-657 B at width 64)
+MPE_EDGE_BYTES_PER_HIDDEN = 12
+
+
+def mpe_footprint(
+    scenario: str,
+    backend: str,
+    n_agents: int,
+    n_landmarks: int | None,
+    n_prey: int,
+    continuous_actions: bool,
+    workers: int,
+) -> EnvFootprint:
+    """The memory model of an MPE config (see the constants above); pure arithmetic, nothing
+    is built.  Arguments as :class:`MpeBackend`'s (and ``Mpe2MPE``'s ``workers``)."""
+    if scenario == "simple_tag":
+        learners, prey, landmarks = n_agents, n_prey, 2 if n_landmarks is None else n_landmarks
+        # own velocity and position, obstacles, the other agents, the prey's velocities
+        obs_dim = 4 + 2 * landmarks + 2 * (learners + prey - 1) + 2 * prey
+    else:
+        learners, prey, landmarks = n_agents, 0, n_agents
+        if scenario == "simple_spread_large":
+            obs_dim = 8
+        else:  # own velocity and position, landmarks, other agents (mpe2: and their communication)
+            obs_dim = 4 + 2 * landmarks + 2 * (learners - 1) * (2 if backend == "mpe2" else 1)
+    nodes = learners + prey + landmarks
+    if backend == "mpe2":
+        per_env, instance = MPE2_BYTES_PER_ENV, MPE2_BYTES_PER_WORKER * workers
+    else:
+        per_env = VMAS_BYTES_PER_ENTITY_PAIR * nodes * nodes + VMAS_BYTES_PER_ENTITY * nodes
+        instance = VMAS_BATCH_BYTES
+    return EnvFootprint(
+        agents=learners,
+        obs_dim=obs_dim,
+        state_dim=obs_dim * learners,
+        nodes=nodes,
+        node_feats=3 if scenario == "simple_tag" else 2,
+        action_size=2 if continuous_actions else 1,
+        neighbours=((nodes, nodes - 1),),
+        per_env_bytes=per_env,
+        instance_bytes=instance,
+        edge_bytes_per_hidden=MPE_EDGE_BYTES_PER_HIDDEN,
+        keys=("env.n_agents",) if scenario != "simple_tag" else ("env.n_agents", "env.n_prey", "env.n_landmarks"),
+        what=f"{backend} {scenario} ({nodes} entities)",
+    )
 
 
 def check_mpe_args(scenario: str, prey_policy: str) -> None:

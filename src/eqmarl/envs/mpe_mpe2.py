@@ -215,13 +215,20 @@ class Mpe2MPE(MpeBackend):
     Seeding: ``reset(seed=s)`` resets env ``i`` with seed ``s * 100003 + i``; later
     autoresets continue each env's own random stream, so a run is reproducible.
 
+    Hung workers: every exchange with the worker processes (reset, step, the state export
+    of a checkpoint, its restore on resume, close) waits at most ``worker_timeout_s``
+    seconds; a worker that has not answered by then is killed, restarted (its envs' episodes
+    are cut where they were, truncated, and new ones start) and counted in
+    :attr:`worker_timeouts` (see :mod:`eqmarl.envs.vector`).
+
     Extra args:
         workers: worker processes (see :class:`eqmarl.envs.vector.ProcessVectorEnv`).
+        worker_timeout_s: seconds a worker may take to answer before it counts as hung.
     """
 
     SEED_STRIDE = 100003
 
-    def __init__(self, *args: Any, workers: int = 2, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, workers: int = 2, worker_timeout_s: float = 60.0, **kwargs: Any) -> None:
         try:
             import mpe2  # noqa: F401
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -246,6 +253,7 @@ class Mpe2MPE(MpeBackend):
             [factory] * self.num_envs,
             workers=workers,
             preload=["torch", "mpe2.simple_spread_v3", "mpe2.simple_tag_v3", __name__],
+            timeout=worker_timeout_s,
         )
         self._last = self._observation(self._pool.reset(self._seeds(self.seed)))
         obs_dim = int(self._last.obs.shape[-1])
@@ -347,13 +355,32 @@ class Mpe2MPE(MpeBackend):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> Observation:
-        """Restore :meth:`state_dict`; returns the current observation."""
+        """Restore :meth:`state_dict`; returns the current observation.
+
+        A worker that crashes or hangs meanwhile is killed and restarted at once: its envs
+        start new episodes from their saved seeds (said in a warning), the others resume
+        exactly.
+        """
+        from eqmarl.envs.vector import WorkerCrash
+
         if len(state["slots"]) != self.num_envs:
             raise ValueError(f"env state of {len(state['slots'])} envs for {self.num_envs} envs")
-        self._pool.call("set_state", [(blob,) for blob in state["slots"]])
         self._pool.seeds = state["seeds"]
+        restarted, fresh = np.zeros(self.num_envs, dtype=bool), None
+        try:
+            self._pool.call("set_state", [(blob,) for blob in state["slots"]])
+        except WorkerCrash as e:
+            restarted, fresh = self._pool.revive()
+            log.warning(
+                f"{e}; restarted it: its {int(restarted.sum())} envs start new episodes (the others resume exactly)"
+            )
         self._episodes.load_state_dict(state)
-        self._last = self._observation({key: state[key].numpy() for key in ("obs", "x", "v")})
+        saved = {key: state[key].numpy() for key in ("obs", "x", "v")}
+        if fresh is not None:
+            for key in saved:
+                saved[key][restarted] = fresh[key]
+            self._episodes.finish(self._tensor(restarted), report=torch.zeros_like(self._tensor(restarted)))
+        self._last = self._observation(saved)
         return self._last
 
     def close(self) -> None:

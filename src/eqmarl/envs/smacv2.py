@@ -98,11 +98,14 @@ def make_smacv2(
     movement: str = "continuous",
     episode_limit: int = 100,
     map_size: float | None = None,
+    worker_timeout_s: float | None = None,
 ) -> MultiAgentEnv:
     """Build a SMACv2 env on ``backend`` (see :mod:`eqmarl.envs.smacv2_scenarios` for the options).
 
     ``map_size`` (SMAX only): side of the map; None scales it with the team size
     (:func:`eqmarl.envs.smax.smax_map_size`). StarCraft II's maps are fixed.
+    ``worker_timeout_s`` (StarCraft II only; None: the backend's default): seconds a
+    game's worker process may take to answer before it counts as hung.
 
     Raises:
         InvalidOption: a bad option (naming the ``env.`` key and the allowed values).
@@ -113,6 +116,8 @@ def make_smacv2(
     check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
     check_map_size(backend, map_size)
     extra: dict[str, Any] = {} if map_size is None else {"map_size": map_size}
+    if backend == "sc2" and worker_timeout_s is not None:
+        extra["step_timeout"] = worker_timeout_s
     return _BACKENDS[backend](
         num_envs=num_envs,
         seed=seed,

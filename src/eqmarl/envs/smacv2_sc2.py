@@ -72,6 +72,7 @@ from torch import Tensor
 
 from eqmarl.core.env import Observation, StepResult
 from eqmarl.core.errors import InvalidOption
+from eqmarl.core.footprint import EnvFootprint, MiB
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS
 from eqmarl.core.tracking import EpisodeTracker
 from eqmarl.envs.smacv2_scenarios import (
@@ -408,6 +409,32 @@ class SC2Slot:
 
     def close(self) -> None:
         self._close()
+
+
+# a game's worker process (forked from a fork server that imported torch), measured like
+# mpe2's; StarCraft II's own memory per game is not measured (no StarCraft II here) and is
+# not in the estimate
+SC2_BYTES_PER_WORKER = 10 * MiB
+
+
+def sc2_footprint(n_units: int, n_enemies: int) -> EnvFootprint:
+    """The memory model of SMACv2 on StarCraft II: the observations of :func:`smacv2_spec`
+    and one worker process per game (the game itself is not counted); pure arithmetic."""
+    spec = smacv2_spec(n_units, n_enemies, 1, "continuous")
+    return EnvFootprint(
+        agents=n_units,
+        obs_dim=spec.obs_dim,
+        state_dim=spec.state_dim,
+        nodes=spec.n_nodes,
+        node_feats=spec.node_feat_dim,
+        action_size=4,
+        mask_size=7 + n_enemies,
+        neighbours=((n_units, n_units + n_enemies - 1), (n_enemies, n_units)),
+        per_env_bytes=SC2_BYTES_PER_WORKER,
+        edge_bytes_per_hidden=22,
+        keys=("env.n_units", "env.n_enemies"),
+        what=f"StarCraft II workers ({n_units} vs {n_enemies} units; the games' own memory not counted)",
+    )
 
 
 class SC2SMACv2:

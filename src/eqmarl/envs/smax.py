@@ -50,10 +50,13 @@ import torch
 from torch import Tensor
 
 from eqmarl.core.env import Observation, StepResult
+from eqmarl.core.footprint import EnvFootprint, MiB
 from eqmarl.core.log import stdout_to_stderr
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS, MASK_TARGETS
 from eqmarl.core.tracking import EpisodeTracker
 from eqmarl.envs.smacv2_scenarios import (
+    FLAT_NODE,
+    NODE_FEATURES,
     SMAX_UNIT_TYPES,
     check_map_size,
     check_scenario,
@@ -85,6 +88,55 @@ def smax_map_size(n_units: int, n_enemies: int, map_size: float | None = None) -
 
 # moves never end closer than this to a wall (SMAX kills units touching a wall)
 WALL_MARGIN = 0.5
+
+# SMAX's memory, measured (benchmarks/memory_model.py, docs/results/memory_model.json: the
+# peak resident set of a process that builds E envs of N-unit battles, resets and steps
+# them, N = 10 to 400 units, E = 8 to 512, JAX 0.10.2 on CPU, compiling into an empty cache
+# and again from the filled one).  Per env, the jitted step holds SMAX's pairwise unit
+# terms (every unit's view of every other, the enemy AI's, the attack ranges): ~105 B per
+# unit pair plus ~7 KB per unit.  Each built instance keeps its compiled steps and JAX's
+# runtime: ~120 MB plus ~0.6 MB per unit.  Compiling needs ~260 MB plus ~1.3 MB per unit
+# more, once (the step is traced per agent: its program grows with N).
+SMAX_BYTES_PER_UNIT_PAIR = 105
+SMAX_BYTES_PER_UNIT = 7 * 1024
+SMAX_COMPILE_BYTES = 260 * MiB
+SMAX_COMPILE_BYTES_PER_UNIT = int(1.3 * MiB)
+SMAX_INSTANCE_BYTES = 120 * MiB
+SMAX_INSTANCE_BYTES_PER_UNIT = int(0.6 * MiB)
+# jax and jaxmarl, imported (beyond torch's process)
+SMAX_IMPORT_BYTES = 320 * MiB
+# what a graph model keeps for backward per SMAX edge, layer and unit of width (agent_scaling_smax.json:
+# 536-710 B per edge and layer at width 32)
+SMAX_EDGE_BYTES_PER_HIDDEN = 22
+
+
+def smax_footprint(n_units: int, n_enemies: int) -> EnvFootprint:
+    """The memory model of ``n_units``-vs-``n_enemies`` SMAX battles (see the constants
+    above); pure arithmetic, nothing is built.
+
+    Args:
+        n_units: allies (learning agents).
+        n_enemies: enemies.
+    """
+    n = n_units + n_enemies
+    return EnvFootprint(
+        agents=n_units,
+        obs_dim=(n + 1) * FLAT_NODE,
+        state_dim=n * FLAT_NODE,
+        nodes=n,
+        node_feats=NODE_FEATURES,
+        action_size=4,
+        mask_size=7 + n_enemies,
+        # allies hear every other unit, enemies only the allies (no enemy-enemy edges)
+        neighbours=((n_units, n - 1), (n_enemies, n_units)),
+        per_env_bytes=SMAX_BYTES_PER_UNIT_PAIR * n * n + SMAX_BYTES_PER_UNIT * n,
+        instance_bytes=SMAX_INSTANCE_BYTES + SMAX_INSTANCE_BYTES_PER_UNIT * n,
+        library_bytes=SMAX_IMPORT_BYTES,
+        transient_bytes=SMAX_COMPILE_BYTES + SMAX_COMPILE_BYTES_PER_UNIT * n,
+        edge_bytes_per_hidden=SMAX_EDGE_BYTES_PER_HIDDEN,
+        keys=("env.n_units", "env.n_enemies"),
+        what=f"SMAX ({n_units} vs {n_enemies} units)",
+    )
 
 
 def import_jax() -> Any:

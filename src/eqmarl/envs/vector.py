@@ -19,10 +19,26 @@ call (``EOFError``/``BrokenPipeError`` on its pipe, or a dead process), restarte
 envs rebuilt from their factories and reset with the seeds they were last reset with.
 The records of those slots in that call are the reset records, the ``restarted`` mask
 returned by :meth:`ProcessVectorEnv.step` marks them, and :attr:`ProcessVectorEnv.restarts`
-counts restarts.  A worker that does not answer within ``timeout`` seconds counts as hung:
-it is killed and restarted the same way, and :attr:`ProcessVectorEnv.timeouts` counts it
-(the restart is counted in ``restarts`` too).  An exception raised by an env's own code is not a crash: it is re-raised
+counts restarts.  An exception raised by an env's own code is not a crash: it is re-raised
 in the parent as :class:`WorkerError`.
+
+Hangs: every exchange with a worker (:meth:`~ProcessVectorEnv.reset`,
+:meth:`~ProcessVectorEnv.step`, :meth:`~ProcessVectorEnv.call`,
+:meth:`~ProcessVectorEnv.close`) is bounded: sending the request may take ``timeout``
+seconds, and the answer must be complete ``timeout`` seconds after the request was sent
+(requests go to all workers first, so their answers are awaited together).  The pipe's
+socket carries send and receive timeouts, so neither a request too large for the socket
+buffer nor an answer cut off half-way (a worker stopped with SIGSTOP mid-write) can block
+the parent.  A worker that misses its deadline counts as hung: it is killed with SIGKILL
+(SIGTERM does not end a stopped process), :attr:`ProcessVectorEnv.timeouts` counts it,
+and it is restarted like a crashed one (the restart is counted in ``restarts`` too;
+after a failed :meth:`~ProcessVectorEnv.call` at the next step, or at once through
+:meth:`~ProcessVectorEnv.revive`).  A newly started worker's first answer may take
+``STARTUP_GRACE_S`` longer (it imports the main module and builds its envs first).
+:meth:`~ProcessVectorEnv.close` kills a worker that does not finish within ``timeout``,
+and every pool still open when the interpreter exits is closed before
+:mod:`multiprocessing`'s own exit hook, which would otherwise wait forever on a stopped
+daemon worker.
 
 Workers are started with the ``forkserver`` context by default: the server process imports
 the ``preload`` modules once and every worker is forked from it, which makes (re)starting
@@ -32,18 +48,36 @@ guard their entry point with ``if __name__ == "__main__":``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing as mp
+import multiprocessing.util  # its exit hook is registered first, so ours (at the end) runs before it
+import os
+import socket
+import struct
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import numpy as np
 
 EnvFactory = Callable[[], Any]
 Record = dict[str, np.ndarray]
+
+# seconds a worker that began its answer by the deadline may take to deliver the rest
+# (its last bytes may still be in flight); then it counts as hung as well
+ANSWER_GRACE_S = 0.5
+# seconds :meth:`ProcessVectorEnv.close` waits for workers when ``timeout`` is None
+CLOSE_WAIT_S = 10.0
+# seconds a newly (re)started worker may take on top of ``timeout`` for its first answer:
+# it imports the parent's main module (multiprocessing's start methods do; a script that
+# imports hydra and eqmarl takes seconds) and builds its envs before it answers (not if
+# it is stopped: that is no start-up)
+STARTUP_GRACE_S = 60.0
 
 
 class WorkerError(RuntimeError):
@@ -59,7 +93,7 @@ def _stack(records: list[Record]) -> Record:
 
 
 def _worker(conn: Connection, env_fns: list[EnvFactory], threads: int) -> None:
-    """Worker loop: build the envs of one slice and serve ``reset``/``step``/``close``."""
+    """Worker loop: build the envs of one slice and serve ``reset``/``step``/``call``/``close``."""
     try:  # keep the worker from oversubscribing the (few) CPU cores
         import torch
 
@@ -106,6 +140,23 @@ def _worker(conn: Connection, env_fns: list[EnvFactory], threads: int) -> None:
         conn.close()
 
 
+def _stopped(pid: int | None) -> bool:
+    """The process is stopped (SIGSTOP, SIGTSTP, a tracer): state ``T`` or ``t`` in
+    ``/proc/<pid>/stat`` (False where that cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
+    except (OSError, IndexError):
+        return False
+
+
+def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` of ``seconds`` for ``SO_SNDTIMEO``/``SO_RCVTIMEO`` (at least 1 ms: 0 means never)."""
+    seconds = max(seconds, 1e-3)
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
+
+
 class ProcessVectorEnv:
     """``num_envs`` unbatched envs stepped in ``workers`` processes (see module docstring).
 
@@ -116,8 +167,9 @@ class ProcessVectorEnv:
         context: multiprocessing start method, ``"forkserver"`` or ``"spawn"``.
         preload: modules the forkserver imports once before forking workers.
         threads: torch threads per worker.
-        timeout: seconds to wait for one answer of a worker before it counts as hung
-            (then it is killed and restarted); None waits forever.
+        timeout: seconds a worker may take to read a request, and to answer it from when
+            it was sent, before it counts as hung (then it is killed and restarted; see the
+            module docstring); None waits forever (except in :meth:`close`).
         max_restarts: consecutive failed restarts of one worker before giving up.
     """
 
@@ -135,6 +187,8 @@ class ProcessVectorEnv:
             raise ValueError("ProcessVectorEnv needs at least one env factory")
         if context not in ("forkserver", "spawn"):
             raise ValueError(f"context={context!r}; allowed: forkserver, spawn")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout={timeout!r}; allowed: a number of seconds > 0, or None")
         self._closed = True  # until the workers are up (so __del__ is safe)
         self.env_fns = list(env_fns)
         self.num_envs = len(self.env_fns)
@@ -153,7 +207,14 @@ class ProcessVectorEnv:
         self._seeds: list[int | None] = [None] * self.num_envs
         self._procs: list[Any] = [None] * self.num_workers
         self._conns: list[Connection | None] = [None] * self.num_workers
+        # a second handle on each pipe's socket, to set its send/receive timeouts
+        self._socks: list[socket.socket | None] = [None] * self.num_workers
+        # workers that have not answered yet since they started (see STARTUP_GRACE_S)
+        self._starting = [False] * self.num_workers
+        # when each worker's answer is due (its request's send time + timeout; None: never)
+        self._due: list[float | None] = [None] * self.num_workers
         self._closed = False
+        _OPEN_POOLS.add(self)
         try:
             for w in range(self.num_workers):
                 self._start(w)
@@ -178,53 +239,90 @@ class ProcessVectorEnv:
         proc.start()
         child.close()  # the worker holds the other end; EOF reaches us when it dies
         self._procs[w], self._conns[w] = proc, parent
+        self._starting[w] = True
+        try:  # duplex pipes are socket pairs; without one, the poll deadline still bounds the wait
+            sock = socket.socket(fileno=os.dup(parent.fileno()))
+            sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout says
+            self._socks[w] = sock
+        except OSError:  # pragma: no cover - not a socket (another platform's pipe)
+            self._socks[w] = None
 
-    def _stop(self, w: int, graceful: bool) -> None:
-        proc, conn = self._procs[w], self._conns[w]
-        if conn is not None:
-            if graceful and proc is not None and proc.is_alive():
-                try:
-                    conn.send(("close", None))
-                    if conn.poll(2.0):
-                        conn.recv()
-                except (OSError, EOFError):
-                    pass
-            conn.close()
+    def _deadline(self, w: int) -> float | None:
+        """When an exchange with worker ``w`` starting now is due (None: no timeout); a
+        worker's first answer after its start gets STARTUP_GRACE_S more."""
+        if self.timeout is None:
+            return None
+        return time.monotonic() + self.timeout + (STARTUP_GRACE_S if self._starting[w] else 0.0)
+
+    def _bound_io(self, w: int, deadline: float | None, grace: float = 0.0) -> None:
+        """Make the socket operations of worker ``w``'s pipe give up at ``deadline`` (+ ``grace``)."""
+        sock = self._socks[w]
+        if sock is None:
+            return
+        tv = struct.pack("ll", 0, 0) if deadline is None else _timeval(deadline + grace - time.monotonic())
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+
+    def _kill(self, w: int) -> None:
+        """Kill worker ``w`` at once (SIGKILL: it also ends a stopped process) and reap it."""
+        proc, conn, sock = self._procs[w], self._conns[w], self._socks[w]
+        self._procs[w], self._conns[w], self._socks[w] = None, None, None
+        for handle in (conn, sock):
+            if handle is not None:
+                with contextlib.suppress(OSError):
+                    handle.close()
         if proc is not None:
-            proc.join(timeout=2.0 if graceful else 0.5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=2.0)
-            if proc.is_alive():  # pragma: no cover - terminate should do
-                proc.kill()
-                proc.join()
-            proc.close()
-        self._procs[w], self._conns[w] = None, None
+            with contextlib.suppress(Exception):
+                if proc.is_alive():
+                    proc.kill()
+                proc.join(timeout=5.0)
+                proc.close()
 
-    def _send(self, w: int, msg: tuple[str, Any]) -> bool:
+    def _hung(self, w: int, what: str) -> WorkerCrash:
+        """Count worker ``w`` as hung, kill it; the error to raise."""
+        proc = self._procs[w]
+        pid = proc.pid if proc is not None else "?"
+        self.timeouts += 1
+        self._kill(w)
+        return WorkerCrash(f"env worker {w} (pid {pid}) timed out after {self.timeout} s ({what}); killed")
+
+    def _send(self, w: int, msg: tuple[str, Any]) -> WorkerCrash | None:
+        """Send ``msg`` to worker ``w`` and start the wait for its answer; None when sent,
+        else why not (it is gone, or it hung and was killed and counted)."""
         conn = self._conns[w]
         if conn is None:
-            return False
+            return WorkerCrash(f"env worker {w} is not running")
+        buf = ForkingPickler.dumps(msg)  # what ``conn.send`` would write
+        self._bound_io(w, self._deadline(w))
         try:
-            conn.send(msg)
-            return True
-        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
-            return False
+            conn.send_bytes(buf)
+        except BlockingIOError:  # the socket's send timeout: the worker stopped reading
+            return self._hung(w, "sending the request")
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError) as e:
+            return WorkerCrash(f"env worker {w} is gone: {e!r}")
+        self._due[w] = self._deadline(w)
+        return None
 
     def _recv(self, w: int) -> Any:
-        """Answer of worker ``w``; raises :class:`WorkerCrash` if it died or hung."""
-        conn, proc = self._conns[w], self._procs[w]
+        """Answer of worker ``w`` to its last request; raises :class:`WorkerCrash` if it died or hung."""
+        conn, proc, due = self._conns[w], self._procs[w], self._due[w]
         if conn is None or proc is None:
             raise WorkerCrash(f"env worker {w} is not running")
-        start = time.monotonic()
         try:
-            while not conn.poll(1.0):
+            while not conn.poll(1.0 if due is None else min(1.0, max(due - time.monotonic(), 0.0))):
                 if not proc.is_alive():
                     raise WorkerCrash(f"env worker {w} (pid {proc.pid}) died")
-                if self.timeout is not None and time.monotonic() - start > self.timeout:
-                    self.timeouts += 1
-                    raise WorkerCrash(f"env worker {w} (pid {proc.pid}) timed out")
+                if due is not None and self._starting[w] and _stopped(proc.pid):
+                    due -= STARTUP_GRACE_S  # a stopped worker is not starting up: no grace
+                    self._starting[w] = False
+                if due is not None and time.monotonic() >= due:
+                    raise self._hung(w, "waiting for its answer")
+            self._bound_io(w, due, grace=ANSWER_GRACE_S)
             status, payload = conn.recv()
+            self._starting[w] = False
+        except BlockingIOError:  # the socket's receive timeout: the answer stopped half-way
+            raise self._hung(w, "reading its answer") from None
         except (EOFError, ConnectionResetError, BrokenPipeError, OSError) as e:
             raise WorkerCrash(f"env worker {w} (pid {proc.pid}) died: {e!r}") from e
         if status == "error":
@@ -235,10 +333,11 @@ class ProcessVectorEnv:
         """Restart worker ``w``; rebuild and reset its envs with their seeds."""
         last: Exception | None = None
         for _ in range(self.max_restarts):
-            self._stop(w, graceful=False)
+            self._kill(w)
             self.restarts += 1
             self._start(w)
-            if self._send(w, ("reset", self._seeds[self._slices[w]])):
+            last = self._send(w, ("reset", self._seeds[self._slices[w]]))
+            if last is None:
                 try:
                     return self._recv(w)
                 except WorkerCrash as e:
@@ -248,14 +347,15 @@ class ProcessVectorEnv:
     def _call(self, cmd: str, per_worker: list[Any]) -> tuple[Record, np.ndarray]:
         if self._closed:
             raise RuntimeError("ProcessVectorEnv is closed")
-        sent = [self._send(w, (cmd, per_worker[w])) for w in range(self.num_workers)]
+        unsent = [self._send(w, (cmd, per_worker[w])) for w in range(self.num_workers)]
         outs: list[Record] = []
         restarted = np.zeros(self.num_envs, dtype=bool)
         error: WorkerError | None = None
         for w in range(self.num_workers):
             try:
-                if not sent[w]:
-                    raise WorkerCrash(f"env worker {w} is gone")
+                failed = unsent[w]
+                if failed is not None:
+                    raise failed
                 outs.append(self._recv(w))
             except WorkerCrash:
                 outs.append(self._restart(w))
@@ -296,9 +396,10 @@ class ProcessVectorEnv:
     def call(self, method: str, args: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
         """Call ``method`` on every env slot (slot ``i`` with ``*args[i]``); their answers in slot order.
 
-        Unlike :meth:`step`, a crashed or hung worker is not restarted here: it is stopped
-        (the next :meth:`step` restarts it and reports its slots as restarted) and
-        :class:`WorkerCrash` is raised (the caller's request was not served).
+        Unlike :meth:`step`, a crashed or hung worker is not restarted here: it is killed
+        (the next :meth:`step` restarts it and reports its slots as restarted, or
+        :meth:`revive` does at once) and :class:`WorkerCrash` is raised (the caller's
+        request was not served; the other workers' was).
         """
         if self._closed:
             raise RuntimeError("ProcessVectorEnv is closed")
@@ -306,22 +407,42 @@ class ProcessVectorEnv:
             args = [()] * self.num_envs
         if len(args) != self.num_envs:
             raise ValueError(f"got {len(args)} argument tuples for {self.num_envs} envs")
-        sent = [self._send(w, ("call", (method, list(args[sl])))) for w, sl in enumerate(self._slices)]
+        unsent = [self._send(w, ("call", (method, list(args[sl])))) for w, sl in enumerate(self._slices)]
         out: list[Any] = []
         error: Exception | None = None
         for w in range(self.num_workers):
             try:
-                if not sent[w]:
-                    raise WorkerCrash(f"env worker {w} is gone")
+                failed = unsent[w]
+                if failed is not None:
+                    raise failed
                 out.extend(self._recv(w))
             except WorkerCrash as e:  # a late answer must not reach the next step: stop it now
-                self._stop(w, graceful=False)
+                self._kill(w)
                 error = error or e
             except WorkerError as e:  # read the other answers first: pipes stay in sync
                 error = error or e
         if error is not None:
             raise error
         return out
+
+    def revive(self) -> tuple[np.ndarray, Record | None]:
+        """Restart every worker a failed :meth:`call` left stopped (or that died since).
+
+        Returns:
+            ``(restarted, records)``: the ``[num_envs]`` bool mask of the slots whose worker
+            was restarted, and their reset records stacked in slot order (None if none).
+        """
+        restarted = np.zeros(self.num_envs, dtype=bool)
+        records: list[Record] = []
+        for w in range(self.num_workers):
+            proc = self._procs[w]
+            if proc is not None and proc.is_alive():
+                continue
+            records.append(self._restart(w))
+            restarted[self._slices[w]] = True
+        if not records:
+            return restarted, None
+        return restarted, {k: np.concatenate([r[k] for r in records]) for k in records[0]}
 
     @property
     def seeds(self) -> list[int | None]:
@@ -333,15 +454,31 @@ class ProcessVectorEnv:
         self._seeds = list(seeds)
 
     def close(self) -> None:
-        """Stop every worker and reap it (idempotent)."""
+        """Stop every worker and reap it (idempotent), within ``timeout`` seconds.
+
+        Each worker is asked to close its envs and exit; one that has not exited by then is
+        killed (and counted in :attr:`timeouts` if it never answered).
+        """
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        for w in range(len(self._procs)):
+        _OPEN_POOLS.discard(self)
+        if self.timeout is None:
+            self.timeout = CLOSE_WAIT_S
+        asked = [self._procs[w] is not None and self._send(w, ("close", None)) is None for w in range(len(self._procs))]
+        for w, proc in enumerate(self._procs):
+            if proc is None:
+                continue
             try:
-                self._stop(w, graceful=True)
+                if asked[w]:
+                    self._recv(w)  # "ok": it closes its envs and exits
+                    due = self._due[w]
+                    proc.join(timeout=ANSWER_GRACE_S if due is None else max(due - time.monotonic(), ANSWER_GRACE_S))
+            except WorkerCrash:  # hung (killed and counted) or died meanwhile
+                pass
             except Exception:  # pragma: no cover - best effort at shutdown
                 pass
+            self._kill(w)
 
     def __enter__(self) -> ProcessVectorEnv:
         return self
@@ -354,3 +491,15 @@ class ProcessVectorEnv:
             self.close()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
+
+
+# pools with live workers; closed at exit before multiprocessing's own hook joins their
+# (daemon) workers, which never returns for a stopped one
+_OPEN_POOLS: weakref.WeakSet[ProcessVectorEnv] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_pools() -> None:
+    for pool in list(_OPEN_POOLS):
+        with contextlib.suppress(Exception):
+            pool.close()

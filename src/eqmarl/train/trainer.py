@@ -44,7 +44,7 @@ from eqmarl.train.learners import Learner, make_learner
 from eqmarl.train.malloc import tune_malloc
 from eqmarl.train.nonfinite import NonFiniteGuard
 from eqmarl.train.resume import inexact_resume_note
-from eqmarl.train.rollout import Rollout, RolloutCollector
+from eqmarl.train.rollout import Rollout, RolloutCollector, worker_counts
 from eqmarl.train.rollout import as_float32 as _float32
 from eqmarl.train.threads import set_threads
 from eqmarl.train.update import PPOUpdate
@@ -128,6 +128,14 @@ class Trainer:
         # envs that restart crashed games or workers report it; their restarts are logged
         self._counts_restarts = hasattr(self.env, "restarts")
         self._counts_timeouts = hasattr(self.env, "worker_timeouts")  # ... and hung workers
+        # the eval env's workers (or games) are restarted and counted too, in the iteration
+        # they fail in
+        self._eval_worker_counts = self._eval_restarts()
+
+    def _eval_restarts(self) -> tuple[int, int]:
+        """The eval env's (restarts, hung workers killed) so far."""
+        restarts, timeouts = worker_counts(self.eval_env)
+        return restarts or getattr(self.eval_env, "restarts", 0), timeouts
 
     def _build_agent(self) -> None:
         """The policy (``model.*``; orbit-initialised, EQC-wrapped) and Other-Play's relabelling."""
@@ -481,7 +489,10 @@ class Trainer:
         if rollout.episode_wins is not None:
             metrics["win_rate"] = self._mean_over_ranks(rollout.episode_wins)
         if self._counts_restarts:
-            restarted = torch.tensor([rollout.env_restarts, rollout.env_timeouts], device=self.device)
+            before, self._eval_worker_counts = self._eval_worker_counts, self._eval_restarts()
+            restarts = rollout.env_restarts + self._eval_worker_counts[0] - before[0]
+            timeouts = rollout.env_timeouts + self._eval_worker_counts[1] - before[1]
+            restarted = torch.tensor([restarts, timeouts], device=self.device)
             restarted = self.strategy.all_reduce_sum(restarted)
             metrics["env_restarts"] = float(restarted[0])
             if self._counts_timeouts:
