@@ -169,3 +169,14 @@ def test_the_estimate_follows_the_measured_runs() -> None:
         assert p["peak_mb"] / 2 <= p["estimate_mb"] <= 2 * p["peak_mb"], p
         checked += 1
     assert checked >= 10
+
+
+def test_a_resume_may_skip_the_check_or_wait_longer_for_workers() -> None:
+    """A run that fit when it started may not fit a busier machine when it resumes: the
+    override the refusal names is one a resume accepts (so is the worker timeout)."""
+    from eqmarl.train.resume import refused_overrides, resumable
+
+    assert resumable("train.memory_check") and resumable("env.worker_timeout_s")
+    saved = {"train": {"memory_check": True}, "env": {"worker_timeout_s": 60.0}}
+    wanted = {"train": {"memory_check": False}, "env": {"worker_timeout_s": 5.0}}
+    assert refused_overrides(["train.memory_check=false", "env.worker_timeout_s=5"], wanted, saved) == []
