@@ -169,3 +169,26 @@ def test_the_estimate_follows_the_measured_runs() -> None:
         assert p["peak_mb"] / 2 <= p["estimate_mb"] <= 2 * p["peak_mb"], p
         checked += 1
     assert checked >= 10
+
+
+def test_a_resume_may_skip_the_check_or_wait_longer_for_workers() -> None:
+    """A run that fit when it started may not fit a busier machine when it resumes: the
+    override the refusal names is one a resume accepts (so is the worker timeout)."""
+    from eqmarl.train.resume import refused_overrides, resumable
+
+    assert resumable("train.memory_check") and resumable("env.worker_timeout_s")
+    saved = {"train": {"memory_check": True}, "env": {"worker_timeout_s": 60.0}}
+    wanted = {"train": {"memory_check": False}, "env": {"worker_timeout_s": 5.0}}
+    assert refused_overrides(["train.memory_check=false", "env.worker_timeout_s=5"], wanted, saved) == []
+
+
+def test_on_a_gpu_the_rollout_and_the_model_are_not_host_memory() -> None:
+    import dataclasses
+
+    cfg = compose(
+        ["env.scenario=simple_spread_large", "env.n_agents=300", "train.num_envs=8", "train.memory_check=false"]
+    )
+    gpu = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cuda"))
+    host, on_gpu = estimate_run_memory(cfg), estimate_run_memory(gpu)
+    assert set(on_gpu.device_parts) == {"rollout", "inference", "update", "model"}
+    assert on_gpu.total == host.total - sum(on_gpu.device_parts.values())

@@ -6,6 +6,7 @@ The hangs are real: SIGSTOP sent to the real worker processes, with a 2 s timeou
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -23,7 +24,7 @@ from eqmarl.config import MpeEnvConfig
 from eqmarl.envs.vector import ProcessVectorEnv, WorkerCrash
 from eqmarl.train.logger import Logger
 from eqmarl.train.trainer import Trainer
-from tests.conftest import ROOT, TINY, compose, subprocess_env
+from tests.conftest import ROOT, TINY, compose, launch_cmd, subprocess_env
 
 TIMEOUT = 2.0  # env.worker_timeout_s of these tests
 # what a bounded exchange may take beyond the timeout: killing, reaping and restarting a
@@ -280,3 +281,42 @@ def test_training_with_stopped_workers_counts_them_and_resumes(tmp_path: Path, o
         _reap_leftover(stopped)
         resumed.env.close()
         resumed.eval_env.close()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_during_a_real_run_is_killed_counted_and_the_run_finishes(tmp_path: Path, clean_env) -> None:  # type: ignore[no-untyped-def]
+    """The issue's case: ``kill -STOP`` on an mpe2 worker of a running ``python launch.py``."""
+    run_dir = tmp_path / "run"
+    over = [*TINY, "env.backend=mpe2", "env.workers=2", f"env.worker_timeout_s={TIMEOUT}", "model=mlp"]
+    cmd = launch_cmd(*over, "train.total_env_steps=3000", f"hydra.run.dir={run_dir}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=clean_env)
+    stopped: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not stopped and time.monotonic() < deadline and proc.poll() is None:
+            if (run_dir / "metrics.csv").exists():  # training runs: stop a worker (below the fork server)
+                workers = [w for server in _children(proc.pid) for w in _children(server)]
+                if workers:
+                    stopped.append(_stop(workers[0]))
+            time.sleep(0.2)
+        assert stopped, "no worker to stop"
+        t = time.monotonic()
+        _, err = proc.communicate(timeout=TIMEOUT + SLACK + 120)
+        assert proc.returncode == 0, err[-3000:]
+        assert time.monotonic() - t < TIMEOUT + SLACK + 120
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        _reap_leftover(stopped)
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert int(rows[-1]["iteration"]) == 15
+    assert sum(float(r["env_timeouts"]) for r in rows) >= 1 and _gone(stopped[0])

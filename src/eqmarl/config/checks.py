@@ -91,6 +91,10 @@ def validate_finite(cfg: Any) -> None:
 def check_across_groups(cfg: Config) -> None:
     """Every check that reads more than one group, and (for ``cluster=local``) this machine.
 
+    The run's estimated peak memory (:mod:`eqmarl.config.memory`) must fit what this
+    machine has available (``cluster=local``) or what the job requests per rank
+    (``cluster=slurm`` with ``cluster.mem_gb``), unless ``train.memory_check=false``.
+
     Raises:
         ConfigError: naming the key and the allowed values.
     """

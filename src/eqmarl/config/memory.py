@@ -20,6 +20,10 @@ no jax, no allocation):
   autograd keeps for backward (``model.activation_checkpointing``: one layer's);
 * ``model``: parameters, gradients, Adam's moments and the non-finite rollback copy.
 
+With ``train.device=cuda`` (or ``auto`` where CUDA is visible) the rollout, the policy's
+forwards, the update and the model live on the GPU: they are reported apart
+(``MemoryEstimate.device_parts``) and only the rest is compared with the host's memory.
+
 The per-edge and per-env figures are measured (``benchmarks/memory_model.py``,
 ``benchmarks/agent_scaling.py``; ``docs/results/memory_model.json``, ``docs/results/scaling.md``).
 It is an estimate of the peak resident set, meant to refuse what cannot fit (a run 10x
@@ -72,12 +76,15 @@ class MemoryEstimate:
         keys: the config keys that shrink each part, first the one to try first.
         what: the simulator's name, for messages.
         env_keys: the ``env.`` keys that set the env's size (every part grows with them).
+        device_parts: the parts that live on the GPU (``train.device=cuda``), not in
+            ``parts`` (which are the host's).
     """
 
     parts: dict[str, int]
     keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     what: str = "env"
     env_keys: tuple[str, ...] = ()
+    device_parts: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -108,7 +115,9 @@ class MemoryEstimate:
                 return "model.hidden"
             return self.env_keys[0]
         p = self.parts
-        eval_heavy = p["simulation"] + p["observations"] + p["inference"] > p["rollout"] + p["update"]
+        eval_heavy = p["simulation"] + p["observations"] + p.get("inference", 0) > p.get("rollout", 0) + p.get(
+            "update", 0
+        )
         return "train.eval_episodes" if n_eval > n_envs and eval_heavy else "train.num_envs"
 
     def hints(self, limit: int = 8) -> list[str]:
@@ -255,6 +264,15 @@ def _part_keys(cfg: Config, z: _Sizes) -> dict[str, tuple[str, ...]]:
     }
 
 
+def _on_gpu(device: str) -> bool:
+    """``train.device`` puts the policy, the rollout and the update on a GPU."""
+    if device != "auto":
+        return device == "cuda"
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def estimate_run_memory(cfg: Config, graph_model: bool | None = None) -> MemoryEstimate:
     """The estimated peak memory of one rank of the run ``cfg`` (see the module docstring).
 
@@ -273,7 +291,12 @@ def estimate_run_memory(cfg: Config, graph_model: bool | None = None) -> MemoryE
         "update": _update_bytes(cfg, z),
         "model": _model_bytes(cfg, z),
     }
-    return MemoryEstimate(parts=parts, keys=_part_keys(cfg, z), what=fp.what, env_keys=fp.keys)
+    device_parts = {}
+    if _on_gpu(t.device):
+        device_parts = {name: parts.pop(name) for name in ("rollout", "inference", "update", "model")}
+    return MemoryEstimate(
+        parts=parts, keys=_part_keys(cfg, z), what=fp.what, env_keys=fp.keys, device_parts=device_parts
+    )
 
 
 def available_memory() -> tuple[int, str] | None:

@@ -65,6 +65,10 @@ from typing import Any
 
 import numpy as np
 
+from eqmarl.core.log import get_logger
+
+log = get_logger("envs")
+
 EnvFactory = Callable[[], Any]
 Record = dict[str, np.ndarray]
 
@@ -285,7 +289,9 @@ class ProcessVectorEnv:
         pid = proc.pid if proc is not None else "?"
         self.timeouts += 1
         self._kill(w)
-        return WorkerCrash(f"env worker {w} (pid {pid}) timed out after {self.timeout} s ({what}); killed")
+        error = WorkerCrash(f"env worker {w} (pid {pid}) timed out after {self.timeout} s ({what}); killed")
+        log.warning(f"{error} (counted in env_timeouts; a live pool restarts it)")
+        return error
 
     def _send(self, w: int, msg: tuple[str, Any]) -> WorkerCrash | None:
         """Send ``msg`` to worker ``w`` and start the wait for its answer; None when sent,

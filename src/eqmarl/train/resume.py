@@ -15,7 +15,15 @@ from typing import Any
 
 # Keys a resumed run may change from the command line (a trailing dot: the whole group);
 # everything else comes from the checkpoint, so the run continues exactly as it started.
-RESUMABLE_OVERRIDES = ("train.total_env_steps", "train.max_iterations", "logger.")
+# train.memory_check and env.worker_timeout_s change no result: a resume on a busier
+# machine may skip the memory check, or wait longer for slow env workers
+RESUMABLE_OVERRIDES = (
+    "train.total_env_steps",
+    "train.max_iterations",
+    "logger.",
+    "train.memory_check",
+    "env.worker_timeout_s",
+)
 RESUME_ACCEPTS = (
     "resume= accepts a run directory (e.g. outputs/<date>/<run>), its checkpoints/ directory, "
     "or one checkpoints/ckpt_NNNNNN.pt file"
