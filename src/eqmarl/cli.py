@@ -59,28 +59,25 @@ def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    allowed = "a finite number > 0"
+def _finite_float(text: str, allowed: str, ok: Callable[[float], bool]) -> float:
+    """``text`` as a finite float for which ``ok`` holds, else the argparse error naming ``allowed``."""
     try:
         value = float(text)
     except ValueError:
         raise _bad(repr(text), allowed) from None
-    if not (math.isfinite(value) and value > 0):
+    if not (math.isfinite(value) and ok(value)):
         raise _bad(text, allowed)
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    return _finite_float(text, "a finite number > 0", lambda v: v > 0)
 
 
 def step_count(text: str) -> float:
     """An argparse type: a finite number of env steps >= 0."""
-    allowed = "a finite number of env steps >= 0"
-    try:
-        value = float(text)
-    except ValueError:
-        raise _bad(repr(text), allowed) from None
-    if not (math.isfinite(value) and value >= 0):
-        raise _bad(text, allowed)
-    return value
+    return _finite_float(text, "a finite number of env steps >= 0", lambda v: v >= 0)
 
 
 def threshold(text: str) -> tuple[str, float]:

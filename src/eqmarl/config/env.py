@@ -10,7 +10,7 @@ modules import torch), and the envs' own checks raise
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from omegaconf import MISSING
 
@@ -137,12 +137,11 @@ class HanabiEnvConfig(EnvConfig):
     backend: str = "engine"
 
 
-def check_hanabi(env: HanabiEnvConfig) -> None:
-    """The backend and the game variant, as :mod:`eqmarl.envs.hanabi` checks them when it builds."""
-    from eqmarl.envs.hanabi import HanabiParams, check_backend
+def hanabi_params(env: HanabiEnvConfig) -> Any:
+    """The game variant ``env.*`` names (:class:`eqmarl.envs.hanabi.HanabiParams`; raises as it does)."""
+    from eqmarl.envs.hanabi import HanabiParams
 
-    check_backend(env.backend, env.random_start_player)
-    HanabiParams.from_preset(
+    return HanabiParams.from_preset(
         env.preset,
         env.players,
         env.colors,
@@ -152,6 +151,14 @@ def check_hanabi(env: HanabiEnvConfig) -> None:
         env.max_life_tokens,
         env.observation_type,
     )
+
+
+def check_hanabi(env: HanabiEnvConfig) -> None:
+    """The backend and the game variant, as :mod:`eqmarl.envs.hanabi` checks them when it builds."""
+    from eqmarl.envs.hanabi import check_backend
+
+    check_backend(env.backend, env.random_start_player)
+    hanabi_params(env)
 
 
 # ------------------------------------------------------------------------------ smacv2

@@ -156,19 +156,10 @@ def env_footprint(env: EnvConfig) -> EnvFootprint:
 
         return smax_footprint(env.n_units, env.n_enemies)
     if isinstance(env, HanabiEnvConfig):
-        from eqmarl.envs.hanabi import HanabiParams, hanabi_footprint
+        from eqmarl.config.env import hanabi_params
+        from eqmarl.envs.hanabi import hanabi_footprint
 
-        params = HanabiParams.from_preset(
-            env.preset,
-            env.players,
-            env.colors,
-            env.ranks,
-            env.hand_size,
-            env.max_information_tokens,
-            env.max_life_tokens,
-            env.observation_type,
-        )
-        return hanabi_footprint(params, env.backend)
+        return hanabi_footprint(hanabi_params(env), env.backend)
     if isinstance(env, LeverEnvConfig):
         from eqmarl.envs.lever import lever_footprint
 
