@@ -2,12 +2,13 @@
 # The GPU check (issue 18): one script, sized to finish in under 8 minutes on one GPU,
 # that prints one JSON document on stdout (everything else on stderr):
 #   - the device (doctor's gpu check, torch/CUDA versions, the GPU's name and memory);
-#   - MPE (the embedded default) and SMAX (5v5) training frames/s on the GPU, eager
-#     (train.compile does not exist yet: "compiled" says so);
+#   - MPE (the embedded default) and SMAX (5v5) training frames/s on the GPU, eager and
+#     compiled (train.compile=reduce-overhead: torch.compile plus CUDA graphs; default
+#     mode with --device cpu), the compile seconds apart (compile_s, in the warm-up);
 #   - E2GN2 at 1k, 10k and 100k agents with kNN 16 (simple_spread_large): agent-steps/s
 #     of the whole loop and the update's peak memory (benchmarks/agent_scaling.py);
 #   - one NCCL DDP optimizer step with one rank (init, all-reduce of the gradients, step).
-# Each part runs with its own time limit (480 s in all); a part that fails or runs out of time is
+# Each part runs with its own time limit (at most 570 s in all, about 6 minutes when nothing runs out of time); a part that fails or runs out of time is
 # reported as {"error": ...} and the others still run.
 #
 #   bash benchmarks/gpu_check.sh [--device cuda|cpu] [--tiny] > gpu_check.json
@@ -89,19 +90,21 @@ def main():
     agents = "50,100" if tiny else "1000,10000,100000"
     out = {"benchmark": "gpu_check", "device": dev, "tiny": tiny}
     out["device_info"] = part([py, "-c", DEVICE_INFO], 30)
-    out["doctor"] = part([py, "-m", "eqmarl.cli", "doctor", "--json"], 60)
+    out["doctor"] = part([py, "-m", "eqmarl.cli", "doctor", "--json"], 40)
+    compiled = "train.compile=" + ("reduce-overhead" if dev == "cuda" else "default")
+    throughput = [py, "benchmarks/train_throughput.py", *iters, device]
     out["mpe_default_frames_per_s"] = {
-        "eager": part([py, "benchmarks/train_throughput.py", *iters, device, *mpe], 80),
-        "compiled": "not available: train.compile is not implemented yet",
+        "eager": part([*throughput, *mpe], 60),
+        "compiled": part([*throughput, compiled, *mpe], 100),
     }
     out["smax_5v5_frames_per_s"] = {
-        "eager": part([py, "benchmarks/train_throughput.py", *iters, device, *smax], 120),
-        "compiled": "not available: train.compile is not implemented yet",
+        "eager": part([*throughput, *smax], 90),
+        "compiled": part([*throughput, compiled, *smax], 110),
     }
     out["e2gn2_knn16_agent_scaling"] = part(
-        [py, "benchmarks/agent_scaling.py", "--agents", agents, "--graphs", "16", "--ckpt", "0", "--timeout-s", "45",
-         "--mem-cap-gb", "64", device], 150)
-    out["ddp_one_rank_step"] = part([py, "-c", DDP_STEP, dev], 40)
+        [py, "benchmarks/agent_scaling.py", "--agents", agents, "--graphs", "16", "--ckpt", "0", "--timeout-s", "35",
+         "--mem-cap-gb", "64", device], 110)
+    out["ddp_one_rank_step"] = part([py, "-c", DDP_STEP, dev], 30)
     return out
 
 

@@ -198,6 +198,10 @@ def main() -> dict:
         "update_gflops": upd_gflops,
         "matmul_gflops": mm,
         "update_vs_matmul": upd_gflops / mm,
+        "compile": cfg.train.compile,
+        # seconds spent compiling (train.compile), all within the warm-up iterations unless a
+        # shape changed later; the timed loop excludes the warm-up
+        "compile_s": trainer.collector.policy_step.compile_s + trainer.updater.loss.compile_s,
         "model": cfg.model.name,
         "algo": cfg.algo.name,
         "num_envs": cfg.train.num_envs,

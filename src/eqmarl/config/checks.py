@@ -129,6 +129,9 @@ def check_across_groups(cfg: Config) -> None:
             ln.micro_batches,
             f"a divisor of the minibatch algo.rollout_steps*train.num_envs/algo.num_minibatches={minibatch}",
         )
+    if t.compile != "none" and ln.name == "deepspeed":
+        # DeepSpeed's engine wraps the module and runs its own hooks around forward/backward
+        raise ConfigError("train.compile", t.compile, "none with learner.name=deepspeed (single or ddp compile)")
     if cfg.container.runtime != "none" and cfg.cluster.name != "slurm":
         raise ConfigError(
             "container.runtime",

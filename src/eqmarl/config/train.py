@@ -53,8 +53,15 @@ class TrainConfig:
     # eqmarl.config.memory) exceeds what this machine has available (local runs) or the
     # job requests (cluster.mem_gb on SLURM), before anything runs; false: run anyway
     memory_check: bool = True
+    # torch.compile the rollout's policy step and the PPO loss (forward and backward):
+    # none (eager) | default | reduce-overhead (adds CUDA graphs on a GPU) | max-autotune |
+    # max-autotune-no-cudagraphs. Compile time (minutes on a small CPU) is reported apart
+    # as compile_s. Measured: docs/results/compile_speed.json (benchmarks/compile_speed.py)
+    compile: str = "none"
 
 
+# train.compile (eqmarl.train.compiled keeps the same list; a test checks they agree)
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # train.device (auto: cuda if available)
 DEVICES = ("cpu", "cuda", "auto")
 # train.num_envs / train.eval_episodes: envs stepped as one batch
@@ -75,6 +82,7 @@ def check_train(t: TrainConfig) -> None:
         if n > MAX_ENVS:
             raise ConfigError(key, n, f"an integer in [1, {MAX_ENVS:,}]")
     check_choice("train.device", t.device, DEVICES)
+    check_choice("train.compile", t.compile, COMPILE_MODES)
     if t.max_iterations is not None and t.max_iterations < 1:
         raise ConfigError(
             "train.max_iterations", t.max_iterations, "an integer >= 1, or null (train to total_env_steps)"

@@ -144,15 +144,27 @@ def graph_batch(graph: EntityGraph, use_velocity: bool, dtype: torch.dtype, knn:
         nbr, valid = graph.neighbors.reshape(-1, n, kk), graph.neighbor_valid.reshape(-1, n, kk)
         deg = valid.sum(-1).to(dtype)
         coef = 1.0 / deg.clamp_min(1.0)
-        all_valid = bool(valid.all())
+        all_valid = _all_true(valid)
         return GraphBatch(
             h, u, mask, None, coef, batch_shape, graph.agent_node, False, nbr, None if all_valid else valid
         )
     adj = graph.adjacency().reshape(-1, n, n)
     m = mask.sum(-1).to(dtype)
     coef = 1.0 / (m - 1.0).clamp_min(1.0)
-    complete = graph.edge_rule == "full" and bool(mask.all())
+    complete = graph.edge_rule == "full" and _all_true(mask)
     return GraphBatch(h, u, mask, adj, coef, batch_shape, graph.agent_node, complete)
+
+
+def _all_true(mask: Tensor) -> bool:
+    """Whether every entry of ``mask`` is True, for the fast paths that skip masks.
+
+    Under ``torch.compile`` this says False without looking (reading the tensor would be
+    a host sync and a graph break): the masked path then runs, whose results are the
+    same, as the masks multiply by exactly 1 where every entry is True.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return bool(mask.all())
 
 
 def observation_graph(obs: Observation) -> EntityGraph:
@@ -180,8 +192,9 @@ def _sender_index(n: int, receivers: Tensor | None, device: torch.device) -> Ten
         device: where the index lives.
     """
     recv = torch.arange(n, device=device) if receivers is None else receivers.to(device)
-    j = torch.arange(n, device=device).expand(recv.numel(), n)
-    return j[j != recv.unsqueeze(1)].view(recv.numel(), n - 1)
+    j = torch.arange(n - 1, device=device)
+    # the nodes after the receiver move up by one: no boolean mask, so no data-dependent shape
+    return j + (j >= recv.unsqueeze(1)).to(j.dtype)
 
 
 class MessagePassingLayer(MessagePassing):

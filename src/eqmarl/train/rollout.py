@@ -27,6 +27,7 @@ from torch import Tensor
 from eqmarl.algos.gae import gae
 from eqmarl.core import Observation
 from eqmarl.models.policy import ActOutput, over_env_chunks
+from eqmarl.train.compiled import CompiledPhase
 
 if TYPE_CHECKING:
     from eqmarl.algos.ppo import ValueNorm
@@ -133,6 +134,7 @@ class RolloutCollector:
         knn: neighbours stored with each graph observation (0: none), so the update reuses them.
         keep_graph: store graph observations (graph models); otherwise only the flat ones.
         device: where the rollout's tensors live.
+        compile_mode: ``train.compile`` (the policy step through ``torch.compile``, or ``none``).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class RolloutCollector:
         knn: int,
         keep_graph: bool,
         device: torch.device,
+        compile_mode: str = "none",
     ) -> None:
         self.env = env
         self.policy = policy
@@ -159,6 +162,8 @@ class RolloutCollector:
         self.knn = knn
         self.keep_graph = keep_graph
         self.device = device
+        # train.compile: the policy step (see eqmarl.train.compiled)
+        self.policy_step = CompiledPhase(self._policy_act, compile_mode)
         # env worker processes (mpe2) restarted after a crash or a hang are counted by the
         # env; a rollout reports those since the last one (a hang met while checkpointing
         # counts in the next one)
@@ -205,8 +210,12 @@ class RolloutCollector:
     def _act(self, obs: Observation) -> ActOutput:
         """The policy's action, log-prob and value (float32 whatever the learner's weights)."""
         with self.learner.inference():
-            out = self.policy.act(obs, chunk=self.chunk)
+            out = self.policy_step(obs)
         return ActOutput(as_float32(out.action), out.logprob.float(), out.value.float())
+
+    def _policy_act(self, obs: Observation) -> ActOutput:
+        """The policy step (the phase ``train.compile`` compiles)."""
+        return self.policy.act(obs, chunk=self.chunk)
 
     def _value(self, obs: Observation) -> Tensor:
         """The critic's value of ``obs`` (float32), ``[E, A]``."""

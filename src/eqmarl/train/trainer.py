@@ -193,6 +193,7 @@ class Trainer:
             knn=self._knn,
             keep_graph=self._keep_graph,
             device=self.device,
+            compile_mode=cfg.train.compile,
         )
         self.nonfinite = NonFiniteGuard(
             cfg.train.max_nonfinite_updates,
@@ -201,7 +202,9 @@ class Trainer:
             max_grad_norm=cfg.algo.max_grad_norm,
             run_dir=self.run_dir,
         )
-        self.updater = PPOUpdate(cfg.algo, self.strategy, self.nonfinite, self.batch_frames, self.device)
+        self.updater = PPOUpdate(
+            cfg.algo, self.strategy, self.nonfinite, self.batch_frames, self.device, compile_mode=cfg.train.compile
+        )
 
     def _init_stop(self) -> None:
         """No stop requested yet; SIGINT and SIGTERM will request one (see :meth:`run`)."""
@@ -488,6 +491,8 @@ class Trainer:
         }
         if rollout.episode_wins is not None:
             metrics["win_rate"] = self._mean_over_ranks(rollout.episode_wins)
+        if self.cfg.train.compile != "none":  # seconds spent compiling by this process (within wall_s)
+            metrics["compile_s"] = self.collector.policy_step.compile_s + self.updater.loss.compile_s
         if self._counts_restarts:
             before, self._eval_worker_counts = self._eval_worker_counts, self._eval_restarts()
             restarts = rollout.env_restarts + self._eval_worker_counts[0] - before[0]

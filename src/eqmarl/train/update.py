@@ -25,6 +25,7 @@ from torch import Tensor
 
 from eqmarl.algos.ppo import normalize_advantages, ppo_loss
 from eqmarl.core import Observation
+from eqmarl.train.compiled import CompiledPhase
 
 if TYPE_CHECKING:
     from eqmarl.config import AlgoConfig
@@ -107,10 +108,19 @@ class PPOUpdate:
         guard: what a non-finite step does (skip, roll back, stop).
         frames: frames per rollout on this rank (``N = T * E``).
         device: where the loss sums live.
+        compile_mode: ``train.compile``: the micro-batch loss (forward and, through
+            AOTAutograd, its backward) compiled with this ``torch.compile`` mode, or
+            ``none`` (see :mod:`eqmarl.train.compiled`).
     """
 
     def __init__(
-        self, algo: AlgoConfig, learner: Learner, guard: NonFiniteGuard, frames: int, device: torch.device
+        self,
+        algo: AlgoConfig,
+        learner: Learner,
+        guard: NonFiniteGuard,
+        frames: int,
+        device: torch.device,
+        compile_mode: str = "none",
     ) -> None:
         self.algo = algo
         self.learner = learner
@@ -118,6 +128,7 @@ class PPOUpdate:
         self.frames = frames
         self.device = device
         self.minibatch_size = frames // algo.num_minibatches
+        self.loss = CompiledPhase(self._loss_terms, compile_mode)
 
     def __call__(self, rollout: Rollout, iteration: int) -> dict[str, float]:
         """Train on ``rollout``.
@@ -176,7 +187,7 @@ class PPOUpdate:
         for j in range(micro_batches):
             window = slice(j * micro_size, (j + 1) * micro_size)
             loss_terms = self._micro_batch_loss(batch, index[window], advantages[window])
-            learner.backward(loss_terms["loss"])
+            self.loss.backward(functools.partial(learner.backward, loss_terms["loss"]))
             terms += torch.stack([loss_terms[k].detach() for k in LOSS_KEYS])
         grad_norm = learner.optimizer_step(bool(torch.isfinite(terms[0])))
         terms /= micro_batches
@@ -188,22 +199,43 @@ class PPOUpdate:
 
     def _micro_batch_loss(self, batch: Batch, index: Tensor, advantages: Tensor) -> dict[str, Tensor]:
         """The PPO loss terms of the frames ``index`` (``advantages``: theirs, normalized)."""
-        algo = self.algo
-        new_logprob, entropy, new_value = self.learner.forward(batch.observations(index), batch.action[index])
-        return ppo_loss(
-            new_logprob,
+        return self.loss(
+            batch.observations(index),
+            batch.action[index],
             batch.logprob[index],
             advantages,
-            new_value,
             batch.value[index],
             batch.returns[index],
+            None if batch.weights is None else batch.weights[index],
+        )
+
+    def _loss_terms(
+        self,
+        obs: Observation,
+        action: Tensor,
+        logprob: Tensor,
+        advantages: Tensor,
+        value: Tensor,
+        returns: Tensor,
+        weights: Tensor | None,
+    ) -> dict[str, Tensor]:
+        """CleanRL's PPO loss terms of one micro-batch (the phase ``train.compile`` compiles)."""
+        algo = self.algo
+        new_logprob, entropy, new_value = self.learner.forward(obs, action)
+        return ppo_loss(
+            new_logprob,
+            logprob,
+            advantages,
+            new_value,
+            value,
+            returns,
             entropy,
             clip_coef=algo.clip_coef,
             vf_coef=algo.vf_coef,
             ent_coef=algo.ent_coef,
             clip_vloss=algo.clip_vloss,
             norm_adv=False,
-            weights=None if batch.weights is None else batch.weights[index],
+            weights=weights,
         )
 
     def _kl_exceeded(self, terms: Tensor) -> bool:
