@@ -139,11 +139,11 @@ def _cell(text: str) -> str:
     for i, part in enumerate(parts):
         if i % 2:
             out.append("`" + part + "`")
-        else:
-            part = html.escape(part, quote=False)
-            for ch in ("\\", "*", "_", "`"):
-                part = part.replace(ch, "\\" + ch)
-            out.append(part)
+            continue
+        prose = html.escape(part, quote=False)
+        for ch in ("\\", "*", "_", "`"):
+            prose = prose.replace(ch, "\\" + ch)
+        out.append(prose)
     return "".join(out).replace("|", "\\|")
 
 
