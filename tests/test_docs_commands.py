@@ -168,6 +168,7 @@ def test_the_docs_have_tested_blocks():
 
 
 # ------------------------------------------------------------------ the docs' blocks
+@pytest.mark.slow
 @pytest.mark.parametrize("block", doc_blocks(), ids=lambda b: f"{b.path}:{b.line}")
 def test_docs_block_runs(block, tmp_path):
     done = run_block(block, tmp_path)
