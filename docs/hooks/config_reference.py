@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,3 +176,12 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if MARKER not in markdown:
         return markdown
     return markdown.replace(MARKER, render())
+
+
+# Sphinx roles in the package's docstrings (:class:`X`), as mkdocstrings renders them
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc):(?=<code>)")
+
+
+def on_page_content(html_text: str, page: Any, config: Any, files: Any) -> str:
+    """MkDocs event: drop the Sphinx role prefixes that docstrings rendered by mkdocstrings keep."""
+    return _ROLE.sub("", html_text)
