@@ -24,6 +24,7 @@ import argparse
 import math
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -381,29 +382,88 @@ def render_cmd(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ parser
+def _examples(*lines: str) -> str:
+    """An ``--help`` epilog: the lines under ``examples:``, indented."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``eqmarl`` parser: one subparser per command, every argument typed and checked."""
     from eqmarl.config import MAX_ENVS, MAX_SEED
 
     seed = int_in(0, MAX_SEED)
-    ap = _Parser(prog="eqmarl", description="eqmarl helpers (train with: python launch.py)")
+    ap = _Parser(
+        prog="eqmarl",
+        description=textwrap.fill(
+            "eqmarl helpers: evaluate, render, compare and plot trained runs; check this machine or image; "
+            "install StarCraft II; upload W&B runs.  Training itself: python launch.py [overrides].",
+            88,
+        ),
+        epilog=_examples(
+            "python launch.py hydra.run.dir=runs/first      # train the default (MPE simple_spread, E2GN2)",
+            "eqmarl eval runs/first --episodes 20            # evaluate it",
+            "eqmarl doctor                                   # what this machine or image can run",
+            "eqmarl COMMAND --help                           # each command's options and examples",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    d = sub.add_parser("doctor", help="show what is installed (the image's self-check)")
+
+    def command(name: str, summary: str, description: str, *examples: str) -> argparse.ArgumentParser:
+        """A subcommand: its one-line summary, what it does, and examples (in its --help)."""
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, 88),
+            epilog=_examples(*examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    d = command(
+        "doctor",
+        "show what is installed (the image's self-check)",
+        "Check what this machine or image can run: StarCraft II and its maps, pysc2/smacv2, CUDA and NCCL, "
+        "the JAX platform, the Hanabi engine, W&B mode, the SLURM client.",
+        "eqmarl doctor",
+        "eqmarl doctor --json | jq .checks.sc2          # one JSON object on stdout",
+        "eqmarl doctor --require sc2,gpu                 # exit 1 naming what is missing",
+    )
     d.add_argument("--json", action="store_true", help="one JSON object")
     d.add_argument(
         "--require", default="", type=requirements, help="comma-separated checks that must pass (exit 1 if missing)"
     )
     sub.add_parser(
         "install-sc2", help="install StarCraft II 4.10 and the SMACv2 maps (--help: options)", add_help=False
+    )  # its own parser: eqmarl.install_sc2
+    p = command(
+        "plot",
+        "learning curve PNG for run directories",
+        "Draw each run's train and eval return against env steps into <run dir>/learning_curve.png.",
+        "eqmarl plot runs/first",
+        "eqmarl plot outputs/*/*                         # every run under outputs/ (non-runs are skipped)",
     )
-    p = sub.add_parser("plot", help="learning curve PNG for run directories")
     p.add_argument("run_dirs", nargs="+", type=existing_path, help="run directories (others are skipped)")
-    s = sub.add_parser("sync", help="upload offline W&B runs found under run directories")
+    s = command(
+        "sync",
+        "upload offline W&B runs found under run directories",
+        "Upload the W&B runs under run or sweep directories (offline runs, and online runs that did not "
+        "finish); other options go to wandb sync.",
+        "eqmarl sync multirun/2026-11-21/10-00-00       # a sweep's runs, from a login node",
+        "eqmarl sync runs/first --timeout 120",
+    )
     s.add_argument("run_dirs", nargs="+", type=existing_path)
     s.add_argument(
         "--timeout", type=positive_float, default=600.0, help="seconds before giving up (exit 124; the files stay)"
     )
-    x = sub.add_parser("xplay", help="self-play/cross-play matrix of trained runs (zero-shot coordination)")
+    x = command(
+        "xplay",
+        "self-play/cross-play matrix of trained runs (zero-shot coordination)",
+        "Play every ordered pairing of trained runs (seat 0: the row's run) and report self-play (diagonal) "
+        "and cross-play (off-diagonal) with standard errors, raw and with test-time EQC (--eqc); writes "
+        "crossplay.json, .csv and a heatmap.",
+        "eqmarl xplay multirun/2026-11-21/10-00-00 --games 5000 --eqc C9 --out xplay/",
+        "eqmarl xplay runs/lever-0 runs/lever-1 --games 1000",
+    )
     x.add_argument(
         "run_dirs", nargs="+", help="run directories, sweep directories or checkpoint files; then env.key=value"
     )
@@ -413,8 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=seed, default=0, help="env and sampling seed")
     x.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:<index>")
     x.add_argument("--out", type=output_dir, default=Path("xplay"), help="directory for crossplay.json/.csv/.png")
-    c = sub.add_parser(
-        "plot-curves", help="return vs env steps per model (mean, s.e. over seeds); steps to a threshold"
+    c = command(
+        "plot-curves",
+        "return vs env steps per model (mean, s.e. over seeds); steps to a threshold",
+        "Group runs by task and model.name, draw a metrics.csv column against env steps (mean and standard "
+        "error over seeds) and report, per model, the env steps at which each seed reaches a threshold.",
+        "eqmarl plot-curves multirun/mpe_sample_efficiency/2026-11-21_10-00-00 --out curves.png \\",
+        "    --threshold simple_spread=-100 --threshold simple_tag=5 --at 120000",
+        "eqmarl plot-curves multirun/smax --metric eval_win_rate --out smax.png",
     )
     c.add_argument("dirs", nargs="+", type=existing_path, help="sweep or run directories (with metrics.csv)")
     c.add_argument("--out", type=figure_file, default=Path("curves.png"), help="figure path (.png, .pdf, .svg...)")
@@ -422,7 +488,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--metric", default="eval_return", help="metrics.csv column to plot")
     c.add_argument("--at", action="append", type=step_count, help="also report mean/s.e. at these env steps")
     c.add_argument("--json", type=output_file(), default=None, help="summary path (default: --out with .json)")
-    e = sub.add_parser("eval", help="a checkpoint on other env settings (env.key=value): win rate, return")
+    e = command(
+        "eval",
+        "a checkpoint on other env settings (env.key=value): win rate, return",
+        "Evaluate a run's newest checkpoint (or a checkpoint file), optionally on other env settings, and "
+        "print one JSON document on stdout (also written to --out).",
+        "eqmarl eval runs/first --episodes 20",
+        "eqmarl eval runs/smax env.surround_sides=right --episodes 500   # unseen start positions",
+        "eqmarl eval runs/smax env.n_units=8 env.n_enemies=8             # another team size",
+    )
     e.add_argument("run", type=run_path, help="run directory or checkpoint file")
     e.add_argument("overrides", nargs="*", help="env.key=value (e.g. env.surround_sides=right env.n_units=8)")
     e.add_argument("--episodes", type=int_in(1, MAX_ENVS), default=500)
@@ -430,7 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:<index>")
     e.add_argument("--sample", action="store_true", help="sample actions instead of the most likely ones")
     e.add_argument("--out", type=output_file(), default=None, help="JSON path (default: RUN/eval_<overrides>.json)")
-    r = sub.add_parser("render", help="one deterministic episode as a GIF")
+    r = command(
+        "render",
+        "one deterministic episode as a GIF",
+        "Render one deterministic episode of a trained run (MPE, SMAX) as a GIF.",
+        "eqmarl render runs/first --out episode.gif",
+        "eqmarl render runs/smax env.surround_sides=right --out right.gif --fps 4",
+    )
     r.add_argument("run", type=run_path, help="run directory or checkpoint file")
     r.add_argument("overrides", nargs="*", help="env.key=value")
     r.add_argument("--out", type=output_file((".gif",)), default=Path("episode.gif"), help="the GIF's path")

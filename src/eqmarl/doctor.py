@@ -118,7 +118,9 @@ def check_sc2_starts(timeout_s: float = 90.0) -> Check:
             while time.time() - t0 < timeout_s:
                 if proc.poll() is not None:
                     err = proc.stderr.read().decode(errors="replace")[-300:] if proc.stderr else ""
-                    return Check(False, f"SC2_x64 exited with {proc.returncode}: {err}", "see README: StarCraft II")
+                    return Check(
+                        False, f"SC2_x64 exited with {proc.returncode}: {err}", "see docs/cluster.md: StarCraft II"
+                    )
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     return Check(True, f"answered on port {port} after {time.time() - t0:.1f} s")

@@ -299,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = _Parser(
         prog="eqmarl install-sc2",
         description=__doc__.split("\n\n")[0],
+        epilog="examples:\n"
+        "  eqmarl install-sc2 --accept-license --dest ~/StarCraftII   # then: export SC2PATH=~/StarCraftII\n"
+        "  eqmarl install-sc2 --accept-license --dest /opt/StarCraftII --no-keep-archive   # in an image build",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument(

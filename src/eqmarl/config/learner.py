@@ -32,7 +32,7 @@ class LearnerConfig:
     micro_batches: int = 1
     # deepspeed: ZeRO stage: 0 (plain data parallel), 1 (shard optimizer state),
     # 2 (+ gradients), 3 (+ parameters); sharding only pays for per-agent parameters
-    # (model.share_params=false), see README "Large agent counts"
+    # (model.share_params=false), see docs/scaling.md
     zero_stage: int = 0
     # deepspeed: keep the optimizer state (and step) on the CPU (ZeRO-Offload; stage >= 1)
     offload_optimizer: bool = False

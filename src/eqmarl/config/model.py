@@ -51,7 +51,7 @@ class ModelConfig:
     orbit_init: Optional[str] = None
     # graph models: sparse graphs: every node receives messages from its k nearest nodes
     # (among those the env's edge rule allows); 0: the complete graph.  Edges N(N-1) ->
-    # N k per graph: use it from a few tens of agents on (see README, "Large agent counts")
+    # N k per graph: use it from a few tens of agents on (see docs/scaling.md)
     knn: int = 0
     # graph models: recompute each message-passing layer's edge activations in backward
     # instead of keeping them (about one extra forward; memory per layer -> its inputs)
