@@ -6,7 +6,8 @@ eqmarl plot RUN_DIR...        learning curve PNG of each run (metrics.csv)
 eqmarl sync RUN_DIR...        upload offline W&B runs (wraps ``wandb sync``)
 eqmarl plot-curves DIR... --out fig.png --threshold X   mean +- s.e. over seeds per model
 eqmarl xplay RUN_DIR... [env.k=v...]  self-play/cross-play matrix of checkpoints (+ test-time EQC)
-eqmarl eval RUN [env.k=v...]  a checkpoint on other env settings: win rate, return (JSON)
+eqmarl eval RUN [env.k=v...]  a checkpoint on other env settings: win rate, return (JSON); RUN may
+                              be wandb:<entity>/<project>/<artifact>[:alias] (logger.log_checkpoints)
 eqmarl render RUN [env.k=v...]  one deterministic episode as a GIF
 
 Every command checks its arguments before it runs: a bad one exits 2 with one line
@@ -110,6 +111,19 @@ def run_path(text: str) -> str:
     if p.is_dir() and not (list_checkpoints(p / "checkpoints") or list_checkpoints(p)):
         raise _bad(repr(text), "a run directory with checkpoints/ckpt_*.pt, or a checkpoint file (none there)")
     return text
+
+
+def eval_source(text: str) -> str:
+    """An argparse type: :func:`run_path`, or a W&B policy artifact ``wandb:<entity>/<project>/<artifact>[:alias]``."""
+    from eqmarl.eval.runs import ARTIFACT_FORM, ARTIFACT_PREFIX, parse_artifact_ref
+
+    if text.startswith(ARTIFACT_PREFIX):
+        try:
+            parse_artifact_ref(text)
+        except ValueError:
+            raise _bad(repr(text), ARTIFACT_FORM) from None
+        return text
+    return run_path(text)
 
 
 def device(text: str) -> str:
@@ -350,15 +364,24 @@ def eval_cmd(args: argparse.Namespace) -> int:
     from eqmarl.core.files import atomic_write, json_text
     from eqmarl.core.log import stdout_to_stderr
     from eqmarl.eval.evaluate import evaluate_run
+    from eqmarl.eval.runs import ARTIFACT_PREFIX, download_artifact
 
-    out = args.out or default_eval_out(args.run, args.overrides)
-    _check_writable("--out", out)
+    artifact = args.run.startswith(ARTIFACT_PREFIX)
+    if not artifact:
+        out = args.out or default_eval_out(args.run, args.overrides)
+        _check_writable("--out", out)
     with stdout_to_stderr() as stdout:
         try:
-            result = evaluate_run(args.run, args.overrides, args.episodes, args.seed, args.device, not args.sample)
+            run = str(download_artifact(args.run)) if artifact else args.run
+            if artifact:  # where it was downloaded is known only now
+                out = args.out or default_eval_out(run, args.overrides)
+                _check_writable("--out", out)
+            result = evaluate_run(run, args.overrides, args.episodes, args.seed, args.device, not args.sample)
         except (FileNotFoundError, ValueError, ConfigError) as e:
             print(f"eqmarl eval: {e}", file=sys.stderr)
             return 2
+        if artifact:
+            result = {**result, "run": args.run, "downloaded_to": run}
         text = json_text(result)
         atomic_write(out, text + "\n")  # first the file: a failed write exits 1 with nothing on stdout
         write_stdout(text, stdout)
@@ -491,13 +514,20 @@ def build_parser() -> argparse.ArgumentParser:
     e = command(
         "eval",
         "a checkpoint on other env settings (env.key=value): win rate, return",
-        "Evaluate a run's newest checkpoint (or a checkpoint file), optionally on other env settings, and "
-        "print one JSON document on stdout (also written to --out).",
+        "Evaluate a run's newest checkpoint (or a checkpoint file, or a policy a run logged to W&B with "
+        "logger.log_checkpoints=true), optionally on other env settings, and print one JSON document on stdout "
+        "(also written to --out).",
         "eqmarl eval runs/first --episodes 20",
         "eqmarl eval runs/smax env.surround_sides=right --episodes 500   # unseen start positions",
         "eqmarl eval runs/smax env.n_units=8 env.n_enemies=8             # another team size",
+        "eqmarl eval wandb:me/eqmarl/policy-1a2b3c4d:final               # a W&B artifact (online)",
     )
-    e.add_argument("run", type=run_path, help="run directory or checkpoint file")
+    e.add_argument(
+        "run",
+        type=eval_source,
+        help="run directory, checkpoint file, or W&B policy artifact wandb:<entity>/<project>/<artifact>[:alias] "
+        "(logger.log_checkpoints=true; online only)",
+    )
     e.add_argument("overrides", nargs="*", help="env.key=value (e.g. env.surround_sides=right env.n_units=8)")
     e.add_argument("--episodes", type=int_in(1, MAX_ENVS), default=500)
     e.add_argument("--seed", type=seed, default=0)

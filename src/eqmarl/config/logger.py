@@ -33,6 +33,13 @@ class LoggerConfig:
     # seconds the end of an online run waits for W&B to finish uploading (a server that went
     # away after the start would block it); past that the files stay for `eqmarl sync <run dir>`
     wandb_finish_timeout_s: float = 60.0
+    # W&B media: one episode of an evaluation drawn as a GIF (what `eqmarl render` draws) every
+    # N-th evaluation and at the last; null: at the first and the last evaluation; 0: never.
+    # Its cost is the `media_s` metric, left out of wall_s and steps_per_s
+    media_every: Optional[int] = None
+    # log the run's final policy (config + consolidated weights: what `eqmarl eval` loads) as a
+    # W&B model artifact, evaluated elsewhere with `eqmarl eval wandb:<entity>/<project>/<name>`
+    log_checkpoints: bool = False
 
 
 # logger.wandb_mode
@@ -40,7 +47,7 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 def check_logger(lg: LoggerConfig) -> None:
-    """The W&B mode, the logging period and the W&B start and finish timeouts.
+    """The W&B mode, the logging and media periods, the W&B timeouts and the artifact switch.
 
     Raises:
         ConfigError: naming the key and the allowed values.
@@ -53,3 +60,14 @@ def check_logger(lg: LoggerConfig) -> None:
     wait = lg.wandb_finish_timeout_s
     if not (0 < wait < float("inf")):  # also refuses nan
         raise ConfigError("logger.wandb_finish_timeout_s", wait, "a finite number of seconds > 0")
+    every = lg.media_every
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
+        raise ConfigError(
+            "logger.media_every", every, "null (the first and the last evaluation), 0 (never) or an integer N >= 1"
+        )
+    if not isinstance(lg.log_checkpoints, bool):
+        raise ConfigError("logger.log_checkpoints", lg.log_checkpoints, "true or false")
+    if lg.log_checkpoints and lg.wandb_mode == "disabled":
+        raise ConfigError(
+            "logger.log_checkpoints", True, "false while logger.wandb_mode=disabled (the artifact goes to W&B)"
+        )

@@ -32,6 +32,64 @@ from eqmarl.config import (
 from eqmarl.core.env import MultiAgentEnv
 from eqmarl.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint
 
+# `eqmarl eval wandb:<entity>/<project>/<artifact>[:alias]`: a policy that logger.log_checkpoints logged
+ARTIFACT_PREFIX = "wandb:"
+ARTIFACT_FORM = "wandb:<entity>/<project>/<artifact>[:alias], e.g. wandb:me/eqmarl/policy-1a2b3c4d:final"
+
+
+def parse_artifact_ref(text: str) -> str:
+    """``wandb:<entity>/<project>/<artifact>[:alias]`` -> ``<entity>/<project>/<artifact>:<alias>``
+    (alias ``latest`` when none is given).
+
+    Raises:
+        ValueError: naming the form it must have.
+    """
+    import re
+
+    ref = text[len(ARTIFACT_PREFIX) :] if text.startswith(ARTIFACT_PREFIX) else text
+    m = re.fullmatch(r"([^/:\s]+)/([^/:\s]+)/([A-Za-z0-9_.-]+)(?::([A-Za-z0-9_.-]+))?", ref)
+    if m is None:
+        raise ValueError(f"{text!r}; allowed: {ARTIFACT_FORM}")
+    return f"{m[1]}/{m[2]}/{m[3]}:{m[4] or 'latest'}"
+
+
+def download_artifact(text: str, root: Path | None = None) -> Path:
+    """Download a W&B policy artifact (``logger.log_checkpoints``) and return its directory,
+    which :func:`load_run` reads like a run directory.  Needs W&B online.
+
+    Args:
+        text: ``wandb:<entity>/<project>/<artifact>[:alias]``.
+        root: where to download (default: wandb's, ``./artifacts/<name>``).
+
+    Raises:
+        ValueError: a malformed reference, W&B offline (the message says how to sync the
+            run that logged it and how to go online), or the download failed (no such artifact,
+            no access, no server).
+    """
+    import os
+
+    from eqmarl.train.logger import wandb_key_configured
+
+    ref = parse_artifact_ref(text)
+    mode = os.environ.get("WANDB_MODE", "")
+    if mode in ("offline", "disabled", "dryrun") or not wandb_key_configured():
+        why = f"WANDB_MODE={mode} here" if mode in ("offline", "disabled", "dryrun") else "no W&B API key here"
+        raise ValueError(
+            f"{text}: W&B artifacts download only online ({why}). A run that trained offline keeps its "
+            "artifact in its run files until they are synced: eqmarl sync <run dir> (with an API key: "
+            "wandb login or WANDB_API_KEY) uploads it; then run this again online (WANDB_MODE unset), "
+            "or evaluate the run directory itself: eqmarl eval <run dir>"
+        )
+    import wandb
+
+    try:
+        artifact = wandb.Api().artifact(ref, type="model")
+        path = Path(artifact.download(root=None if root is None else str(root)))
+    except Exception as e:  # no such artifact, no access, server unreachable: one line
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise ValueError(f"{text}: could not download it from W&B ({type(e).__name__}: {first})") from None
+    return path
+
 
 def _build(cls: type, values: dict[str, Any]) -> Any:
     """A dataclass from a saved dict, ignoring keys this version does not know."""

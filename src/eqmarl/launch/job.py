@@ -194,7 +194,10 @@ def _train(
         resume_iteration=resume_iteration,
         wandb_run_id=trainer.wandb_run_id,
         run_name=name,
+        facts=job_facts(cfg, trainer) if cfg.logger.wandb_mode != "disabled" else None,
     )
+    _attach_media(cfg, trainer, logger, name)
+    error: BaseException | None = None
     try:
         metrics = trainer.run(logger)
         if trainer.stop_signal is not None:
@@ -206,9 +209,148 @@ def _train(
                 log.warning(f"no learning curve drawn: {file_problem(e, run_dir / 'learning_curve.png')}")
             else:
                 logger.log_image("learning_curve", png)
+    except BaseException as e:
+        error = e
+        raise
     finally:
+        try:
+            report_outcome(cfg, trainer, logger, error, run_dir)
+        except Exception as e:  # W&B's record of the end never changes how the run ends
+            log.warning(f"the run's end was not recorded in W&B ({type(e).__name__}: {e})")
         logger.close()
     return metrics
+
+
+def _attach_media(cfg: Config, trainer: Any, logger: Any, name: str) -> None:
+    """``logger.media_every``: the trainer's evaluations drawn as W&B media (when W&B runs)."""
+    if cfg.logger.media_every == 0 or not logger.media_enabled:
+        return
+    from eqmarl.eval.render import EvalMedia
+
+    spec = trainer.eval_env.spec
+    trainer.eval_media = EvalMedia(
+        cfg.logger.media_every, spec.n_agents, spec.action_type == "mixed", name, logger.log_video
+    )
+
+
+def stop_reason(trainer: Any, error: BaseException | None) -> str:
+    """Why a run ended, for the runs table: ``finished``, ``preempted`` (SLURM's USR2),
+    ``signal:<NAME>``, ``non_finite``, ``checkpoint_failed``, ``aborted`` or ``error:<type>``."""
+    from eqmarl.train.checkpoint import CheckpointWriteError
+    from eqmarl.train.nonfinite import NonFiniteError
+
+    if isinstance(error, NonFiniteError):
+        return "non_finite"
+    if isinstance(error, CheckpointWriteError):
+        return "checkpoint_failed"
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return "aborted"
+    if error is not None:
+        return f"error:{type(error).__name__}"
+    if trainer.done:
+        return "finished"
+    if trainer.stop_signal is not None:
+        return f"signal:{signal.Signals(trainer.stop_signal).name}"
+    if trainer.stopped_early:  # a stop with no signal of its own: TrainJob's preemption (USR2)
+        return "preempted"
+    return "stopped"
+
+
+def report_outcome(cfg: Config, trainer: Any, logger: Any, error: BaseException | None, run_dir: Path) -> None:
+    """The run's end in W&B: ``stop_reason``; alerts (each also the summary field ``alert/<name>``)
+    on a non-finite stop, a failed final checkpoint and a preemption past ``cluster.max_requeues``;
+    with ``logger.log_checkpoints``, the finished run's policy as a model artifact."""
+    from eqmarl.train.checkpoint import resolve_checkpoint
+
+    reason = stop_reason(trainer, error)
+    logger.summary({"stop_reason": reason, "iteration": trainer.iteration, "env_steps": trainer.env_steps})
+    if reason == "non_finite":
+        logger.alert("non_finite_stop", str(error))
+    elif reason == "checkpoint_failed":
+        logger.alert("checkpoint_failed", str(error))
+    elif reason == "preempted" and slurm_restart_count() >= cfg.cluster.max_requeues:
+        logger.alert(
+            "requeue_limit",
+            f"preempted after {slurm_restart_count()} requeues (cluster.max_requeues={cfg.cluster.max_requeues}): "
+            f"not requeued; continue with: {resume_command(run_dir)}",
+        )
+    if cfg.logger.log_checkpoints and reason == "finished":
+        try:
+            ckpt = resolve_checkpoint(run_dir)
+        except FileNotFoundError:
+            log.warning("logger.log_checkpoints: no checkpoint to log")
+            return
+        final = ckpt.name == f"ckpt_{trainer.iteration:06d}.pt"
+        logger.log_policy(ckpt, ["final", "latest"] if final else ["latest"])
+
+
+def job_facts(cfg: Config, trainer: Any) -> dict[str, Any]:
+    """Where and what ran, as W&B config keys ``job.*`` (unknown facts left out): SLURM job and array
+    ids, nodes, ranks, requeues, container runtime/image (``EQMARL_IMAGE_DIGEST`` where the site sets
+    it), eqmarl version and git commit, torch/jax versions, device."""
+    import socket
+    from importlib import metadata
+
+    import torch
+
+    import eqmarl
+
+    env = os.environ
+    try:
+        jax_version: str | None = metadata.version("jax")
+    except metadata.PackageNotFoundError:
+        jax_version = None
+    device = str(trainer.device)
+    if trainer.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(trainer.device)})"
+    facts = {
+        "job.slurm_job_id": env.get("SLURM_JOB_ID"),
+        "job.slurm_array_job_id": env.get("SLURM_ARRAY_JOB_ID"),
+        "job.slurm_array_task_id": env.get("SLURM_ARRAY_TASK_ID"),
+        "job.nodes": env.get("SLURM_JOB_NODELIST") or socket.gethostname(),
+        "job.world_size": trainer.world_size,
+        "job.requeues": slurm_restart_count(),
+        "job.container_runtime": container_runtime(cfg),
+        "job.container_image": env.get("APPTAINER_CONTAINER") or cfg.container.image,
+        "job.image_digest": env.get("EQMARL_IMAGE_DIGEST"),
+        "job.eqmarl_version": getattr(eqmarl, "__version__", None),
+        "job.git_commit": git_commit(),
+        "job.torch_version": torch.__version__,
+        "job.jax_version": jax_version,
+        "job.device": device,
+    }
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def container_runtime(cfg: Config) -> str:
+    """The container this process runs in: what the process sees (docker, apptainer,
+    charliecloud), else ``container.runtime`` (``none``)."""
+    if os.path.exists("/.dockerenv"):
+        return "docker"
+    if "APPTAINER_CONTAINER" in os.environ or "SINGULARITY_CONTAINER" in os.environ:
+        return "apptainer"
+    if os.path.exists("/ch/environment"):
+        return "charliecloud"
+    return cfg.container.runtime
+
+
+def git_commit() -> str | None:
+    """The git commit eqmarl runs from (``EQMARL_GIT_COMMIT`` first; None: not a git checkout)."""
+    import subprocess
+
+    if os.environ.get("EQMARL_GIT_COMMIT"):
+        return os.environ["EQMARL_GIT_COMMIT"]
+    try:
+        p = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
 
 
 def one_rank_learner(cfg: Config) -> Config:

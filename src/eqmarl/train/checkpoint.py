@@ -122,3 +122,40 @@ def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint file belongs to."""
     checkpoint = Path(checkpoint).resolve()
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+# what a policy export keeps of a checkpoint: what `eqmarl eval`/`render`/`xplay` load (no optimizer, RNG, envs)
+POLICY_KEYS = ("format", "config", "policy", "value_norm", "iteration", "env_steps", "wall_s", "last_eval")
+
+
+def export_policy(checkpoint: Path, dest: Path) -> dict[str, Any]:
+    """Write ``checkpoint``'s policy as a run directory that ``eqmarl eval`` loads: ``dest/config.json``
+    and ``dest/checkpoints/ckpt_<iteration>.pt`` (+ ``latest``) with :data:`POLICY_KEYS` only.
+
+    The policy is the checkpoint's plain (consolidated) state dict, whatever the learner.
+
+    Returns:
+        metadata: iteration, env steps, env and model names, the last evaluation.
+    """
+    import json
+    import math
+
+    state = load_checkpoint(checkpoint)
+    slim = {k: state[k] for k in POLICY_KEYS if k in state}
+    iteration = int(slim.get("iteration", 0))
+    name = f"ckpt_{iteration:06d}.pt"
+    buf = io.BytesIO()
+    torch.save(slim, buf)
+    atomic_write_bytes(Path(dest) / "checkpoints" / name, buf.getvalue())
+    atomic_write_bytes(Path(dest) / "checkpoints" / "latest", name.encode())
+    cfg = slim.get("config") or {}
+    atomic_write_bytes(Path(dest) / "config.json", json.dumps(cfg, indent=2).encode())
+    return {
+        "iteration": iteration,
+        "env_steps": int(slim.get("env_steps", 0)),
+        "env": (cfg.get("env") or {}).get("name"),
+        "model": (cfg.get("model") or {}).get("name"),
+        "last_eval": {
+            k: v for k, v in (slim.get("last_eval") or {}).items() if isinstance(v, (int, float)) and math.isfinite(v)
+        },
+    }

@@ -7,6 +7,13 @@ A server that does not answer within ``logger.wandb_init_timeout_s`` turns the r
 one that goes away later makes ``finish`` give up after ``logger.wandb_finish_timeout_s`` (the run's files stay,
 ``eqmarl sync`` uploads them).  The API key is read by wandb from the environment; it is never written by eqmarl.
 
+Beyond the charts, a W&B run gets: the config as flat keys (``model.name``, ``env.surround_sides``:
+filter and group by them) with the job's facts (``job.*``, from the launcher); runs-table summary fields
+(``final_``/``best_eval_return``, ``..._eval_win_rate``, ``env_steps_per_s``, ``wall_s``, ``stop_reason``);
+evaluation episodes as media (``eval_episode``, ``logger.media_every``); alerts, each also a summary field
+``alert/<name>`` (``run.alert`` does nothing offline); and, with ``logger.log_checkpoints``, the final
+policy as a model artifact.  :func:`read_wandb_run` reads an offline run's records back.
+
 The run files a sink writes may be damaged or refuse writes (full or read-only disk, a directory in a file's
 place): each problem is reported in one line and training goes on (:class:`CsvLogger`, :class:`WandbLogger`).
 """
@@ -19,9 +26,10 @@ import io
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from eqmarl.core.log import get_logger
 
@@ -354,6 +362,38 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as flat dotted keys (``{"model": {"name": "e2gn2"}}`` -> ``{"model.name": "e2gn2"}``),
+    so W&B filters and groups by each key; lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flat_config(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+class EpisodeMedia(Protocol):
+    """What the trainer asks of the evaluation media (``logger.media_every``;
+    :class:`eqmarl.eval.render.EvalMedia`)."""
+
+    def start(self, evaluation: int, last: bool) -> Callable[..., None] | None:
+        """The ``on_step`` hook for the ``evaluation``-th evaluation (None: not drawn)."""
+        ...
+
+    def finish(self, iteration: int, env_steps: int) -> float | None:
+        """Draw and log what was recorded; the seconds it took (None: nothing)."""
+        ...
+
+
+# summary fields of the runs table: the final and best value of these metrics (where logged)
+SUMMARY_BEST = ("eval_return", "eval_win_rate")
+# W&B alert levels by name
+ALERT_LEVELS = ("INFO", "WARN", "ERROR")
+
+
 def wandb_key_configured() -> bool:
     """True when W&B has an API key: ``WANDB_API_KEY`` or a ``wandb login`` netrc entry."""
     if os.environ.get("WANDB_API_KEY"):
@@ -426,6 +466,7 @@ class WandbLogger:
         config_dict: dict[str, Any],
         run_id: str | None,
         name: str | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> None:
         try:
             import wandb
@@ -452,7 +493,7 @@ class WandbLogger:
                 group=cfg.group,
                 job_type=cfg.job_type,
                 tags=list(cfg.tags) or None,
-                config=config_dict,
+                config=flat_config(config_dict),
                 dir=str(run_dir),
                 mode=cast(WandbMode, mode),
                 id=run_id,
@@ -479,6 +520,9 @@ class WandbLogger:
         self.run.define_metric("env_steps")
         self.run.define_metric("*", step_metric="env_steps")
         self.run_id = self.run.id
+        self.name = name or self.run_id
+        if facts:  # a resumed run's facts change (nodes, requeues): the newest are kept
+            self._call(lambda: self.run.config.update(facts, allow_val_change=True), "config")
 
     def _start(self, init: Any, mode: str, cfg: Any) -> Any:
         """``init(mode)``; online, a server that does not answer in time: offline under the same id."""
@@ -504,6 +548,47 @@ class WandbLogger:
     def log_image(self, key: str, path: Path) -> None:
         if self.run is not None:
             self._send({key: self._wandb.Image(str(path))})
+
+    def log_video(self, key: str, path: Path, caption: str, env_steps: int) -> None:
+        """A GIF (or video file) as W&B media at ``env_steps`` (copied into the run at once)."""
+        if self.run is not None:
+            self._send({key: self._wandb.Video(str(path), caption=caption), "env_steps": env_steps})
+
+    def summary(self, fields: dict[str, Any]) -> None:
+        """Set runs-table summary fields."""
+        if self.run is not None:
+            self._call(lambda: self.run.summary.update(fields), "summary")
+
+    def alert(self, name: str, text: str, level: str = "ERROR") -> None:
+        """A W&B alert (Slack/email where the user enabled them; nothing offline) and the
+        summary field ``alert/<name>`` with the same text, which offline runs keep too."""
+        if self.run is None:
+            return
+        self.summary({f"alert/{name}": text})
+        title = f"eqmarl {name}: {self.name}"[:63]  # W&B wants titles under 64 characters
+        levels = self._wandb.AlertLevel  # type: ignore[attr-defined]  # re-exported, not in its stubs
+        self._call(lambda: self.run.alert(title=title, text=text, level=getattr(levels, level)), "alert")
+
+    def log_artifact(self, name: str, root: Path, metadata: dict[str, Any], aliases: list[str]) -> None:
+        """Every file under ``root`` as the model artifact ``name`` (staged by W&B at once)."""
+        if self.run is None:
+            return
+        wandb = self._wandb
+
+        def log_it() -> None:
+            art = wandb.Artifact(name, type="model", metadata=metadata)
+            for f in sorted(p for p in root.rglob("*") if p.is_file()):
+                art.add_file(str(f), name=f.relative_to(root).as_posix())
+            self.run.log_artifact(art, aliases=aliases)
+
+        self._call(log_it, "artifact")
+
+    def _call(self, fn: Callable[[], Any], what: str) -> None:
+        """``fn()``; a W&B failure is said in one line and training goes on."""
+        try:
+            fn()
+        except Exception as e:
+            log.warning(f"W&B {what} not recorded ({type(e).__name__}: {e})")
 
     def _send(self, data: dict[str, Any]) -> None:
         if self.run is None:
@@ -559,6 +644,29 @@ def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
+def _best_so_far(path: Path, resume_iteration: int | None) -> dict[str, float]:
+    """The best of :data:`SUMMARY_BEST` in ``metrics.csv`` up to ``resume_iteration`` ({}: a fresh run)."""
+    if not resume_iteration:
+        return {}
+    try:
+        table = read_metrics_table(path)
+    except OSError:
+        return {}
+    best: dict[str, float] = {}
+    for row in table.rows:
+        it = row_iteration(row)
+        if it is None or it > resume_iteration:
+            continue
+        for key in SUMMARY_BEST:
+            try:
+                v = float(row.get(key) or "nan")
+            except ValueError:
+                continue
+            if math.isfinite(v):
+                best[key] = max(v, best.get(key, v))
+    return best
+
+
 class Progress:
     """tqdm bar over env steps with steps/s and the latest returns."""
 
@@ -603,12 +711,21 @@ class Logger:
         resume_iteration: int | None = None,
         wandb_run_id: str | None = None,
         run_name: str | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> None:
         self.csv = CsvLogger(Path(run_dir) / "metrics.csv", resume_iteration) if cfg.csv else None
         self.wandb = None
         if cfg.wandb_mode != "disabled":
-            self.wandb = WandbLogger(cfg, Path(run_dir), config_dict, wandb_run_id, run_name)
+            self.wandb = WandbLogger(cfg, Path(run_dir), config_dict, wandb_run_id, run_name, facts)
         self.progress = Progress(total_env_steps, start_env_steps, cfg.progress)
+        # the best of SUMMARY_BEST so far (a resumed run: from metrics.csv up to the checkpoint)
+        self._best: dict[str, float] = _best_so_far(Path(run_dir) / "metrics.csv", resume_iteration)
+        self._media_s = 0.0
+
+    @property
+    def media_enabled(self) -> bool:
+        """W&B takes media (it is on and its run started)."""
+        return self.wandb is not None and self.wandb.run is not None
 
     @property
     def wandb_run_id(self) -> str | None:
@@ -619,7 +736,60 @@ class Logger:
             self.csv.log(metrics)
         if self.wandb is not None:
             self.wandb.log(metrics)
+            self.wandb.summary(self._summary_fields(metrics))
         self.progress.update(int(metrics["env_steps"]), metrics)
+
+    def _summary_fields(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """The runs table's fields after ``metrics``: final and best evaluation, throughput, wall time."""
+        out: dict[str, Any] = {}
+        for key in SUMMARY_BEST:
+            v = metrics.get(key)
+            if v is None or _isnan(v):
+                continue
+            self._best[key] = max(v, self._best.get(key, v))
+            out[f"final_{key}"], out[f"best_{key}"] = v, self._best[key]
+        wall = metrics.get("wall_s")
+        if wall:
+            out["wall_s"] = wall
+            out["env_steps_per_s"] = metrics["env_steps"] / wall
+        if metrics.get("media_s") is not None:
+            self._media_s += metrics["media_s"]
+            out["media_s_total"] = self._media_s
+        return out
+
+    def log_video(self, path: Path, caption: str, env_steps: int) -> None:
+        """An evaluation episode's GIF as the W&B media ``eval_episode``."""
+        if self.wandb is not None:
+            self.wandb.log_video("eval_episode", path, caption, env_steps)
+
+    def summary(self, fields: dict[str, Any]) -> None:
+        """Runs-table summary fields (``stop_reason``, ...)."""
+        if self.wandb is not None:
+            self.wandb.summary(fields)
+
+    def alert(self, name: str, text: str, level: str = "ERROR") -> None:
+        """A W&B alert, kept as the summary field ``alert/<name>`` too (alerts do nothing offline)."""
+        if self.wandb is not None:
+            self.wandb.alert(name, text, level)
+
+    def log_policy(self, checkpoint: Path, aliases: list[str]) -> str | None:
+        """The checkpoint's policy (config + weights, the layout ``eqmarl eval`` loads) as the W&B
+        model artifact ``policy-<run id>``.
+
+        Returns:
+            the artifact's name (None: W&B is off).
+        """
+        if self.wandb is None or self.wandb.run is None:
+            return None
+        import tempfile
+
+        from eqmarl.train.checkpoint import export_policy
+
+        name = f"policy-{self.wandb.run_id}"
+        with tempfile.TemporaryDirectory(prefix="eqmarl-artifact-") as tmp:
+            meta = export_policy(checkpoint, Path(tmp))
+            self.wandb.log_artifact(name, Path(tmp), meta, aliases)
+        return name
 
     def held_rows(self) -> list[dict[str, str]]:
         """``metrics.csv`` rows not written yet (the file could not be written); the trainer
@@ -677,8 +847,46 @@ def _wandb_records(path: Path):
             pending = b""
 
 
-def read_wandb_history(run_file: Path) -> list[dict[str, Any]]:
-    """Every ``history`` row (what ``run.log`` wrote) in a W&B run file, in order.
+@dataclass
+class WandbRunRecords:
+    """What a W&B run file (``run-*.wandb``) holds, as eqmarl's tests and tools read it back.
+
+    Attributes:
+        config: the config keys and values (the last value of each).
+        group: the run's group.
+        summary: the summary fields (the last value of each; nested keys joined by ``.``).
+        history: every ``run.log`` row, in order.
+        alerts: ``{"title", "text", "level"}`` of each ``run.alert``.
+        artifacts: ``{"name", "type", "aliases", "metadata", "files": {path: size}}`` of each
+            logged artifact.
+    """
+
+    config: dict[str, Any]
+    group: str
+    summary: dict[str, Any]
+    history: list[dict[str, Any]]
+    alerts: list[dict[str, str]]
+    artifacts: list[dict[str, Any]]
+
+
+def _newest_run_file(run_file: Path) -> Path:
+    run_file = Path(run_file)
+    if run_file.is_dir():
+        files = sorted(run_file.rglob("run-*.wandb"), key=lambda p: p.stat().st_mtime)
+        if not files:
+            raise FileNotFoundError(f"no run-*.wandb under {run_file}")
+        return files[-1]
+    return run_file
+
+
+def _items(updates: Any) -> dict[str, Any]:
+    import json
+
+    return {(u.key or ".".join(u.nested_key)): json.loads(u.value_json) for u in updates}
+
+
+def read_wandb_run(run_file: Path) -> WandbRunRecords:
+    """Read a W&B run file back (offline runs: nothing else holds their config and summary).
 
     Args:
         run_file: a ``run-*.wandb`` file, or a directory searched for the newest one.
@@ -687,20 +895,40 @@ def read_wandb_history(run_file: Path) -> list[dict[str, Any]]:
 
     from wandb.proto import wandb_internal_pb2
 
-    run_file = Path(run_file)
-    if run_file.is_dir():
-        files = sorted(run_file.rglob("run-*.wandb"), key=lambda p: p.stat().st_mtime)
-        if not files:
-            raise FileNotFoundError(f"no run-*.wandb under {run_file}")
-        run_file = files[-1]
-    rows = []
-    for payload in _wandb_records(run_file):
+    out = WandbRunRecords({}, "", {}, [], [], [])
+    for payload in _wandb_records(_newest_run_file(run_file)):
         rec = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf, no stubs
         rec.ParseFromString(payload)
-        if rec.WhichOneof("record_type") == "history":
-            row = {}
-            for item in rec.history.item:
-                key = item.key or ".".join(item.nested_key)
-                row[key] = json.loads(item.value_json)
-            rows.append(row)
-    return rows
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            out.config.update(_items(rec.run.config.update))
+            out.group = rec.run.run_group
+        elif kind == "config":
+            out.config.update(_items(rec.config.update))
+        elif kind == "summary":
+            out.summary.update(_items(rec.summary.update))
+        elif kind == "history":
+            out.history.append(_items(rec.history.item))
+        elif kind == "alert":
+            out.alerts.append({"title": rec.alert.title, "text": rec.alert.text, "level": rec.alert.level})
+        elif kind == "artifact":
+            a = rec.artifact
+            out.artifacts.append(
+                {
+                    "name": a.name,
+                    "type": a.type,
+                    "aliases": list(a.aliases),
+                    "metadata": json.loads(a.metadata or "{}"),
+                    "files": {c.path: c.size for c in a.manifest.contents},
+                }
+            )
+    return out
+
+
+def read_wandb_history(run_file: Path) -> list[dict[str, Any]]:
+    """Every ``history`` row (what ``run.log`` wrote) in a W&B run file, in order.
+
+    Args:
+        run_file: a ``run-*.wandb`` file, or a directory searched for the newest one.
+    """
+    return read_wandb_run(run_file).history

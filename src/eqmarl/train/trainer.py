@@ -54,7 +54,7 @@ from eqmarl.wrappers.other_play import OtherPlay
 log = get_logger("train")
 
 if TYPE_CHECKING:
-    from eqmarl.train.logger import Logger
+    from eqmarl.train.logger import EpisodeMedia, Logger
 
 # state_dict entries that differ between ranks (own envs, own random streams)
 RANK_STATE_KEYS = ("rng", "env", "obs", "other_play")
@@ -177,6 +177,9 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self._logger: Logger | None = None  # the run's metrics sinks (rank 0, while run() runs)
         self._held_rows: list[dict[str, str]] = []  # metrics.csv rows a checkpoint held back, to write
+        # W&B media of evaluation episodes (logger.media_every; set by the launcher on rank 0)
+        self.eval_media: EpisodeMedia | None = None
+        self._untimed_s = 0.0  # seconds of this run() left out of wall_s (drawing the media)
         self.obs = self.env.reset(seed=self.env_seed)
 
     def _build_phases(self) -> None:
@@ -234,9 +237,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluate
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, on_step: Callable[..., None] | None = None) -> dict[str, float]:
         """One episode in each of ``train.eval_episodes`` envs with deterministic actions.
 
+        ``on_step`` is :func:`~eqmarl.core.episodes.run_episodes`' hook (the media recorder).
         Runs under a forked RNG with a fixed env seed (:func:`~eqmarl.core.episodes.run_episodes`),
         so evaluation neither perturbs training nor varies between evaluations except
         through the policy.
@@ -248,7 +252,7 @@ class Trainer:
                 mode = over_env_chunks(lambda o: self.policy.distribution(o).mode(), obs, chunk)
             return _float32(mode)
 
-        return run_episodes(self.eval_env, act, seed=self.cfg.seed + 777).summary()
+        return run_episodes(self.eval_env, act, seed=self.cfg.seed + 777, on_step=on_step).summary()
 
     # ------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -395,6 +399,7 @@ class Trainer:
         self._take_pending_stop()
         metrics: dict[str, float] = {}
         start_wall = time.perf_counter() - self.wall_s
+        self._untimed_s = 0.0
         try:
             stop = self.strategy.any_rank(self._stop_requested)  # all ranks agree on stopping
             while not self.done and not stop:
@@ -433,14 +438,25 @@ class Trainer:
         stop = self._advance()
         last = self.done
         if self._eval_due(last):
-            self.last_eval = self.evaluate()
+            media = self.eval_media.start(self._evaluation_number(), last) if self.eval_media is not None else None
+            self.last_eval = self.evaluate(on_step=media)
             metrics.update(self.last_eval)
-        self.wall_s = time.perf_counter() - start_wall
+        self.wall_s = time.perf_counter() - start_wall - self._untimed_s
         metrics.update(self._iteration_metrics(rollout, lr, started, rolled_out, updated))
+        if self.eval_media is not None:  # drawn after the timings: not in wall_s nor steps_per_s
+            media_s = self.eval_media.finish(self.iteration, self.env_steps)
+            if media_s is not None:
+                metrics["media_s"] = media_s
+                self._untimed_s += media_s
         if logger is not None and (last or self.iteration % self.cfg.logger.log_every == 0):
             logger.log(metrics)
         self._checkpoint_if_due(final=last or stop)
         return metrics, stop
+
+    def _evaluation_number(self) -> int:
+        """Which evaluation of the run (1-based) the one after this iteration is."""
+        every = self.cfg.train.eval_every
+        return max(1, math.ceil(self.iteration / every)) if every > 0 else 1
 
     def _schedule_lr(self) -> float:
         """Set this iteration's learning rate (``algo.anneal_lr``: linear to 0 at the last)."""
