@@ -466,7 +466,6 @@ class WandbLogger:
         config_dict: dict[str, Any],
         run_id: str | None,
         name: str | None = None,
-        facts: dict[str, Any] | None = None,
     ) -> None:
         try:
             import wandb
@@ -520,8 +519,10 @@ class WandbLogger:
         self.run.define_metric("env_steps")
         self.run.define_metric("*", step_metric="env_steps")
         self.run_id = self.run.id
-        self.name = name or self.run_id
-        if facts:  # a resumed run's facts change (nodes, requeues): the newest are kept
+
+    def add_facts(self, facts: dict[str, Any]) -> None:
+        """The job's facts as config keys; a resumed run's change (nodes, requeues): the newest are kept."""
+        if self.run is not None:
             self._call(lambda: self.run.config.update(facts, allow_val_change=True), "config")
 
     def _start(self, init: Any, mode: str, cfg: Any) -> Any:
@@ -565,7 +566,7 @@ class WandbLogger:
         if self.run is None:
             return
         self.summary({f"alert/{name}": text})
-        title = f"eqmarl {name}: {self.name}"[:63]  # W&B wants titles under 64 characters
+        title = f"eqmarl {name}: {self.run.name or self.run_id}"[:63]  # W&B wants titles under 64 characters
         levels = self._wandb.AlertLevel  # type: ignore[attr-defined]  # re-exported, not in its stubs
         self._call(lambda: self.run.alert(title=title, text=text, level=getattr(levels, level)), "alert")
 
@@ -716,7 +717,9 @@ class Logger:
         self.csv = CsvLogger(Path(run_dir) / "metrics.csv", resume_iteration) if cfg.csv else None
         self.wandb = None
         if cfg.wandb_mode != "disabled":
-            self.wandb = WandbLogger(cfg, Path(run_dir), config_dict, wandb_run_id, run_name, facts)
+            self.wandb = WandbLogger(cfg, Path(run_dir), config_dict, wandb_run_id, run_name)
+            if facts:
+                self.wandb.add_facts(facts)
         self.progress = Progress(total_env_steps, start_env_steps, cfg.progress)
         # the best of SUMMARY_BEST so far (a resumed run: from metrics.csv up to the checkpoint)
         self._best: dict[str, float] = _best_so_far(Path(run_dir) / "metrics.csv", resume_iteration)
