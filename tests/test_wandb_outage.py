@@ -240,6 +240,7 @@ def test_sync_uses_the_installed_wandb_and_gives_up_after_timeout(tmp_path, clea
     t0 = time.monotonic()
     p = subprocess.run(
         [sys.executable, "-m", "eqmarl.cli", "sync", str(run_dir), "--timeout", "4"],
+        cwd=tmp_path,  # wandb sync writes a wandb/ folder in its working directory
         capture_output=True,
         text=True,
         env=env,
@@ -287,6 +288,7 @@ def test_server_gone_after_a_good_start_bounds_finish_and_eqmarl_sync_uploads_la
     try:
         p = subprocess.run(
             [sys.executable, "-m", "eqmarl.cli", "sync", str(run_dir), "--timeout", "60"],
+            cwd=tmp_path,  # wandb sync writes a wandb/ folder in its working directory
             capture_output=True,
             text=True,
             env=wandb_env(clean_env, back.port),
