@@ -3,9 +3,10 @@
 ``env=smax``: jaxmarl with its declared dependencies (gymnax included), a consistent
 environment (``pip check``) and a tiny SMAX PPO run of the installed package.
 
-Downloads from the package index and takes minutes (measured on this project's 2-core
-machines with an empty pip cache: install 4.5 min and run 2 min at load 10), so it runs
-only where ``EQMARL_INSTALL_TEST=1`` (``.ci/run`` sets it) and is marked ``install``.
+Downloads from the package index and takes minutes (measured on this project's shared
+2-core machine with an empty pip cache: 5.5 min at load 8-11, of which the install is about
+4.5 and the run, JAX's compilation mostly, about 1), so it runs only where
+``EQMARL_INSTALL_TEST=1`` (``.ci/run`` sets it) and is marked ``install``.
 """
 
 from __future__ import annotations
