@@ -1,6 +1,6 @@
 """SMACv2 on SMAX: start positions, entity graph, masks, moves, wins, autoreset, heads.
 
-Needs jax and jaxmarl (``.ci/setup-smax.sh``); skipped without them.  Envs are built
+Needs jax and jaxmarl (``pip install -c constraints.txt -e '.[smax]'``); skipped without them.  Envs are built
 once per module (each compiles its jitted step, ~10 s on a loaded 2-core machine).
 """
 

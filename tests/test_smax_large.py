@@ -1,7 +1,7 @@
 """SMAX N-vs-N (issue 12's large agent counts on SMACv2): the scaled map, spawns inside
 the walls, and E2GN2 PPO with kNN graphs that keep SMACv2's edge rule.
 
-Needs jax and jaxmarl (``.ci/setup-smax.sh``); skipped without them.
+Needs jax and jaxmarl (``pip install -c constraints.txt -e '.[smax]'``); skipped without them.
 """
 
 from __future__ import annotations

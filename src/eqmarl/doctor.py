@@ -203,7 +203,7 @@ CHECKS: dict[str, Callable[[], Check]] = {
     "gpu": check_gpu,
     "nccl": check_nccl,
     "jax": check_jax,
-    "jaxmarl": lambda: _module("jaxmarl", "bash .ci/setup-smax.sh (jaxmarl goes in with --no-deps)"),
+    "jaxmarl": lambda: _module("jaxmarl", "pip install 'eqmarl[smax]'"),
     "hanabi": check_hanabi,
     "mpe": lambda: _module("vmas", "pip install 'eqmarl[mpe]'"),
     "mpe2": lambda: _module("mpe2", "pip install 'eqmarl[mpe]'"),

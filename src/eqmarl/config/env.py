@@ -249,7 +249,7 @@ ENV_PACKAGES: dict[tuple[str, str], tuple[tuple[str, ...], str, str]] = {
         "CMAKE_POLICY_VERSION_MINIMUM=3.5 pip install hanabi-learning-environment",
         "fast",
     ),
-    ("smacv2", "smax"): (("jax", "jaxmarl"), "pip install 'eqmarl[smax]' (exact lines: .ci/setup-smax.sh)", "sc2"),
+    ("smacv2", "smax"): (("jax", "jaxmarl"), "pip install 'eqmarl[smax]'", "sc2"),
 }
 
 

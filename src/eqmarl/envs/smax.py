@@ -151,7 +151,7 @@ def import_jax() -> Any:
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             f"env.backend=smax needs jax and jaxmarl ({e.name} is missing): pip install 'eqmarl[smax]' "
-            "(see .ci/setup-smax.sh for the exact lines)"
+            "(the versions CI tests: pip install -c constraints.txt 'eqmarl[smax]')"
         ) from e
     cache = getattr(jax.config, "jax_compilation_cache_dir", None)
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and cache is None:
