@@ -336,7 +336,7 @@ class SmaxSMACv2:
             walls_cause_death=True,
             see_enemy_actions=True,
         )
-        inner = self._smax._env
+        inner = self._smax.batched
         if scenario is None:
             inner.position_generator = make_start_positions(
                 n_units,

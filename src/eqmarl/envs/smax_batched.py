@@ -97,7 +97,7 @@ class AgentRows(MutableMapping[str, Any]):
         return cls(tuple(zip(names, arrays, strict=True)), dict(zip(keys, rest, strict=True)))
 
 
-class BatchedSMAX(SMAX):  # type: ignore[misc]
+class BatchedSMAX(SMAX):
     """SMAX whose observation and available-action functions are batched (module docstring);
     constructed with SMAX's arguments."""
 
@@ -158,31 +158,32 @@ class BatchedSMAX(SMAX):  # type: ignore[misc]
         enemy = jnp.concatenate([base[a:], enemy_t], axis=1).astype(jnp.uint8)
         return ally, enemy
 
-    def get_obs_unit_list(self, state: Any) -> AgentRows:
+    def get_obs_unit_list(self, state: Any) -> AgentRows:  # type: ignore[override]
         """SMAX's ``unit_list`` observations, one array behind the per-agent mapping."""
         return AgentRows(((tuple(self.agents), self.unit_list_obs(state)),))
 
-    def get_obs(self, state: Any) -> Any:
+    def get_obs(self, state: Any) -> Any:  # type: ignore[override]
         if self.observation_type == "unit_list":
             return self.get_obs_unit_list(state)
         return super().get_obs(state)
 
-    def get_avail_actions(self, state: Any) -> AgentRows:
+    def get_avail_actions(self, state: Any) -> AgentRows:  # type: ignore[override]
         """SMAX's available actions, two arrays behind the per-agent mapping."""
         ally, enemy = self.avail_actions(state)
         a = self.num_allies
         return AgentRows(((tuple(self.agents[:a]), ally), (tuple(self.agents[a:]), enemy)))
 
 
-class BatchedHeuristicEnemySMAX(HeuristicEnemySMAX):  # type: ignore[misc]
+class BatchedHeuristicEnemySMAX(HeuristicEnemySMAX):
     """``HeuristicEnemySMAX`` on :class:`BatchedSMAX`, its enemies' observations, actions
     and policy state kept as arrays; the same arguments."""
 
     def __init__(self, enemy_shoots: bool = True, attack_mode: str = "closest", **env_kwargs: Any) -> None:
         super().__init__(enemy_shoots=enemy_shoots, attack_mode=attack_mode, **env_kwargs)
         # EnemySMAX builds a plain SMAX; the heuristic policy reads the env it is given
-        self._env = BatchedSMAX(**env_kwargs)
-        self.heuristic_policy = create_heuristic_policy(self._env, 1, shoot=enemy_shoots, attack_mode=attack_mode)
+        self.batched = BatchedSMAX(**env_kwargs)
+        self._env = self.batched
+        self.heuristic_policy = create_heuristic_policy(self.batched, 1, shoot=enemy_shoots, attack_mode=attack_mode)
 
     def get_enemy_policy_initial_state(self, key: Any) -> Any:
         one = get_heuristic_policy_initial_state()
@@ -190,7 +191,7 @@ class BatchedHeuristicEnemySMAX(HeuristicEnemySMAX):  # type: ignore[misc]
 
     def enemy_observations(self, smax_state: Any) -> Any:
         """``[M, obs_size]``: the enemies' ``unit_list`` observations (what the heuristic reads)."""
-        return self._env.unit_list_obs(smax_state, first=self.num_allies)
+        return self.batched.unit_list_obs(smax_state, first=self.num_allies)
 
     def enemy_actions(self, key: Any, policy_state: Any, enemy_obs: Any) -> tuple[Any, Any]:
         """The heuristic's discrete actions ``[M]`` and next policy state (the keys of
@@ -202,10 +203,10 @@ class BatchedHeuristicEnemySMAX(HeuristicEnemySMAX):  # type: ignore[misc]
         actions, policy_state = self.enemy_actions(key, policy_state, enemy_obs)
         return AgentRows(((tuple(self.enemy_agents), actions),)), policy_state
 
-    def reset(self, key: Any) -> tuple[AgentRows, Any]:
+    def reset(self, key: Any) -> tuple[AgentRows, Any]:  # type: ignore[override]
         """``EnemySMAX.reset`` (the same keys and values), its observations one array."""
         key, reset_key = jax.random.split(key)
-        obs, state = self._env.reset(reset_key)
+        obs, state = self.batched.reset(reset_key)
         policy_state = self.get_enemy_policy_initial_state(key)
         allies = AgentRows(((tuple(self.agents), obs.array()[: self.num_allies]),), {"world_state": obs["world_state"]})
         return allies, EnemyState(state=state, enemy_policy_state=policy_state)
