@@ -1,12 +1,16 @@
 """``env.scenario=<JaxMARL map>`` on SMAX: the name table, config checks, JaxMARL's own unit
 types and start positions, asymmetric teams, mixed-race one-hots, equivariance, training.
 
-Each scenario compiles its own reset and step (~10 s each on a loaded 2-core machine): the
-fast tier builds 5m_vs_6m (asymmetric, fixed types) and smacv2_5_units (JaxMARL's
-generators, mixed races); every other name is built under ``slow``.
+Each scenario compiles its own reset and step (~20 s of CPU each): the fast tier builds
+5m_vs_6m (asymmetric, fixed types) and smacv2_5_units (JaxMARL's generators, mixed races);
+``slow`` builds three more kinds (an asymmetric mixed-type map, hydralisks vs zealots, 10v10
+generated); the other nine names run with ``EQMARL_TEST_ALL_SMAX_MAPS=1`` (all passed when
+this file was written; together ~3 min of CPU more).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -29,6 +33,8 @@ from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario  
 from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO  # noqa: E402
 
 FAST = ("5m_vs_6m", "smacv2_5_units")
+SLOW = ("3s5z_vs_3s6z", "6h_vs_8z", "smacv2_10_units")
+ALL_MAPS = os.environ.get("EQMARL_TEST_ALL_SMAX_MAPS") == "1"
 
 
 def test_name_table_is_jaxmarls() -> None:
@@ -133,6 +139,8 @@ def test_e2gn2_equivariant_on_scenario_observations(fast_env: tuple[str, SmaxSMA
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in JAXMARL_SCENARIOS if n not in FAST])
 def test_every_scenario_builds_and_steps(name: str) -> None:
+    if name not in SLOW and not ALL_MAPS:
+        pytest.skip("one of the nine further JaxMARL maps: EQMARL_TEST_ALL_SMAX_MAPS=1 runs them")
     _check_runs(SmaxSMACv2(2, scenario=name, seed=0), name, steps=2)
 
 
