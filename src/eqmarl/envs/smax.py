@@ -6,10 +6,10 @@ per-agent observation and mask functions batched by :mod:`eqmarl.envs.smax_batch
 per-race unit types (:mod:`eqmarl.envs.smacv2_scenarios`), or, with ``scenario``
 (``env.scenario``), one of JaxMARL's named maps exactly as JaxMARL sets it up: its team
 sizes (asymmetric ones such as 5m_vs_6m included), unit types (smacv2_*: drawn over all
-six types, mixed races), start positions and 32 x 32 map (:data:`JAXMARL_SCENARIOS`).  Reset, step, autoreset and the extraction of
-eqmarl's observation are one pure function per env, ``vmap``-ped over all envs and
-``jit``-compiled once; the arrays reach torch through DLPack (no copies where the
-devices agree).  JAX is told not to preallocate GPU memory (torch shares the GPU).
+six types, mixed races), start positions and 32 x 32 map (:data:`JAXMARL_SCENARIOS`).
+Reset, step, autoreset and the extraction of eqmarl's observation are one pure function
+per env, ``vmap``-ped over all envs and ``jit``-compiled once; the arrays reach torch
+through DLPack (no copies where the devices agree).  JAX is told not to preallocate GPU memory (torch shares the GPU).
 
 What eqmarl adds on top of SMAX, by wrapping it (SMAX's code is used, not copied):
 
