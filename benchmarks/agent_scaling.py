@@ -30,6 +30,9 @@ space (``--mem-cap-gb``; a point that does not fit is reported as ``"oom"``).  P
 * ``load_avg``: the machine's 1/5/15-minute load averages (``uptime``) before and after the
   point (a shared machine: figures taken under load are slower than the machine).
 
+Every point compiles into an empty JAX compilation cache (SMAX's programs are compiled, not
+read back; ``--warm-jax-cache`` keeps ``$JAX_COMPILATION_CACHE_DIR``/eqmarl's cache instead).
+
 ``--merge`` keeps the points of an existing ``--out`` file that this run does not measure
 again (same agents, kNN, checkpointing and learner), so a file can be refreshed point by point.
 
@@ -46,6 +49,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -225,6 +229,7 @@ def main() -> dict:
     ap.add_argument("--mem-cap-gb", type=float, default=6.0)
     ap.add_argument("--timeout-s", type=float, default=900)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--warm-jax-cache", action="store_true", help="use the usual JAX compilation cache")
     ap.add_argument("--merge", action="store_true", help="keep --out's points that this run does not measure")
     ap.add_argument("--point", action="store_true", help=argparse.SUPPRESS)
     args, overrides = ap.parse_known_args()
@@ -242,6 +247,9 @@ def main() -> dict:
                         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
                         os.nice(5)
 
+                    env = dict(os.environ)
+                    if not args.warm_jax_cache:
+                        env["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxcache-")
                     t, load_before = time.perf_counter(), [round(v, 2) for v in os.getloadavg()]
                     try:
                         p = subprocess.run(
@@ -250,6 +258,7 @@ def main() -> dict:
                             text=True,
                             timeout=args.timeout_s,
                             preexec_fn=limit,
+                            env=env,
                             check=False,
                         )
                         if p.returncode == 0:
@@ -277,6 +286,7 @@ def main() -> dict:
                     res["load_avg"] = {"before": load_before, "after": [round(v, 2) for v in os.getloadavg()]}
                     res["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                     res["commit"] = _commit()
+                    res["jax_cache"] = "warm" if args.warm_jax_cache else "empty"
                     print(json.dumps(res), file=sys.stderr, flush=True)
                     results.append(res)
     out = {
