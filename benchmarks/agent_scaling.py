@@ -22,7 +22,19 @@ space (``--mem-cap-gb``; a point that does not fit is reported as ``"oom"``).  P
   estimate is ~2 KB at width 64 (``32 H + 4 (2 + d + a)`` bytes);
 * ``agent_steps_per_s``: agent-steps per second of the whole loop (rollout + update;
   ``frames * N / seconds``), after one warm-up iteration;
-* ``rollout_s``, ``update_s``, ``edges_per_graph``.
+* ``rollout_s``, ``update_s``, ``edges_per_graph``;
+* ``setup_s``: building the trainer (env construction and, for SMAX, compiling its reset);
+  ``first_iteration_s``: the first rollout and update (SMAX: compiling its step);
+  ``peak_rss_mb``: the point's process's peak resident set (everything: libraries, the
+  env, JAX's compiled programs, the model);
+* ``load_avg``: the machine's 1/5/15-minute load averages (``uptime``) before and after the
+  point (a shared machine: figures taken under load are slower than the machine).
+
+Every point compiles into an empty JAX compilation cache (SMAX's programs are compiled, not
+read back; ``--warm-jax-cache`` keeps ``$JAX_COMPILATION_CACHE_DIR``/eqmarl's cache instead).
+
+``--merge`` keeps the points of an existing ``--out`` file that this run does not measure
+again (same agents, kNN, checkpointing and learner), so a file can be refreshed point by point.
 
 Prints one JSON object on stdout (also written to ``--out``); the per-point rows and
 anything else go to stderr.
@@ -37,6 +49,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,7 +104,9 @@ def measure(overrides: list[str]) -> dict:
     from eqmarl.train.trainer import Trainer
 
     cfg = compose(overrides)
+    t_setup = time.perf_counter()
     tr = Trainer(cfg, Path(tempfile.mkdtemp()))
+    setup_s = time.perf_counter() - t_setup
     cuda = tr.device.type == "cuda"
     n_agents = tr.spec.n_agents
 
@@ -130,8 +145,10 @@ def measure(overrides: list[str]) -> dict:
         return out, max(peak[0], rss_mb()) - rss0
 
     # memory: the first rollout (train.inference_chunk_envs bounds it) and the first update
+    t_first = time.perf_counter()
     ro, rollout_peak_mb = peak_growth_mb(tr.rollout)
     _, peak_mb = peak_growth_mb(lambda: tr.update(ro))
+    first_s = time.perf_counter() - t_first
     # speed: the next whole iteration
     t0 = time.perf_counter()
     ro = tr.rollout()
@@ -179,8 +196,27 @@ def measure(overrides: list[str]) -> dict:
         "rollout_s": round(t1 - t0, 3),
         "update_s": round(t2 - t1, 3),
         "agent_steps_per_s": round(frames * n_agents / (t2 - t0), 1),
+        "setup_s": round(setup_s, 1),
+        "first_iteration_s": round(first_s, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "device": str(tr.device),
     }
+
+
+def _point_key(r: dict) -> tuple:
+    return (r["agents"], r["knn"], bool(r["activation_checkpointing"]), r["learner"])
+
+
+def _commit() -> str:
+    """The short commit of the code measured (``+dirty`` with uncommitted changes), or ``?``."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        status = [*git, "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def main() -> dict:
@@ -193,6 +229,8 @@ def main() -> dict:
     ap.add_argument("--mem-cap-gb", type=float, default=6.0)
     ap.add_argument("--timeout-s", type=float, default=900)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--warm-jax-cache", action="store_true", help="use the usual JAX compilation cache")
+    ap.add_argument("--merge", action="store_true", help="keep --out's points that this run does not measure")
     ap.add_argument("--point", action="store_true", help=argparse.SUPPRESS)
     args, overrides = ap.parse_known_args()
     if args.point:
@@ -209,7 +247,10 @@ def main() -> dict:
                         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
                         os.nice(5)
 
-                    t = time.perf_counter()
+                    env = dict(os.environ)
+                    if not args.warm_jax_cache:
+                        env["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxcache-")
+                    t, load_before = time.perf_counter(), [round(v, 2) for v in os.getloadavg()]
                     try:
                         p = subprocess.run(
                             [sys.executable, __file__, "--point", *ov],
@@ -217,6 +258,7 @@ def main() -> dict:
                             text=True,
                             timeout=args.timeout_s,
                             preexec_fn=limit,
+                            env=env,
                             check=False,
                         )
                         if p.returncode == 0:
@@ -241,6 +283,10 @@ def main() -> dict:
                             "status": "timeout",
                         }
                     res["wall_s"] = round(time.perf_counter() - t, 1)
+                    res["load_avg"] = {"before": load_before, "after": [round(v, 2) for v in os.getloadavg()]}
+                    res["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    res["commit"] = _commit()
+                    res["jax_cache"] = "warm" if args.warm_jax_cache else "empty"
                     print(json.dumps(res), file=sys.stderr, flush=True)
                     results.append(res)
     out = {
@@ -251,6 +297,10 @@ def main() -> dict:
         "overrides": overrides,
         "points": results,
     }
+    if args.out and args.merge and Path(args.out).exists():
+        measured = {_point_key(r) for r in results}
+        kept = [r for r in json.loads(Path(args.out).read_text())["points"] if _point_key(r) not in measured]
+        out["points"] = sorted(kept + results, key=lambda r: (r["agents"], -r["knn"]))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1))

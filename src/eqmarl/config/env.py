@@ -192,6 +192,12 @@ class Smacv2EnvConfig(EnvConfig):
     # sc2 only: seconds a game's worker may take to answer (a step, a reset with the game's
     # launch, close) before it counts as hung: killed, restarted, counted in env_timeouts
     worker_timeout_s: float = 120.0
+    # smax only: a JaxMARL map (3m, 2s3z, 5m_vs_6m, ..., smacv2_5_units / 10 / 20: the names
+    # of jaxmarl's map_name_to_scenario, eqmarl.envs.smax.JAXMARL_SCENARIOS) played with its
+    # own unit types, start positions, team sizes and 32 x 32 map (n_units / n_enemies follow
+    # it; race, start_positions, p, surround_sides, map_size keep their defaults); null =
+    # eqmarl's SMACv2 scenario set by the keys above
+    scenario: Optional[str] = None
 
 
 def check_smacv2(env: Smacv2EnvConfig) -> None:
@@ -202,6 +208,30 @@ def check_smacv2(env: Smacv2EnvConfig) -> None:
     check_scenario(env.race, env.n_units, env.n_enemies, env.start_positions, env.p, env.surround_sides, env.movement)
     check_map_size(env.backend, env.map_size)
     check_positive("env.worker_timeout_s", env.worker_timeout_s)
+    if env.scenario is not None:
+        from eqmarl.envs.smax import check_jaxmarl_scenario
+
+        if env.backend != "smax":
+            raise ConfigError(
+                "env.scenario", env.scenario, f"null with env.backend={env.backend} (JaxMARL's maps run on smax)"
+            )
+        check_jaxmarl_scenario(
+            env.scenario,
+            env.race,
+            env.n_units,
+            env.n_enemies,
+            env.start_positions,
+            env.p,
+            env.surround_sides,
+            env.map_size,
+        )
+
+
+def smacv2_teams(env: Smacv2EnvConfig) -> tuple[int, int]:
+    """(allies, enemies) of a SMACv2 config: ``env.scenario``'s when it names a JaxMARL map."""
+    from eqmarl.envs.smax import scenario_teams
+
+    return scenario_teams(env.scenario, env.n_units, env.n_enemies)
 
 
 # ------------------------------------------------------------------------------- group
@@ -305,6 +335,8 @@ def validate_env_overrides(env: EnvConfig) -> None:
 
 def agent_count(env: EnvConfig) -> int:
     """The learning agents of an env config (1 where the schema has no count)."""
+    if isinstance(env, Smacv2EnvConfig):
+        return smacv2_teams(env)[0]
     for k in ("n_agents", "players", "n_units"):
         if isinstance(getattr(env, k, None), int):
             return int(getattr(env, k))

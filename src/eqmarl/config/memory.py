@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eqmarl.config.env import EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig, Smacv2EnvConfig
+from eqmarl.config.env import EnvConfig, HanabiEnvConfig, LeverEnvConfig, MpeEnvConfig, Smacv2EnvConfig, smacv2_teams
 from eqmarl.config.run import Config
 from eqmarl.core.footprint import EnvFootprint, MiB
 
@@ -154,7 +154,7 @@ def env_footprint(env: EnvConfig) -> EnvFootprint:
             return sc2_footprint(env.n_units, env.n_enemies)
         from eqmarl.envs.smax import smax_footprint
 
-        return smax_footprint(env.n_units, env.n_enemies)
+        return smax_footprint(*smacv2_teams(env))
     if isinstance(env, HanabiEnvConfig):
         from eqmarl.config.env import hanabi_params
         from eqmarl.envs.hanabi import hanabi_footprint

@@ -99,6 +99,7 @@ def make_smacv2(
     episode_limit: int = 100,
     map_size: float | None = None,
     worker_timeout_s: float | None = None,
+    scenario: str | None = None,
 ) -> MultiAgentEnv:
     """Build a SMACv2 env on ``backend`` (see :mod:`eqmarl.envs.smacv2_scenarios` for the options).
 
@@ -106,6 +107,8 @@ def make_smacv2(
     (:func:`eqmarl.envs.smax.smax_map_size`). StarCraft II's maps are fixed.
     ``worker_timeout_s`` (StarCraft II only; None: the backend's default): seconds a
     game's worker process may take to answer before it counts as hung.
+    ``scenario`` (SMAX only): a JaxMARL map name (:data:`eqmarl.envs.smax.JAXMARL_SCENARIOS`),
+    played as JaxMARL sets it up; None: the SMACv2 scenario of the other options.
 
     Raises:
         InvalidOption: a bad option (naming the ``env.`` key and the allowed values).
@@ -118,6 +121,12 @@ def make_smacv2(
     extra: dict[str, Any] = {} if map_size is None else {"map_size": map_size}
     if backend == "sc2" and worker_timeout_s is not None:
         extra["step_timeout"] = worker_timeout_s
+    if scenario is not None:
+        if backend != "smax":
+            raise InvalidOption(
+                "env.scenario", scenario, f"null with env.backend={backend} (JaxMARL's maps run on smax)"
+            )
+        extra["scenario"] = scenario
     return _BACKENDS[backend](
         num_envs=num_envs,
         seed=seed,

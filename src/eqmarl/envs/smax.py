@@ -1,11 +1,15 @@
 """SMACv2-style scenarios on JaxMARL's SMAX (no StarCraft II needed): ``env.backend=smax``.
 
-The simulation is JaxMARL's ``HeuristicEnemySMAX`` (SMAX with its scripted enemy),
-configured with eqmarl's SMACv2 start positions and per-race unit types
-(:mod:`eqmarl.envs.smacv2_scenarios`).  Reset, step, autoreset and the extraction of
-eqmarl's observation are one pure function per env, ``vmap``-ped over all envs and
-``jit``-compiled once; the arrays reach torch through DLPack (no copies where the
-devices agree).  JAX is told not to preallocate GPU memory (torch shares the GPU).
+The simulation is JaxMARL's ``HeuristicEnemySMAX`` (SMAX with its scripted enemy; its
+per-agent observation and mask functions batched by :mod:`eqmarl.envs.smax_batched`, so
+1,000 units per side compile), configured with eqmarl's SMACv2 start positions and
+per-race unit types (:mod:`eqmarl.envs.smacv2_scenarios`), or, with ``scenario``
+(``env.scenario``), one of JaxMARL's named maps exactly as JaxMARL sets it up: its team
+sizes (asymmetric ones such as 5m_vs_6m included), unit types (smacv2_*: drawn over all
+six types, mixed races), start positions and 32 x 32 map (:data:`JAXMARL_SCENARIOS`).
+Reset, step, autoreset and the extraction of eqmarl's observation are one pure function
+per env, ``vmap``-ped over all envs and ``jit``-compiled once; the arrays reach torch
+through DLPack (no copies where the devices agree).  JAX is told not to preallocate GPU memory (torch shares the GPU).
 
 What eqmarl adds on top of SMAX, by wrapping it (SMAX's code is used, not copied):
 
@@ -50,6 +54,7 @@ import torch
 from torch import Tensor
 
 from eqmarl.core.env import Observation, StepResult
+from eqmarl.core.errors import InvalidOption
 from eqmarl.core.footprint import EnvFootprint, MiB
 from eqmarl.core.log import stdout_to_stderr
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, COMPASS, MASK_TARGETS
@@ -84,6 +89,90 @@ def smax_map_size(n_units: int, n_enemies: int, map_size: float | None = None) -
     if map_size is not None:
         return float(round(map_size))  # SMAX's map sides are integers
     return float(math.ceil(MAP_SIZE * max(1.0, math.sqrt(max(n_units, n_enemies) / DENSITY_TEAM))))
+
+
+# JaxMARL 0.2.0's named SMAX maps (``jaxmarl.environments.smax.map_name_to_scenario``), for
+# ``env.scenario``: allies and enemies per name.  The SMAC-style maps have fixed unit types
+# (m marine, s stalker, z zealot, h hydralisk) and start the teams on either side of the map;
+# smacv2_* draw the unit types uniformly over all six (mixed races, enemies mirroring the
+# allies) and start positions with JaxMARL's surround-or-reflect generator.  Kept here so
+# that a config is checked without importing jax; tests/test_smax_scenarios.py checks it
+# against the installed jaxmarl.
+JAXMARL_SCENARIOS: dict[str, tuple[int, int]] = {
+    "3m": (3, 3),
+    "2s3z": (5, 5),
+    "25m": (25, 25),
+    "3s5z": (8, 8),
+    "8m": (8, 8),
+    "5m_vs_6m": (5, 6),
+    "10m_vs_11m": (10, 11),
+    "27m_vs_30m": (27, 30),
+    "3s5z_vs_3s6z": (8, 9),
+    "3s_vs_5z": (3, 5),
+    "6h_vs_8z": (6, 8),
+    "smacv2_5_units": (5, 5),
+    "smacv2_10_units": (10, 10),
+    "smacv2_20_units": (20, 20),
+}
+# eqmarl's own scenario keys, with their defaults: a JaxMARL map draws its unit types and
+# start positions itself, so these must stay at their defaults with env.scenario
+SCENARIO_GENERATOR_KEYS: dict[str, Any] = {
+    "race": "terran",
+    "start_positions": "surrounded_and_reflect",
+    "p": 0.5,
+    "surround_sides": "all",
+    "map_size": None,
+}
+# the schema's team sizes: with env.scenario they are taken as unset (the map's are used)
+DEFAULT_TEAM = 5
+
+
+def scenario_teams(scenario: str | None, n_units: int, n_enemies: int) -> tuple[int, int]:
+    """The (allies, enemies) of a SMAX config: the JaxMARL map's if ``scenario`` names one."""
+    return JAXMARL_SCENARIOS.get(scenario or "", (n_units, n_enemies))
+
+
+def check_jaxmarl_scenario(
+    scenario: str,
+    race: str = "terran",
+    n_units: int = DEFAULT_TEAM,
+    n_enemies: int = DEFAULT_TEAM,
+    start_positions: str = "surrounded_and_reflect",
+    p: float = 0.5,
+    surround_sides: str = "all",
+    map_size: float | None = None,
+) -> None:
+    """Refuse an unknown ``env.scenario`` and the options a JaxMARL map decides itself.
+
+    ``race``, ``start_positions``, ``p``, ``surround_sides`` and ``map_size`` must keep their
+    defaults (:data:`SCENARIO_GENERATOR_KEYS`); ``n_units``/``n_enemies`` must be the map's
+    team sizes or the default 5 (then the map's are used).  ``movement`` and
+    ``episode_limit`` (eqmarl's action layer and time limit) combine freely.
+
+    Raises:
+        InvalidOption: naming the ``env.`` key and the allowed values.
+    """
+    if scenario not in JAXMARL_SCENARIOS:
+        raise InvalidOption(
+            "env.scenario", scenario, "null (eqmarl's SMACv2 scenario) or " + ", ".join(JAXMARL_SCENARIOS)
+        )
+    given = {"race": race, "start_positions": start_positions, "p": p, "surround_sides": surround_sides}
+    given["map_size"] = map_size
+    for key, default in SCENARIO_GENERATOR_KEYS.items():
+        if given[key] != default:
+            raise InvalidOption(
+                f"env.{key}",
+                given[key],
+                f"{'null' if default is None else default} with env.scenario={scenario} "
+                "(JaxMARL's map sets its unit types, start positions and 32 x 32 map itself)",
+            )
+    for key, value, team in zip(
+        ("n_units", "n_enemies"), (n_units, n_enemies), JAXMARL_SCENARIOS[scenario], strict=True
+    ):
+        if value not in (team, DEFAULT_TEAM):
+            raise InvalidOption(
+                f"env.{key}", value, f"{team} with env.scenario={scenario} (or leave it at {DEFAULT_TEAM})"
+            )
 
 
 # moves never end closer than this to a wall (SMAX kills units touching a wall)
@@ -184,6 +273,10 @@ class SmaxSMACv2:
         check_actions: raise if an action is unavailable (costs a device sync per step).
         map_size: side of the square map (None: :func:`smax_map_size`'s rule; SMACv2's 32
             up to 10 units per side).
+        scenario: a JaxMARL map name (:data:`JAXMARL_SCENARIOS`; None: eqmarl's SMACv2
+            scenario above): its team sizes, unit types and start positions, JaxMARL's
+            32 x 32 map; ``n_units``/``n_enemies`` then follow it (see
+            :func:`check_jaxmarl_scenario` for the options that cannot be combined with it).
     """
 
     def __init__(
@@ -202,14 +295,21 @@ class SmaxSMACv2:
         enemy_attack_mode: str = "closest",
         check_actions: bool = False,
         map_size: float | None = None,
+        scenario: str | None = None,
     ) -> None:
         check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
         check_map_size("smax", map_size)
-        self.map_size = size = smax_map_size(n_units, n_enemies, map_size)
+        if scenario is not None:
+            check_jaxmarl_scenario(scenario, race, n_units, n_enemies, start_positions, p, surround_sides, map_size)
+            n_units, n_enemies = JAXMARL_SCENARIOS[scenario]
+        self.scenario = scenario
+        self.map_size = size = MAP_SIZE if scenario is not None else smax_map_size(n_units, n_enemies, map_size)
         scale = size / MAP_SIZE
         jax = import_jax()
         import jax.numpy as jnp
-        from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
+        from jaxmarl.environments.smax import Scenario, map_name_to_scenario
+
+        from eqmarl.envs.smax_batched import BatchedHeuristicEnemySMAX
 
         self.num_envs = num_envs
         self.device = torch.device(device)
@@ -219,16 +319,19 @@ class SmaxSMACv2:
         self.episode_limit = episode_limit
         self.check_actions = check_actions
         self.race = race
-        scenario = Scenario(
-            unit_types=jnp.zeros((self.n_nodes,), dtype=jnp.uint8),
-            num_allies=n_units,
-            num_enemies=n_enemies,
-            smacv2_position_generation=True,
-            smacv2_unit_type_generation=True,
-        )
-        self._smax = HeuristicEnemySMAX(
+        if scenario is not None:  # JaxMARL's map: its unit types and start positions, as JaxMARL draws them
+            smax_scenario = map_name_to_scenario(scenario)
+        else:  # eqmarl's generators below replace SMAX's (read by SMAX's reset)
+            smax_scenario = Scenario(
+                unit_types=jnp.zeros((self.n_nodes,), dtype=jnp.uint8),
+                num_allies=n_units,
+                num_enemies=n_enemies,
+                smacv2_position_generation=True,
+                smacv2_unit_type_generation=True,
+            )
+        self._smax = BatchedHeuristicEnemySMAX(
             attack_mode=enemy_attack_mode,
-            scenario=scenario,
+            scenario=smax_scenario,
             map_width=int(size),
             map_height=int(size),
             # SMAX ends an episode when its step count *before* the step reaches max_steps,
@@ -237,22 +340,22 @@ class SmaxSMACv2:
             walls_cause_death=True,
             see_enemy_actions=True,
         )
-        inner = self._smax._env
-        # eqmarl's SMACv2 generators replace SMAX's (read by SMAX's reset)
-        inner.position_generator = make_start_positions(
-            n_units,
-            n_enemies,
-            size,
-            size,
-            start_positions,
-            p,
-            surround_sides,
-            margin=1.0 * scale,
-            ally_jitter=2.0 * scale,
-            enemy_jitter=1.0 * scale,
-            inner_offset=2.0 * scale,
-        )
-        inner.unit_type_generator = make_race_unit_types(n_units, n_enemies, size, size, race)
+        inner = self._smax.batched
+        if scenario is None:
+            inner.position_generator = make_start_positions(
+                n_units,
+                n_enemies,
+                size,
+                size,
+                start_positions,
+                p,
+                surround_sides,
+                margin=1.0 * scale,
+                ally_jitter=2.0 * scale,
+                enemy_jitter=1.0 * scale,
+                inner_offset=2.0 * scale,
+            )
+            inner.unit_type_generator = make_race_unit_types(n_units, n_enemies, size, size, race)
         self._inner = inner
         # map units per env step at |v| = 1, per unit type
         self._step_dist = np.asarray(inner.unit_type_velocities) * inner.time_per_step * inner.world_steps_per_env_step
@@ -302,8 +405,7 @@ class SmaxSMACv2:
         inside = jnp.all((target >= WALL_MARGIN) & (target <= self.map_size - WALL_MARGIN), axis=-1)
         a_alive = alive[:n]
         compass = inside & a_alive[:, None] if self.movement == "discrete" else jnp.repeat(a_alive[:, None], 4, 1)
-        avail = inner.get_avail_actions(s)
-        targets = jnp.stack([avail[f"ally_{i}"][inner.num_movement_actions :] for i in range(n)]).astype(bool)
+        targets = inner.avail_actions(s)[0][:, inner.num_movement_actions :].astype(bool)
         choices = jnp.stack([jnp.ones_like(a_alive), jnp.any(compass, axis=-1), jnp.any(targets, axis=-1)], axis=-1)
         mask = jnp.concatenate([choices, compass, targets], axis=-1)
         return {
@@ -319,10 +421,12 @@ class SmaxSMACv2:
         import jax.numpy as jnp
 
         _, state = self._smax.reset(key)
-        # SMAX's reset pushes overlapping units apart, which can move a unit of a dense
-        # spawn across a wall (where SMAX kills it): keep every unit inside
-        pos = jnp.clip(state.state.unit_positions, WALL_MARGIN, self.map_size - WALL_MARGIN)
-        state = state.replace(state=state.state.replace(unit_positions=pos))
+        if self.scenario is None:
+            # SMAX's reset pushes overlapping units apart, which can move a unit of a dense
+            # spawn across a wall (where SMAX kills it): keep every unit inside.  JaxMARL's
+            # own maps keep JaxMARL's positions (a unit spawned on a wall dies at the first tick)
+            pos = jnp.clip(state.state.unit_positions, WALL_MARGIN, self.map_size - WALL_MARGIN)
+            state = state.replace(state=state.state.replace(unit_positions=pos))
         # strong dtypes, as after a step (else the jitted step compiles twice)
         state = self._jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
         return state, self._features(state)
@@ -376,13 +480,10 @@ class SmaxSMACv2:
         s = state.state
         valid = self._valid(state, action)
         ally_move, ally_attack = self._ally_actions(state, action)
-        # the heuristic enemy, through HeuristicEnemySMAX's own policy
-        unit_obs = inner.get_obs_unit_list(s)
-        enemy_obs = jnp.stack([unit_obs[a] for a in smax.enemy_agents])
-        enemy_actions, enemy_policy_state = smax.get_enemy_actions(k_enemy, state.enemy_policy_state, enemy_obs)
-        enemy_move, enemy_attack = inner._decode_discrete_actions(
-            jnp.stack([enemy_actions[a] for a in smax.enemy_agents])
-        )
+        # the heuristic enemy, through HeuristicEnemySMAX's own policy (on batched arrays)
+        enemy_obs = smax.enemy_observations(s)
+        enemy_actions, enemy_policy_state = smax.enemy_actions(k_enemy, state.enemy_policy_state, enemy_obs)
+        enemy_move, enemy_attack = inner._decode_discrete_actions(enemy_actions)
         _, s_new, rewards, _, _ = inner.step_env_no_decode(
             k_step,
             s,
