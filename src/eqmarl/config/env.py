@@ -192,15 +192,21 @@ class Smacv2EnvConfig(EnvConfig):
     # sc2 only: seconds a game's worker may take to answer (a step, a reset with the game's
     # launch, close) before it counts as hung: killed, restarted, counted in env_timeouts
     worker_timeout_s: float = 120.0
+    # smax only: team sizes drawn per episode; null = every episode n_units vs n_enemies;
+    # an integer in [1, n_units] = every env draws its team size per episode uniformly from
+    # min_units..n_units (both sides; needs n_enemies = n_units), padded to n_units with
+    # units dead from the start (out of the graph, the rewards and the PPO loss)
+    min_units: Optional[int] = None
 
 
 def check_smacv2(env: Smacv2EnvConfig) -> None:
-    """Backend, scenario and map size, as :mod:`eqmarl.envs.smacv2_scenarios` checks them."""
-    from eqmarl.envs.smacv2_scenarios import BACKENDS, check_map_size, check_scenario
+    """Backend, scenario, map size and team sizes, as :mod:`eqmarl.envs.smacv2_scenarios` checks them."""
+    from eqmarl.envs.smacv2_scenarios import BACKENDS, check_map_size, check_scenario, check_team_sizes
 
     check_choice("env.backend", env.backend, BACKENDS)
     check_scenario(env.race, env.n_units, env.n_enemies, env.start_positions, env.p, env.surround_sides, env.movement)
     check_map_size(env.backend, env.map_size)
+    check_team_sizes(env.backend, env.min_units, env.n_units, env.n_enemies)
     check_positive("env.worker_timeout_s", env.worker_timeout_s)
 
 

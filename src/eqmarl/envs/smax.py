@@ -37,6 +37,10 @@ What eqmarl adds on top of SMAX, by wrapping it (SMAX's code is used, not copied
   is every node's ``[h, x, v]``.
 
 The reward is SMAX's (damage dealt, normalised, plus 1 for a win: at most 2 per episode).
+
+Team sizes drawn per episode (``min_units``): see
+:mod:`eqmarl.envs.smacv2_scenarios` (padding units, dead from the reset; the reward
+rescaled to the episode's team size; ``Observation.agent_mask`` marks the padding agents).
 """
 
 from __future__ import annotations
@@ -60,10 +64,14 @@ from eqmarl.envs.smacv2_scenarios import (
     SMAX_UNIT_TYPES,
     check_map_size,
     check_scenario,
+    check_team_sizes,
     make_race_unit_types,
     make_start_positions,
+    pad_team,
     smacv2_observation,
     smacv2_spec,
+    team_present,
+    team_size_reward,
 )
 
 MAP_SIZE = 32.0
@@ -184,6 +192,8 @@ class SmaxSMACv2:
         check_actions: raise if an action is unavailable (costs a device sync per step).
         map_size: side of the square map (None: :func:`smax_map_size`'s rule; SMACv2's 32
             up to 10 units per side).
+        min_units: draw each episode's team size from ``min_units..n_units`` (padded to
+            ``n_units`` with dead units; ``n_enemies == n_units``); None: fixed teams.
     """
 
     def __init__(
@@ -202,9 +212,12 @@ class SmaxSMACv2:
         enemy_attack_mode: str = "closest",
         check_actions: bool = False,
         map_size: float | None = None,
+        min_units: int | None = None,
     ) -> None:
         check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
         check_map_size("smax", map_size)
+        check_team_sizes("smax", min_units, n_units, n_enemies)
+        self.min_units = min_units
         self.map_size = size = smax_map_size(n_units, n_enemies, map_size)
         scale = size / MAP_SIZE
         jax = import_jax()
@@ -293,6 +306,7 @@ class SmaxSMACv2:
         )
         x = (s.unit_positions - self.map_size / 2) / POS_SCALE
         v = s.prev_movement_actions
+        present = {} if self.min_units is None else {"present": team_present(s.unit_positions[:n]).astype(jnp.uint8)}
         keep = alive_f[:, None]
         h, x, v = h * keep, x * keep, v * keep
         # masks
@@ -313,6 +327,7 @@ class SmaxSMACv2:
             "alive": alive.astype(jnp.uint8),
             "mask": mask.astype(jnp.uint8),
             "attack": s.prev_attack_actions.astype(jnp.int32),
+            **present,
         }
 
     def _reset_one(self, key: Any) -> tuple[Any, dict[str, Any]]:
@@ -323,6 +338,12 @@ class SmaxSMACv2:
         # spawn across a wall (where SMAX kills it): keep every unit inside
         pos = jnp.clip(state.state.unit_positions, WALL_MARGIN, self.map_size - WALL_MARGIN)
         state = state.replace(state=state.state.replace(unit_positions=pos))
+        if self.min_units is not None:  # this episode's team size; the rest padding
+            size = self.map_size
+            padded = pad_team(
+                self._inner, state.state, self._jax.random.fold_in(key, 1), self.min_units, WALL_MARGIN, size, size
+            )
+            state = state.replace(state=padded)
         # strong dtypes, as after a step (else the jitted step compiles twice)
         state = self._jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
         return state, self._features(state)
@@ -395,6 +416,10 @@ class SmaxSMACv2:
         done = s_new.done
         terminated = done & (allies_dead | enemies_dead)
         won = enemies_dead & ~allies_dead
+        reward = rewards["ally_0"]
+        if self.min_units is not None:  # SMAX's damage reward counts all n_enemies: rescale to the live ones
+            n_live = jnp.sum(team_present(s.unit_positions[n:]))
+            reward = team_size_reward(reward, won, inner.won_battle_bonus, self.n_enemies, n_live)
         final = self._features(finished)
         reset_state, reset_feats = self._reset_one(k_reset)
         nxt = jax.tree.map(lambda a, b: jnp.where(done, a, b), reset_state, finished)
@@ -402,7 +427,7 @@ class SmaxSMACv2:
         out = {
             **{f"final_{k}": v for k, v in final.items()},
             **nxt_feats,
-            "reward": rewards["ally_0"].astype(jnp.float32),
+            "reward": reward.astype(jnp.float32),
             "done": done.astype(jnp.uint8),
             "terminated": terminated.astype(jnp.uint8),
             "won": won.astype(jnp.uint8),
@@ -418,7 +443,8 @@ class SmaxSMACv2:
         v = _to_torch(f[prefix + "v"], dev)
         alive = _to_torch(f[prefix + "alive"], dev).bool()
         mask = _to_torch(f[prefix + "mask"], dev).bool()
-        return smacv2_observation(h, x, v, alive, mask, self._agent_node, self._node_group)
+        present = _to_torch(f[prefix + "present"], dev).bool() if prefix + "present" in f else None
+        return smacv2_observation(h, x, v, alive, mask, self._agent_node, self._node_group, present)
 
     def reset(self, seed: int | None = None) -> Observation:
         """Reset every env; env ``i`` draws from ``fold_in(PRNGKey(seed), i)``."""
