@@ -301,7 +301,8 @@ def test_train_with_drawn_team_sizes_then_eval_at_fixed_sizes(tmp_path, clean_en
     assert saved["env"]["min_units"] == 2
     out = tmp_path / "6v6.json"
     overrides = ["env.n_units=6", "env.n_enemies=6", "env.min_units=null"]
-    run_ok([sys.executable, "-m", "eqmarl.cli", "eval", str(run), *overrides, "--episodes", "8", "--out", str(out)], clean_env, 900)
+    cli = [sys.executable, "-m", "eqmarl.cli", "eval", str(run), *overrides, "--episodes", "8", "--out", str(out)]
+    run_ok(cli, clean_env, 900)
     result = json.loads(out.read_text())
     assert result["episodes"] == 8 and 0.0 <= result["win_rate"] <= 1.0
     assert result["env"]["n_units"] == 6 and result["env"]["min_units"] is None
