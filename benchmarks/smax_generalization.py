@@ -2,12 +2,17 @@
 
     PYTHONPATH=src python benchmarks/smax_generalization.py RUN_DIR... --episodes 500 --out table.json
 
-Every run (``experiment=smacv2_generalization``: surrounded-left 5v5) is evaluated with
-its newest checkpoint, the same weights, on the sides left (its training distribution),
-right and all, and (graph models) on 4, 6, 7 and 8 units per side (surrounded-left).
-Prints (one document on stdout; per-cell progress on stderr) and writes JSON: per model
-and cell the win rate of each seed and the mean and standard error over seeds, next to
-the paper's terran numbers (OpenReview rebuttal, 10 seeds, real StarCraft II).
+Every run (``experiment=smacv2_generalization``: surrounded-left 5v5, or
+``experiment=smacv2_team_sizes``: surrounded-left, team sizes drawn per episode) is
+evaluated with its newest checkpoint, the same weights, on the sides left (its training
+distribution), right and all at 5v5, and (graph models) at fixed team sizes of 4 to 10
+units per side (surrounded-left; ``env.min_units=null``: no drawn sizes, no padding).
+Default cells: left right all 4v4 6v6 7v7 8v8 (issue 10's table; left is 5v5); ``--cells``
+picks others (5v5 and 9v9, 10v10 too).  Prints (one document on stdout; per-cell progress
+on stderr) and writes JSON: per model and cell the win rate of each seed, the mean and
+standard error over seeds and the mean's ratio to 5v5 (the 5v5 cell, else left), next to
+the paper's terran numbers (OpenReview rebuttal, 10 seeds, real StarCraft II); per run the
+checkpoint's env steps; the machine and its load average before and after.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -23,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 SIDES = {"left": [], "right": ["env.surround_sides=right"], "all": ["env.surround_sides=all"]}
-SIZES = {f"{n}v{n}": [f"env.n_units={n}", f"env.n_enemies={n}"] for n in (4, 6, 7, 8)}
+SIZES = {f"{n}v{n}": [f"env.n_units={n}", f"env.n_enemies={n}"] for n in range(4, 11)}
+DEFAULT_CELLS = ("left", "right", "all", "4v4", "6v6", "7v7", "8v8")
 # E2GN2 / GNN / MLP win rates, terran (OpenReview tables 1 and 2; table 2's 5-agent training
 # cell reads .69 / .48, table 1's left .57 / .43: the team-size cells here are read against left)
 PAPER_TERRAN = {
@@ -34,6 +42,8 @@ PAPER_TERRAN = {
 
 
 def main() -> str:
+    import torch
+
     from eqmarl.eval.evaluate import evaluate_run
     from eqmarl.train.checkpoint import resolve_checkpoint
 
@@ -42,38 +52,68 @@ def main() -> str:
     ap.add_argument("--episodes", type=int, default=500)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--cells", nargs="*", default=None, help="subset of: left right all 4v4 6v6 7v7 8v8")
+    every = " ".join([*SIDES, *SIZES])
+    ap.add_argument("--cells", nargs="*", default=None, help=f"any of: {every} (default: {' '.join(DEFAULT_CELLS)})")
     args = ap.parse_args()
+    load_before = os.getloadavg()
     per_run = []
     for run in args.runs:
         cfg = json.loads((Path(run) / "config.json").read_text())
         model = cfg["model"]["name"]
+        # runs trained on drawn team sizes form their own rows: e2gn2_sizes4-8
+        lo = cfg["env"].get("min_units")
+        group = model if lo is None else f"{model}_sizes{lo}-{cfg['env']['n_units']}"
         cells = dict(SIDES) | ({} if model == "mlp" else SIZES)
-        if args.cells:
-            cells = {k: v for k, v in cells.items() if k in args.cells}
+        cells = {k: v for k, v in cells.items() if k in (args.cells or DEFAULT_CELLS)}
+        if lo is not None:  # trained on drawn team sizes: evaluate at fixed ones
+            fixed = ["env.min_units=null"]
+            at_5v5 = ["env.n_units=5", "env.n_enemies=5"]
+            cells = {k: fixed + (v if k in SIZES else [*at_5v5, *v]) for k, v in cells.items()}
         # one checkpoint for every cell (a copy: a run that goes on replaces its old checkpoints)
         src = resolve_checkpoint(run)
         ckpt = Path(tempfile.mkdtemp()) / Path(run).name / "checkpoints" / src.name
         ckpt.parent.mkdir(parents=True)
         shutil.copy(src, ckpt)
-        row = {"run": str(run), "model": model, "seed": cfg["seed"], "checkpoint": str(src), "cells": {}}
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        row = {
+            "run": str(run),
+            "model": model,
+            "group": group,
+            "seed": cfg["seed"],
+            "checkpoint": str(src),
+            "env_steps": int(saved["env_steps"]),
+            "iteration": int(saved["iteration"]),
+            "train_env": {k: cfg["env"].get(k) for k in ("n_units", "n_enemies", "min_units", "surround_sides")},
+            "cells": {},
+        }
+        del saved
         for cell, overrides in cells.items():
             r = evaluate_run(str(ckpt), overrides, args.episodes, seed=args.seed)
             row["cells"][cell] = {k: r[k] for k in ("win_rate", "win_rate_se", "return_mean", "episodes")}
             print(json.dumps({"run": run, "cell": cell, **row["cells"][cell]}), file=sys.stderr)
         per_run.append(row)
     table: dict[str, dict] = {}
-    for model in sorted({r["model"] for r in per_run}):
-        rows = [r for r in per_run if r["model"] == model]
+    for model in sorted({r["group"] for r in per_run}):
+        rows = [r for r in per_run if r["group"] == model]
         table[model] = {}
         for cell in rows[0]["cells"]:
             vals = [r["cells"][cell]["win_rate"] for r in rows]
             n = len(vals)
             mean = sum(vals) / n
-            se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1) / n) if n > 1 else float("nan")
-            paper = PAPER_TERRAN.get(model, {}).get(cell)
+            se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1) / n) if n > 1 else None  # one seed: none
+            paper = PAPER_TERRAN.get(rows[0]["model"], {}).get(cell)
             table[model][cell] = {"mean": mean, "se": se, "seeds": vals, "paper_terran": paper}
-    out = {"episodes_per_cell": args.episodes, "table": table, "runs": per_run}
+        base = table[model].get("5v5", table[model].get("left"))
+        for cell in table[model].values():
+            cell["ratio_to_5v5"] = cell["mean"] / base["mean"] if base and base["mean"] > 0 else None
+    out = {
+        "episodes_per_cell": args.episodes,
+        "table": table,
+        "runs": per_run,
+        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "processor": platform.processor() or None},
+        "loadavg_before": list(load_before),
+        "loadavg_after": list(os.getloadavg()),
+    }
     text = json.dumps(out, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -53,6 +53,7 @@ def test_config_checks_name_backend_and_generator_keys() -> None:
         ("env.p=0.2", "env.p"),
         ("env.map_size=48", "env.map_size"),
         ("env.n_enemies=7", "env.n_enemies"),
+        ("env.min_units=3", "env.min_units"),
     ):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as e:
             compose(["env=smax", "env.scenario=5m_vs_6m", override])

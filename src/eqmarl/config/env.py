@@ -198,15 +198,21 @@ class Smacv2EnvConfig(EnvConfig):
     # it; race, start_positions, p, surround_sides, map_size keep their defaults); null =
     # eqmarl's SMACv2 scenario set by the keys above
     scenario: Optional[str] = None
+    # smax only: team sizes drawn per episode; null = every episode n_units vs n_enemies;
+    # an integer in [1, n_units] = every env draws its team size per episode uniformly from
+    # min_units..n_units (both sides; needs n_enemies = n_units), padded to n_units with
+    # units dead from the start (out of the graph, the rewards and the PPO loss)
+    min_units: Optional[int] = None
 
 
 def check_smacv2(env: Smacv2EnvConfig) -> None:
-    """Backend, scenario and map size, as :mod:`eqmarl.envs.smacv2_scenarios` checks them."""
-    from eqmarl.envs.smacv2_scenarios import BACKENDS, check_map_size, check_scenario
+    """Backend, scenario, map size and team sizes, as :mod:`eqmarl.envs.smacv2_scenarios` checks them."""
+    from eqmarl.envs.smacv2_scenarios import BACKENDS, check_map_size, check_scenario, check_team_sizes
 
     check_choice("env.backend", env.backend, BACKENDS)
     check_scenario(env.race, env.n_units, env.n_enemies, env.start_positions, env.p, env.surround_sides, env.movement)
     check_map_size(env.backend, env.map_size)
+    check_team_sizes(env.backend, env.min_units, env.n_units, env.n_enemies)
     check_positive("env.worker_timeout_s", env.worker_timeout_s)
     if env.scenario is not None:
         from eqmarl.envs.smax import check_jaxmarl_scenario
@@ -224,6 +230,7 @@ def check_smacv2(env: Smacv2EnvConfig) -> None:
             env.p,
             env.surround_sides,
             env.map_size,
+            env.min_units,
         )
 
 

@@ -38,12 +38,16 @@ class Observation:
         state: ``[E, state_dim]`` global state for a centralized critic.
         graph: entity graph (graph policies), or None if the env provides none.
         action_mask: ``[E, A, n_actions]`` bool, True = allowed (discrete actions), or None.
+        agent_mask: ``[E, A]`` bool, False for an agent that is not in the episode (padding
+            of a team size drawn per episode, SMACv2's ``env.min_units``): its transitions
+            carry no weight in the PPO loss. None: every agent takes part.
     """
 
     obs: Tensor = field(metadata=BATCHED)
     state: Tensor = field(metadata=BATCHED)
     graph: EntityGraph | None = field(default=None, metadata=BATCHED)
     action_mask: Tensor | None = field(default=None, metadata=BATCHED)
+    agent_mask: Tensor | None = field(default=None, metadata=BATCHED)
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Observation:
         """Apply ``fn`` to every tensor (leading batch dims), keeping the structure."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from eqmarl.core.env import MultiAgentEnv
 from eqmarl.core.errors import InvalidOption
-from eqmarl.envs.smacv2_scenarios import BACKENDS, check_map_size, check_scenario
+from eqmarl.envs.smacv2_scenarios import BACKENDS, check_map_size, check_scenario, check_team_sizes
 
 BackendFactory = Callable[..., MultiAgentEnv]
 _BACKENDS: dict[str, BackendFactory] = {}
@@ -100,11 +100,14 @@ def make_smacv2(
     map_size: float | None = None,
     worker_timeout_s: float | None = None,
     scenario: str | None = None,
+    min_units: int | None = None,
 ) -> MultiAgentEnv:
     """Build a SMACv2 env on ``backend`` (see :mod:`eqmarl.envs.smacv2_scenarios` for the options).
 
     ``map_size`` (SMAX only): side of the map; None scales it with the team size
     (:func:`eqmarl.envs.smax.smax_map_size`). StarCraft II's maps are fixed.
+    ``min_units`` (SMAX only): every episode draws its team size from
+    ``min_units..n_units``, padded with dead units (:mod:`eqmarl.envs.smacv2_scenarios`).
     ``worker_timeout_s`` (StarCraft II only; None: the backend's default): seconds a
     game's worker process may take to answer before it counts as hung.
     ``scenario`` (SMAX only): a JaxMARL map name (:data:`eqmarl.envs.smax.JAXMARL_SCENARIOS`),
@@ -118,7 +121,10 @@ def make_smacv2(
         raise InvalidOption("env.backend", backend, ", ".join(sorted(set(BACKENDS) | set(_BACKENDS))))
     check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
     check_map_size(backend, map_size)
+    check_team_sizes(backend, min_units, n_units, n_enemies)
     extra: dict[str, Any] = {} if map_size is None else {"map_size": map_size}
+    if min_units is not None:
+        extra["min_units"] = min_units
     if backend == "sc2" and worker_timeout_s is not None:
         extra["step_timeout"] = worker_timeout_s
     if scenario is not None:

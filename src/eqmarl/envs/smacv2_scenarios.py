@@ -34,6 +34,21 @@ allies are drawn uniformly from their race's two SMAX types (terran: marine/mara
 protoss: stalker/zealot; zerg: zergling/hydralisk; SMACv2's third type of each race,
 medivac/colossus/baneling, does not exist in SMAX); the enemies mirror the allies'
 types, extra enemies are drawn like allies.
+
+Team sizes drawn per episode (``env.min_units``, SMAX only): the env is built for
+``n_units`` vs ``n_units`` (the largest team; ``n_enemies`` must equal it) and every
+episode of every env draws its size ``n ~ UniformInt{min_units..n_units}`` at reset.  The
+first ``n`` allies and the first ``n`` enemies play; the others are *padding*: dead
+(health 0) from the reset on, at :data:`PAD_POSITION` outside the map (SMAX never moves a
+dead unit, so the position marks them for the whole episode), never pushed, never able
+to shoot or be shot (SMAX needs both units alive), out of the graph, the observations and
+the masks (every dead unit is), and out of the PPO loss (``Observation.agent_mask``).  The
+live units' start positions and types are those of the generators above for ``n_units``
+units, restricted to the first ``n`` of each team: every unit is drawn independently
+(given the episode's surround groups), so they are distributed as an ``n``-unit
+episode's.  SMAX divides the damage reward by the team size it was built for, so it is
+rescaled to the episode's ``n`` (:func:`team_size_reward`): a padded episode pays what
+an ``n``-vs-``n`` episode pays.
 """
 
 from __future__ import annotations
@@ -63,6 +78,9 @@ MOVEMENTS = ("continuous", "discrete")
 BACKENDS = ("sc2", "smax")
 # the smallest side of a SMAX map (``env.map_size``); StarCraft II's maps are fixed
 MIN_MAP_SIZE = 8.0
+# where padding units (``env.min_units``) sit: outside every map, so a dead unit there is
+# padding (a unit killed in play keeps a position inside the map)
+PAD_POSITION = (-1.0, -1.0)
 
 
 def diagonal_points(
@@ -111,6 +129,78 @@ def check_map_size(backend: str, map_size: float | None) -> None:
         raise InvalidOption("env.map_size", map_size, f"null with env.backend={backend} (its maps are fixed)")
     if not (math.isfinite(map_size) and map_size >= MIN_MAP_SIZE):
         raise InvalidOption("env.map_size", map_size, f"null (by team size) or a number >= {MIN_MAP_SIZE:g}")
+
+
+def check_team_sizes(backend: str, min_units: int | None, n_units: int, n_enemies: int) -> None:
+    """Refuse an ``env.min_units`` (team sizes drawn per episode) that cannot apply.
+
+    Raises:
+        InvalidOption: naming ``env.min_units`` (or ``env.n_enemies``) and the allowed values.
+    """
+    if min_units is None:
+        return
+    if backend != "smax":
+        raise InvalidOption("env.min_units", min_units, f"null with env.backend={backend} (its teams are fixed)")
+    if not 1 <= min_units <= n_units:
+        raise InvalidOption(
+            "env.min_units",
+            min_units,
+            f"null (every episode {n_units} vs {n_enemies}) or an integer in [1, env.n_units={n_units}]",
+        )
+    if n_enemies != n_units:
+        raise InvalidOption(
+            "env.n_enemies",
+            n_enemies,
+            f"{n_units} (= env.n_units) with env.min_units={min_units}: drawn team sizes are n vs n",
+        )
+
+
+def pad_team(inner: Any, state: Any, key: Any, min_units: int, margin: float, width: float, height: float) -> Any:
+    """A SMAX ``State`` of ``n_units`` vs ``n_units`` with a team size drawn for the
+    episode (see the module docstring); one env, jax, traceable.
+
+    Args:
+        inner: the SMAX env (its position generator and its collision push are used).
+        state: SMAX's state after its reset (its positions are drawn again here).
+        key: the draws of the team size and the positions.
+        min_units: the smallest team size.
+        margin: live units are kept this far inside the walls.
+        width, height: the map.
+
+    Returns:
+        the state: the first ``n`` allies and enemies alive at fresh start positions
+        (pushed apart among themselves), the others dead at :data:`PAD_POSITION`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n_max = inner.num_allies
+    k_n, k_pos = jax.random.split(key)
+    n = jax.random.randint(k_n, (), min_units, n_max + 1)
+    idx = jnp.arange(2 * n_max) % n_max
+    live = idx < n
+    pos = inner.position_generator.generate(k_pos)
+    state = state.replace(
+        unit_positions=pos,
+        unit_alive=live,
+        unit_health=jnp.where(live, state.unit_health, 0.0),
+    )
+    state = inner._push_units_away(state)  # alive pairs only (SMAX 0.2.0)
+    pos = jnp.clip(state.unit_positions, margin, jnp.array([width - margin, height - margin]))
+    return state.replace(unit_positions=jnp.where(live[:, None], pos, jnp.array(PAD_POSITION)))
+
+
+def team_present(positions: Any) -> Any:
+    """``[..., N]`` bool: units that take part in the episode (not padding), from SMAX's
+    ``unit_positions [..., N, 2]`` (padding sits at :data:`PAD_POSITION`, outside the map)."""
+    return positions[..., 0] >= 0.0
+
+
+def team_size_reward(reward: Any, won: Any, bonus: float, n_max: int, n_enemies: Any) -> Any:
+    """SMAX's ally reward of a padded episode rescaled to its team size: the damage part
+    (SMAX divides it by the ``n_max`` enemies it was built for) times ``n_max / n_enemies``;
+    the won-battle ``bonus`` unchanged."""
+    return (reward - won * bonus) * (n_max / n_enemies) + won * bonus
 
 
 def _distribution_base() -> Any:
@@ -243,7 +333,14 @@ def smacv2_spec(n_units: int, n_enemies: int, episode_limit: int, movement: str)
 
 
 def smacv2_observation(
-    h: Tensor, x: Tensor, v: Tensor, alive: Tensor, mask: Tensor, agent_node: Tensor, node_group: Tensor
+    h: Tensor,
+    x: Tensor,
+    v: Tensor,
+    alive: Tensor,
+    mask: Tensor,
+    agent_node: Tensor,
+    node_group: Tensor,
+    agent_mask: Tensor | None = None,
 ) -> Observation:
     """The :class:`Observation` every SMACv2 backend presents, from per-node arrays.
 
@@ -254,6 +351,7 @@ def smacv2_observation(
         mask: ``[E, A, ...]`` bool action mask.
         agent_node: ``[A]`` node index of each agent.
         node_group: ``[N]`` 0 ally, 1 enemy (the bipartite edge rule's groups).
+        agent_mask: ``[E, A]`` bool, False for padding agents (``env.min_units``), or None.
 
     The flat observation of agent ``i`` is its own node's ``[h, x, v]`` followed by the
     global state (every node's ``[h, x, v]``): full observability, as in the paper.
@@ -271,4 +369,4 @@ def smacv2_observation(
         edge_rule="bipartite",
         node_group=node_group.expand(e, -1),
     )
-    return Observation(obs=obs, state=state, graph=graph, action_mask=mask)
+    return Observation(obs=obs, state=state, graph=graph, action_mask=mask, agent_mask=agent_mask)

@@ -41,6 +41,10 @@ What eqmarl adds on top of SMAX, by wrapping it (SMAX's code is used, not copied
   is every node's ``[h, x, v]``.
 
 The reward is SMAX's (damage dealt, normalised, plus 1 for a win: at most 2 per episode).
+
+Team sizes drawn per episode (``min_units``): see
+:mod:`eqmarl.envs.smacv2_scenarios` (padding units, dead from the reset; the reward
+rescaled to the episode's team size; ``Observation.agent_mask`` marks the padding agents).
 """
 
 from __future__ import annotations
@@ -65,10 +69,14 @@ from eqmarl.envs.smacv2_scenarios import (
     SMAX_UNIT_TYPES,
     check_map_size,
     check_scenario,
+    check_team_sizes,
     make_race_unit_types,
     make_start_positions,
+    pad_team,
     smacv2_observation,
     smacv2_spec,
+    team_present,
+    team_size_reward,
 )
 
 MAP_SIZE = 32.0
@@ -141,12 +149,14 @@ def check_jaxmarl_scenario(
     p: float = 0.5,
     surround_sides: str = "all",
     map_size: float | None = None,
+    min_units: int | None = None,
 ) -> None:
     """Refuse an unknown ``env.scenario`` and the options a JaxMARL map decides itself.
 
     ``race``, ``start_positions``, ``p``, ``surround_sides`` and ``map_size`` must keep their
     defaults (:data:`SCENARIO_GENERATOR_KEYS`); ``n_units``/``n_enemies`` must be the map's
-    team sizes or the default 5 (then the map's are used).  ``movement`` and
+    team sizes or the default 5 (then the map's are used); ``min_units`` (drawn team
+    sizes) must be None.  ``movement`` and
     ``episode_limit`` (eqmarl's action layer and time limit) combine freely.
 
     Raises:
@@ -155,6 +165,10 @@ def check_jaxmarl_scenario(
     if scenario not in JAXMARL_SCENARIOS:
         raise InvalidOption(
             "env.scenario", scenario, "null (eqmarl's SMACv2 scenario) or " + ", ".join(JAXMARL_SCENARIOS)
+        )
+    if min_units is not None:
+        raise InvalidOption(
+            "env.min_units", min_units, f"null with env.scenario={scenario} (JaxMARL's map sets its team sizes)"
         )
     given = {"race": race, "start_positions": start_positions, "p": p, "surround_sides": surround_sides}
     given["map_size"] = map_size
@@ -277,6 +291,8 @@ class SmaxSMACv2:
             scenario above): its team sizes, unit types and start positions, JaxMARL's
             32 x 32 map; ``n_units``/``n_enemies`` then follow it (see
             :func:`check_jaxmarl_scenario` for the options that cannot be combined with it).
+        min_units: draw each episode's team size from ``min_units..n_units`` (padded to
+            ``n_units`` with dead units; ``n_enemies == n_units``); None: fixed teams.
     """
 
     def __init__(
@@ -296,13 +312,18 @@ class SmaxSMACv2:
         check_actions: bool = False,
         map_size: float | None = None,
         scenario: str | None = None,
+        min_units: int | None = None,
     ) -> None:
         check_scenario(race, n_units, n_enemies, start_positions, p, surround_sides, movement)
         check_map_size("smax", map_size)
         if scenario is not None:
-            check_jaxmarl_scenario(scenario, race, n_units, n_enemies, start_positions, p, surround_sides, map_size)
+            check_jaxmarl_scenario(
+                scenario, race, n_units, n_enemies, start_positions, p, surround_sides, map_size, min_units
+            )
             n_units, n_enemies = JAXMARL_SCENARIOS[scenario]
+        check_team_sizes("smax", min_units, n_units, n_enemies)
         self.scenario = scenario
+        self.min_units = min_units
         self.map_size = size = MAP_SIZE if scenario is not None else smax_map_size(n_units, n_enemies, map_size)
         scale = size / MAP_SIZE
         jax = import_jax()
@@ -396,6 +417,7 @@ class SmaxSMACv2:
         )
         x = (s.unit_positions - self.map_size / 2) / POS_SCALE
         v = s.prev_movement_actions
+        present = {} if self.min_units is None else {"present": team_present(s.unit_positions[:n]).astype(jnp.uint8)}
         keep = alive_f[:, None]
         h, x, v = h * keep, x * keep, v * keep
         # masks
@@ -415,6 +437,7 @@ class SmaxSMACv2:
             "alive": alive.astype(jnp.uint8),
             "mask": mask.astype(jnp.uint8),
             "attack": s.prev_attack_actions.astype(jnp.int32),
+            **present,
         }
 
     def _reset_one(self, key: Any) -> tuple[Any, dict[str, Any]]:
@@ -427,6 +450,12 @@ class SmaxSMACv2:
             # own maps keep JaxMARL's positions (a unit spawned on a wall dies at the first tick)
             pos = jnp.clip(state.state.unit_positions, WALL_MARGIN, self.map_size - WALL_MARGIN)
             state = state.replace(state=state.state.replace(unit_positions=pos))
+        if self.min_units is not None:  # this episode's team size; the rest padding
+            size = self.map_size
+            padded = pad_team(
+                self._inner, state.state, self._jax.random.fold_in(key, 1), self.min_units, WALL_MARGIN, size, size
+            )
+            state = state.replace(state=padded)
         # strong dtypes, as after a step (else the jitted step compiles twice)
         state = self._jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
         return state, self._features(state)
@@ -496,6 +525,10 @@ class SmaxSMACv2:
         done = s_new.done
         terminated = done & (allies_dead | enemies_dead)
         won = enemies_dead & ~allies_dead
+        reward = rewards["ally_0"]
+        if self.min_units is not None:  # SMAX's damage reward counts all n_enemies: rescale to the live ones
+            n_live = jnp.sum(team_present(s.unit_positions[n:]))
+            reward = team_size_reward(reward, won, inner.won_battle_bonus, self.n_enemies, n_live)
         final = self._features(finished)
         reset_state, reset_feats = self._reset_one(k_reset)
         nxt = jax.tree.map(lambda a, b: jnp.where(done, a, b), reset_state, finished)
@@ -503,7 +536,7 @@ class SmaxSMACv2:
         out = {
             **{f"final_{k}": v for k, v in final.items()},
             **nxt_feats,
-            "reward": rewards["ally_0"].astype(jnp.float32),
+            "reward": reward.astype(jnp.float32),
             "done": done.astype(jnp.uint8),
             "terminated": terminated.astype(jnp.uint8),
             "won": won.astype(jnp.uint8),
@@ -519,7 +552,8 @@ class SmaxSMACv2:
         v = _to_torch(f[prefix + "v"], dev)
         alive = _to_torch(f[prefix + "alive"], dev).bool()
         mask = _to_torch(f[prefix + "mask"], dev).bool()
-        return smacv2_observation(h, x, v, alive, mask, self._agent_node, self._node_group)
+        present = _to_torch(f[prefix + "present"], dev).bool() if prefix + "present" in f else None
+        return smacv2_observation(h, x, v, alive, mask, self._agent_node, self._node_group, present)
 
     def reset(self, seed: int | None = None) -> Observation:
         """Reset every env; env ``i`` draws from ``fold_in(PRNGKey(seed), i)``."""

@@ -109,7 +109,7 @@ def rotate_observation(obs: Observation, g: Tensor, flat_vectors: bool = False) 
                 raise ValueError(f"flat_vectors needs an even feature size; got {t.shape[-1]}")
         flat = _apply(flat.unflatten(-1, (-1, 2)), g).flatten(-2)
         state = _apply(state.unflatten(-1, (-1, 2)), g).flatten(-2)
-    return Observation(obs=flat, state=state, graph=graph, action_mask=obs.action_mask)
+    return Observation(obs=flat, state=state, graph=graph, action_mask=obs.action_mask, agent_mask=obs.agent_mask)
 
 
 def _error(actual: Tensor, expected: Tensor) -> float:
@@ -222,6 +222,7 @@ def permute_observation(obs: Observation, perm: Tensor, agent_perm: Tensor) -> O
         state=obs.state,
         graph=new_graph,
         action_mask=None if obs.action_mask is None else obs.action_mask.index_select(1, agent_perm),
+        agent_mask=None if obs.agent_mask is None else obs.agent_mask.index_select(1, agent_perm),
     )
 
 

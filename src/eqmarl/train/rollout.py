@@ -10,7 +10,9 @@
 * ``_calculate_gae``: advantages and returns on the raw scale (``algos/gae.py``), the
   explained variance, the value normalizer's statistics, the value targets on the
   critic's scale.
-* :func:`crash_mask`: transitions of a crashed game (``info['crashed']``) get weight 0.
+* :func:`crash_mask`: transitions of a crashed game (``info['crashed']``) get weight 0;
+  :func:`with_agent_mask`: so do those of padding agents (``Observation.agent_mask``,
+  SMACv2's team sizes drawn per episode).
 
 Everything is tensor ops over ``[T, E, A, ...]`` on the device: no Python loop over envs
 or agents.
@@ -54,7 +56,8 @@ class Rollout:
     # win flags (1/0) of the episodes that ended, where the env reports info['win'] (SMACv2)
     episode_wins: Tensor | None = None
     # [T, E, A] 0 for transitions of a crashed game (info['crashed'], the StarCraft II
-    # backend), which the update must not learn from; None when no game crashed
+    # backend) and of padding agents (Observation.agent_mask False), which the update must
+    # not learn from; None when no game crashed and no observation has an agent mask
     valid: Tensor | None = None
     # games or env worker processes restarted after a crash or a hang during this rollout
     env_restarts: float = 0.0
@@ -88,6 +91,24 @@ def crash_mask(crashed: list[Tensor | None], num_envs: int, like: Tensor) -> Ten
     zeros = torch.zeros(num_envs, device=like.device)
     stacked = torch.stack([zeros if flags is None else flags.to(zeros) for flags in crashed])  # [T, E]
     return (stacked == 0).float().unsqueeze(-1).expand_as(like).contiguous()
+
+
+def with_agent_mask(valid: Tensor | None, agent_masks: list[Tensor | None], like: Tensor) -> Tensor | None:
+    """``valid`` (or 1) times each step's agent mask: 0 for the transitions of agents that
+    are not in their episode (padding; ``Observation.agent_mask`` False).
+
+    Args:
+        valid: ``[T, E, A]`` weights so far (:func:`crash_mask`), or None.
+        agent_masks: each step's ``[E, A]`` bool agent mask, or None (every agent plays).
+        like: a ``[T, E, A]`` float tensor whose shape, dtype and device the weights take.
+
+    Returns:
+        None when ``valid`` is None and no step has an agent mask.
+    """
+    if all(m is None for m in agent_masks):
+        return valid
+    present = torch.stack([torch.ones_like(like[0]) if m is None else m.to(like) for m in agent_masks])
+    return present if valid is None else valid * present
 
 
 @dataclasses.dataclass
@@ -190,6 +211,7 @@ class RolloutCollector:
         wins = torch.stack(steps.wins).flatten() if steps.wins else None
         logprob = torch.stack(steps.logprob)
         valid = crash_mask(steps.crashed, self.env.num_envs, logprob)
+        valid = with_agent_mask(valid, [o.agent_mask for o in steps.obs], logprob)
         self.worker_counts = worker_counts(self.env)
         rollout = Rollout(
             obs=Observation.stack(steps.obs),

@@ -51,7 +51,7 @@ class Batch:
     value: Tensor
     advantages: Tensor
     returns: Tensor
-    # 0 for transitions of a crashed game; None when none crashed
+    # 0 for transitions of a crashed game or a padding agent; None when there are none
     weights: Tensor | None
 
     @classmethod

@@ -53,6 +53,7 @@ class OtherPlay:
             state=obs.state,
             graph=None,
             action_mask=None if obs.action_mask is None else self.action.mask(obs.action_mask, self.g),
+            agent_mask=obs.agent_mask,
         )
 
     def env_action(self, action: Tensor) -> Tensor:
