@@ -70,9 +70,26 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("WANDB_API_KEY", None)
     env.pop("SLURM_JOB_ID", None)
+    # a W&B service this test process started (its port in WANDB_SERVICE) must not be shared:
+    # a subprocess's run ids would collide with the runs the service still holds
+    env.pop("WANDB_SERVICE", None)
     env["WANDB_SILENT"] = "true"
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+@pytest.fixture(autouse=True)
+def _own_wandb_service():  # type: ignore[no-untyped-def]
+    """A W&B service started in this process by one test is torn down after it, so the next
+    test (in-process or a subprocess inheriting ``WANDB_SERVICE``) starts its own."""
+    before = os.environ.get("WANDB_SERVICE")
+    yield
+    if os.environ.get("WANDB_SERVICE") != before and "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+        if before is None:
+            os.environ.pop("WANDB_SERVICE", None)
+        else:
+            os.environ["WANDB_SERVICE"] = before
 
 
 @pytest.fixture
