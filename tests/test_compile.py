@@ -8,7 +8,6 @@ Compiling takes a minute on a small CPU, so the compiled comparisons are ``slow`
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -131,5 +130,3 @@ def test_compiled_phases_equal_eager(tmp_path: Path, one_thread: None) -> None:
     metrics = trainer.update(rollout)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     assert updater.loss.compile_s > 0
-    changed = dataclasses.replace(trainer.cfg.train, compile="none")
-    assert changed.compile == "none"  # the config stays a plain dataclass
