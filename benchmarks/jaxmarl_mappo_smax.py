@@ -47,9 +47,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 # experiment=smacv2_generalization's battles (configs/env/smax.yaml + the preset)
-EQMARL_LEFT = dict(
-    race="terran", n_units=5, n_enemies=5, start_positions="surrounded", surround_sides="left", episode_limit=100
-)
+EQMARL_LEFT = {
+    "race": "terran",
+    "n_units": 5,
+    "n_enemies": 5,
+    "start_positions": "surrounded",
+    "surround_sides": "left",
+    "episode_limit": 100,
+}
 
 
 def _git_commit(path: Path) -> str | None:

@@ -190,7 +190,7 @@ def plot(out: Path) -> Path:
         colour = colours.setdefault(name, f"C{len(colours) - 1}")
         for ax, key, width, scale in ((axes[0], "wall_s", WINDOW_S, 60.0), (axes[1], "env_steps", WINDOW_STEPS, 1e6)):
             end = d["rows"][-1][key] if d["rows"] else 0
-            xs = [x for x in range(int(width), int(end) + 1, int(width))]
+            xs = list(range(int(width), int(end) + 1, int(width)))
             ys = [_window_mean(d["rows"], key, x, width) for x in xs]
             pts = [(x / scale, y) for x, y in zip(xs, ys) if y is not None]
             ax.plot(*zip(*pts), color=colour, lw=1, alpha=0.8, label=f"{name} s{d['seed']}")
