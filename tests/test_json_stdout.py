@@ -80,6 +80,11 @@ TINY_BENCHMARKS = [
         ["--agents", "2", "--graphs", "0", "--ckpt", "0", "model.hidden=8", "model.layers=1", "train.threads=1"],
         "points",
     ),
+    (
+        "update_precision.py",
+        ["--repeats", "1", "train.num_envs=4", "algo.rollout_steps=5", "model.hidden=8", "train.threads=1"],
+        "speedup_bf16",
+    ),
 ]
 
 
