@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--sides", nargs="+", default=["eqmarl", "jaxmarl"], choices=("eqmarl", "jaxmarl"))
     ap.add_argument("--plot", action="store_true", help="summary: also draw curves.png")
     ap.add_argument("overrides", nargs="*", help="extra launch.py overrides for the eqmarl side")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()  # launch.py overrides may follow the options
     if args.what == "summary":
         if args.plot:
             plot(args.out)
