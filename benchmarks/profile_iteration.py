@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,20 +53,10 @@ def main() -> dict:
 
     import torch
     from torch.profiler import ProfilerActivity, profile
-    from train_throughput import compose
+    from train_throughput import warm_trainer
 
-    from eqmarl.train.logger import Logger
-    from eqmarl.train.trainer import Trainer
-
-    base = ["logger.wandb_mode=disabled", "logger.progress=false", "train.eval_every=0", "train.checkpoint_every=0"]
-    cfg = compose(base + overrides)
-    tmp = Path(tempfile.mkdtemp(prefix="eqmarl-profile-"))
-    cfg.train.total_env_steps = 10**12
-    trainer = Trainer(cfg, tmp)
-    trainer.save = lambda: tmp
-    logger = Logger(cfg.logger, tmp, {}, total_env_steps=1)
-    cfg.train.max_iterations = 1
-    trainer.run(logger)  # warm-up (SMAX compiles here)
+    trainer, logger = warm_trainer(overrides, "eqmarl-profile-")
+    cfg = trainer.cfg
 
     phases = {}
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -24,7 +24,6 @@ before the mark, per seed and as a mean over seeds; ``--plot`` also draws ``curv
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 MARKS_MIN = (1, 3, 5, 7, 10)
 MARKS_STEPS = (100_000, 200_000, 300_000, 400_000, 600_000, 800_000, 1_000_000, 1_200_000)
 WINDOW_S = 30.0
@@ -47,24 +47,18 @@ def _load() -> list[float]:
 
 
 def _eqmarl_rows(metrics: Path) -> list[dict[str, float]]:
+    """A run's metrics.csv as rows (eqmarl's own reader: a row being written reads as what it holds)."""
+    from eqmarl.eval.plots import read_metrics
+
     if not metrics.exists():
         return []
-    with metrics.open() as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        try:
-            out.append(
-                {
-                    "env_steps": int(float(r["env_steps"])),
-                    "wall_s": float(r["wall_s"]),
-                    "win_rate": float(r["win_rate"]) if r.get("win_rate") not in (None, "") else math.nan,
-                    "return": float(r["train_return"]) if r.get("train_return") not in (None, "") else math.nan,
-                }
-            )
-        except (KeyError, ValueError):
-            continue
-    return out
+    m = read_metrics(metrics)
+    cols = (m.get(k, []) for k in ("env_steps", "wall_s", "win_rate", "train_return"))
+    return [
+        {"env_steps": int(n), "wall_s": w, "win_rate": r, "return": t}
+        for n, w, r, t in zip(*cols)
+        if not (math.isnan(n) or math.isnan(w))
+    ]
 
 
 def run_eqmarl(out: Path, experiment: str, model: str, seed: int, minutes: float, extra: list[str]) -> None:

@@ -40,6 +40,25 @@ def compose(overrides: list[str]):
         return to_config(hcompose("config", overrides=overrides))
 
 
+def warm_trainer(overrides: list[str], prefix: str):
+    """A ``Trainer`` from ``launch.py``'s overrides (no W&B, evaluations or checkpoints),
+    after one untimed iteration (SMAX compiles there); its saves are no-ops.  Returns the
+    trainer and its (open) logger."""
+    from eqmarl.train.logger import Logger
+    from eqmarl.train.trainer import Trainer
+
+    base = ["logger.wandb_mode=disabled", "logger.progress=false", "train.eval_every=0", "train.checkpoint_every=0"]
+    cfg = compose(base + overrides)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    cfg.train.total_env_steps = 10**12
+    trainer = Trainer(cfg, tmp)
+    trainer.save = lambda: tmp
+    cfg.train.max_iterations = 1
+    logger = Logger(cfg.logger, tmp, {}, total_env_steps=1)
+    trainer.run(logger)
+    return trainer, logger
+
+
 def matmul_gflops(device, n: int = 2048, reps: int = 20) -> float:
     import torch
 

@@ -17,7 +17,6 @@ import argparse
 import copy
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,20 +31,9 @@ def main() -> dict:
     args, overrides = ap.parse_known_args()
 
     import torch
-    from train_throughput import compose
+    from train_throughput import warm_trainer
 
-    from eqmarl.train.logger import Logger
-    from eqmarl.train.trainer import Trainer
-
-    base = ["logger.wandb_mode=disabled", "logger.progress=false", "train.eval_every=0", "train.checkpoint_every=0"]
-    cfg = compose(base + overrides)
-    tmp = Path(tempfile.mkdtemp(prefix="eqmarl-precision-"))
-    cfg.train.total_env_steps = 10**12
-    trainer = Trainer(cfg, tmp)
-    trainer.save = lambda: tmp
-    logger = Logger(cfg.logger, tmp, {}, total_env_steps=1)
-    cfg.train.max_iterations = 1
-    trainer.run(logger)  # warm-up
+    trainer, _ = warm_trainer(overrides, "eqmarl-precision-")
     rollout = trainer.rollout()
     state = copy.deepcopy(trainer.state_dict())
     load_before = [round(v, 2) for v in os.getloadavg()]
