@@ -342,6 +342,50 @@ def test_joint_log_prob_and_entropy() -> None:
     torch.testing.assert_close(d.entropy(), choice.entropy() + p[:, 1] * move.entropy())
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_mixed_entropy_gradient_per_part_and_joint(seed: int) -> None:
+    """``per_part`` and ``joint`` give the same entropy value; on the choice logits,
+    ``per_part``'s gradient is the choice entropy's alone and ``joint``'s adds
+    ``dp/dz . (0, H(move), H(target))``; the move's log-std gets ``p(move) dH(move)`` in both."""
+    from eqmarl.models.distributions import DiagGaussian, MaskedCategorical
+    from eqmarl.models.smacv2_heads import MixedDistribution
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    mean = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    log_std = torch.randn((), generator=g, dtype=torch.float64)
+    t_logits = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    choice_mask = torch.rand(6, 3, generator=g) < 0.8
+    choice_mask[:, 1] = True
+    target_mask = torch.rand(6, 4, generator=g) < 0.7
+    target_mask[:, 0] = True
+
+    def grads(mode: str) -> tuple[torch.Tensor, ...]:
+        zz, ls, tt = (x.clone().requires_grad_(True) for x in (z, log_std, t_logits))
+        d = MixedDistribution(
+            MaskedCategorical(zz, choice_mask),
+            DiagGaussian(mean, ls.expand(2)),
+            MaskedCategorical(tt, target_mask),
+            entropy_grad=mode,
+        )
+        h = d.entropy()
+        return (h.detach(), *torch.autograd.grad(h.sum(), (zz, ls, tt)))
+
+    h_part, dz_part, dls_part, dt_part = grads("per_part")
+    h_joint, dz_joint, dls_joint, dt_joint = grads("joint")
+    torch.testing.assert_close(h_part, h_joint)
+    torch.testing.assert_close(dls_part, dls_joint)
+    torch.testing.assert_close(dt_part, dt_joint)
+    zz = z.clone().requires_grad_(True)
+    (dz_choice,) = torch.autograd.grad(MaskedCategorical(zz, choice_mask).entropy().sum(), zz)
+    torch.testing.assert_close(dz_part, dz_choice)
+    assert (dz_joint - dz_part).abs().max() > 1e-3  # the joint gradient also moves the choice
+    with pytest.raises(ValueError, match="mixed_entropy"):
+        from eqmarl.models.smacv2_heads import MixedActionHead
+
+        MixedActionHead(8, 3, equivariant=False, init_log_std=0.0, mixed_entropy="both")
+
+
 # ----------------------------------------------------------------------------- config
 def test_env_smax_composes_and_sc2_without_starcraft_stops(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = compose(["env=smax", "model=e2gn2"])

@@ -34,6 +34,13 @@ class ModelConfig:
     activation: str = "tanh"
     # initial log-std of continuous Gaussian actions
     init_log_std: float = -0.5
+    # mixed actions (SMACv2: choice, move, target): the entropy bonus's gradient on the
+    # choice.  per_part: each part keeps its bonus, the choice gets only its own entropy's
+    # gradient; joint: the exact joint entropy's gradient, which also pushes the choice
+    # towards the part of largest entropy (the move's Gaussian, a scale-dependent
+    # differential entropy), so on SMAX some seeds learn the attack late (runs trained
+    # before 2026-12-07 used joint)
+    mixed_entropy: str = "per_part"
     # graph models: implementation of message passing: dense (batched tensors, fast for
     # small complete graphs) | pyg (torch-geometric MessagePassing over an edge list)
     graph_backend: str = "dense"
@@ -77,6 +84,7 @@ def check_model(m: ModelConfig) -> None:
     from eqmarl.models.message_passing import GRAPH_BACKENDS
     from eqmarl.models.mlp import ACTIVATIONS
     from eqmarl.models.registry import graph_model_names, model_names
+    from eqmarl.models.smacv2_heads import MIXED_ENTROPY
     from eqmarl.wrappers.eqc import AVERAGES
 
     check_choice("model.name", m.name, model_names())
@@ -90,6 +98,7 @@ def check_model(m: ModelConfig) -> None:
     check_choice("model.graph_backend", m.graph_backend, GRAPH_BACKENDS)
     check_choice("model.activation", m.activation, ACTIVATIONS)
     check_choice("model.eqc_average", m.eqc_average, AVERAGES)
+    check_choice("model.mixed_entropy", m.mixed_entropy, MIXED_ENTROPY)
     if not m.share_params and m.name != "mlp":
         raise ConfigError(
             "model.share_params",

@@ -20,6 +20,8 @@ class ModelParams(Protocol):
     layers: int
     activation: str
     init_log_std: float
+    # mixed actions (SMACv2): the entropy bonus's gradient on the choice (per_part | joint)
+    mixed_entropy: str
     graph_backend: str
     use_velocity: bool
     knn: int

@@ -111,7 +111,7 @@ def make_per_agent_policy(model_cfg: ModelParams, spec: EnvSpec, centralized_cri
         )
     else:
         critic = PerAgentMLPEncoder(a, spec.obs_dim, model_cfg.hidden, model_cfg.layers, model_cfg.activation)
-    policy = Policy(actor, critic, spec, init_log_std=model_cfg.init_log_std)
+    policy = Policy(actor, critic, spec, init_log_std=model_cfg.init_log_std, mixed_entropy=model_cfg.mixed_entropy)
     head = policy.head
     if isinstance(head, GaussianHead):
         # the heads call these maps on h [..., A, H]; a per-agent map stands in for the Linear

@@ -79,10 +79,17 @@ class Policy(ActorCritic, nn.Module):
         actor_encoder / critic_encoder: ``Observation -> ActorFeatures`` modules.
         spec: env spec (action type and size).
         init_log_std: initial log-std of continuous actions.
+        mixed_entropy: ``model.mixed_entropy`` (mixed actions only: the entropy bonus's
+            gradient on the choice, see :mod:`eqmarl.models.smacv2_heads`).
     """
 
     def __init__(
-        self, actor_encoder: Encoder, critic_encoder: Encoder, spec: EnvSpec, init_log_std: float = 0.0
+        self,
+        actor_encoder: Encoder,
+        critic_encoder: Encoder,
+        spec: EnvSpec,
+        init_log_std: float = 0.0,
+        mixed_entropy: str = "per_part",
     ) -> None:
         super().__init__()
         self.actor_encoder = actor_encoder
@@ -104,6 +111,7 @@ class Policy(ActorCritic, nn.Module):
                 equivariant=bool(getattr(actor_encoder, "equivariant", False)),
                 init_log_std=init_log_std,
                 node_targets=bool(getattr(actor_encoder, "uses_graph", True)),
+                mixed_entropy=mixed_entropy,
             )
         else:
             self.head = CategoricalHead(actor_encoder.out_dim, spec.action_dim)

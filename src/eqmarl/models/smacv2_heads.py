@@ -19,6 +19,16 @@ unavailable choices and targets, so none is ever sampled.  Joint log-prob:
 ``log p(c) + [c = move] log N(v) + [c = attack] log p(t)``; entropy:
 ``H(c) + p(move) H(N) + p(attack) H(t)`` (the exact entropy of the joint action, whose
 unused parts are not part of it).
+
+The entropy bonus's gradient (``model.mixed_entropy``): with ``joint`` it is the exact
+entropy's, whose ``dp(move)/dz * H(N)`` term pushes the choice towards the part with the
+largest entropy.  The move's is a differential entropy (1.84 nats at the default
+log-std, more than the 1.61 of 5 targets), whose value depends on the units of the move
+vector, so that push is an artefact of scale: on SMAX it drives the choice towards
+"move", units walk out of range and some seeds learn to attack only after 100k+ env
+steps.  ``per_part`` (the default) keeps the same value but holds ``p(move)`` and
+``p(attack)`` fixed in the gradient, so the choice gets only ``H(c)``'s gradient and each
+part keeps its own bonus.
 """
 
 from __future__ import annotations
@@ -31,6 +41,9 @@ from torch import Tensor, nn
 from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, MASK_TARGETS, N_CHOICES
 from eqmarl.models.distributions import DiagGaussian, MaskedCategorical
 from eqmarl.models.heads import ActorFeatures, TargetLogitsHead, _linear
+
+# model.mixed_entropy: the entropy bonus's gradient on the choice (see the module docstring)
+MIXED_ENTROPY = ("per_part", "joint")
 
 
 def compass_probs(mean: Tensor, log_std: Tensor, directions: Tensor) -> Tensor:
@@ -64,10 +77,15 @@ class MixedDistribution:
     Attributes:
         choice / target: :class:`MaskedCategorical` over choices / targets.
         move: :class:`DiagGaussian` with an isotropic std.
+        entropy_grad: ``model.mixed_entropy`` (``per_part``: the parts' weights
+            ``p(move)``, ``p(attack)`` are constants in :meth:`entropy`'s gradient).
     """
 
-    def __init__(self, choice: MaskedCategorical, move: DiagGaussian, target: MaskedCategorical) -> None:
+    def __init__(
+        self, choice: MaskedCategorical, move: DiagGaussian, target: MaskedCategorical, entropy_grad: str = "per_part"
+    ) -> None:
         self.choice, self.move, self.target = choice, move, target
+        self.entropy_grad = entropy_grad
 
     def _pack(self, c: Tensor, v: Tensor, t: Tensor) -> Tensor:
         return torch.cat([c.unsqueeze(-1).to(v.dtype), v, t.unsqueeze(-1).to(v.dtype)], dim=-1)
@@ -86,7 +104,10 @@ class MixedDistribution:
         return lp + torch.where(c == CHOICE_ATTACK, self.target.log_prob(action[..., 3].long()), 0.0)
 
     def entropy(self) -> Tensor:
+        """The joint action's exact entropy (its gradient: see ``entropy_grad``)."""
         p = self.choice.logits.exp()
+        if self.entropy_grad == "per_part":
+            p = p.detach()
         h_move = p[..., CHOICE_MOVE] * self.move.entropy()
         return self.choice.entropy() + h_move + p[..., CHOICE_ATTACK] * self.target.entropy()
 
@@ -111,12 +132,22 @@ class MixedActionHead(nn.Module):
         init_log_std: initial log-std of the move.
         node_targets: target logits from the enemy nodes' features (graph encoders), else
             ``n_targets`` logits from ``h`` (MLP).
+        mixed_entropy: ``model.mixed_entropy`` (one of ``MIXED_ENTROPY``).
     """
 
     def __init__(
-        self, in_dim: int, n_targets: int, equivariant: bool, init_log_std: float, node_targets: bool = True
+        self,
+        in_dim: int,
+        n_targets: int,
+        equivariant: bool,
+        init_log_std: float,
+        node_targets: bool = True,
+        mixed_entropy: str = "per_part",
     ) -> None:
         super().__init__()
+        if mixed_entropy not in MIXED_ENTROPY:
+            raise ValueError(f"mixed_entropy={mixed_entropy!r}: one of {', '.join(MIXED_ENTROPY)}")
+        self.mixed_entropy = mixed_entropy
         self.equivariant = equivariant
         self.choice = _linear(in_dim, N_CHOICES, 0.01)
         self.mean = None if equivariant else _linear(in_dim, 2, 0.01)
@@ -158,6 +189,7 @@ class MixedActionHead(nn.Module):
             MaskedCategorical(self.choice(h), choice_mask),
             DiagGaussian(mean, log_std),
             MaskedCategorical(target_logits, target_mask),
+            self.mixed_entropy,
         )
 
     def distribution_parameters(self) -> list[nn.Parameter]:

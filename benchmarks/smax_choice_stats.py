@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""What the SMAX choice head does early in training: per-iteration choice fractions.
+
+    python benchmarks/smax_choice_stats.py --iterations 60 [--out stats.json] [launch.py overrides...]
+    python benchmarks/smax_choice_stats.py --iterations 60 experiment=smacv2_generalization seed=1 \\
+        model.mixed_entropy=joint
+
+Trains with ``launch.py``'s overrides (no W&B, evaluations or checkpoints) for
+``--iterations`` iterations and records, for every rollout, over the transitions of live
+agents (those with move or attack available): the share of each choice (stop / move /
+attack), the share in which attack was available (an enemy in range), the share of
+those in which the agent attacked or stopped, and the rollout's win rate and mean
+episode return, beside the iteration's ``env_steps`` and ``entropy`` from ``metrics.csv``.
+Prints one JSON object on stdout: the rows and the mean win rate in 20k-env-step windows.
+
+A seed that "finds the attack late" shows here as a choice that drifts to ``move``
+while ``attack_avail`` falls: its units walk out of range (see ``model.mixed_entropy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+WINDOW = 20_000
+
+
+def choice_stats(rollout) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The choice fractions of one rollout (see the module docstring)."""
+    from eqmarl.core.smacv2_actions import CHOICE_ATTACK, CHOICE_MOVE, CHOICE_STOP
+
+    choice = rollout.action[..., 0].long()
+    mask = rollout.obs.action_mask
+    alive = mask[..., CHOICE_MOVE] | mask[..., CHOICE_ATTACK]
+    can_attack = mask[..., CHOICE_ATTACK] & alive
+    n_alive = max(1, int(alive.sum()))
+    n_can = max(1, int(can_attack.sum()))
+    row = {"alive": float(alive.float().mean())}
+    for name, c in (("stop", CHOICE_STOP), ("move", CHOICE_MOVE), ("attack", CHOICE_ATTACK)):
+        row[name] = int(((choice == c) & alive).sum()) / n_alive
+    row["attack_avail"] = int(can_attack.sum()) / n_alive
+    row["attack_when_avail"] = int(((choice == CHOICE_ATTACK) & can_attack).sum()) / n_can
+    row["stop_when_avail"] = int(((choice == CHOICE_STOP) & can_attack).sum()) / n_can
+    wins = rollout.episode_wins
+    row["win_rate"] = float(wins.float().mean()) if wins is not None and wins.numel() else float("nan")
+    ret = rollout.episode_returns
+    row["return"] = float(ret.mean()) if ret.numel() else float("nan")
+    return row
+
+
+def windows(rows: list[dict], key: str = "win_rate") -> dict[str, float | None]:
+    """Mean of ``key`` over the iterations whose env steps fall in each 20k window."""
+    out: dict[str, float | None] = {}
+    last = max((r["env_steps"] for r in rows), default=0)
+    for lo in range(0, int(last), WINDOW):
+        xs = [r[key] for r in rows if lo < r["env_steps"] <= lo + WINDOW and r[key] == r[key]]
+        out[f"{lo // 1000}-{(lo + WINDOW) // 1000}k"] = sum(xs) / len(xs) if xs else None
+    return out
+
+
+def main() -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iterations", type=int, default=60)
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args, overrides = ap.parse_known_args()
+
+    from train_throughput import compose
+
+    from eqmarl.train.logger import Logger
+    from eqmarl.train.trainer import Trainer
+
+    base = ["logger.wandb_mode=disabled", "logger.progress=false", "train.eval_every=0", "train.checkpoint_every=0"]
+    cfg = compose(base + overrides)
+    run_dir = Path(tempfile.mkdtemp(prefix="eqmarl-choice-"))
+    trainer = Trainer(cfg, run_dir)
+    trainer.save = lambda: run_dir  # type: ignore[method-assign]
+    rows: list[dict] = []
+    collect = trainer.rollout
+
+    def rollout():  # type: ignore[no-untyped-def]
+        out = collect()
+        rows.append(choice_stats(out))
+        return out
+
+    trainer.rollout = rollout  # type: ignore[method-assign]
+    cfg.train.max_iterations = args.iterations
+    logger = Logger(cfg.logger, run_dir, {}, total_env_steps=1)
+    trainer.run(logger)
+    logger.close()
+    trainer.env.close()
+    with open(run_dir / "metrics.csv") as f:
+        for row, m in zip(rows, csv.DictReader(f)):
+            row["env_steps"] = int(float(m["env_steps"]))
+            row["entropy"] = float(m["entropy"])
+    result = {
+        "overrides": overrides,
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "mixed_entropy": cfg.model.mixed_entropy,
+        "win_rate_windows": windows(rows),
+        "move_windows": windows(rows, "move"),
+        "rows": rows,
+    }
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    from eqmarl.core.log import json_main
+
+    json_main(main)
