@@ -4,6 +4,7 @@
     python benchmarks/smax_choice_stats.py --iterations 60 [--out stats.json] [launch.py overrides...]
     python benchmarks/smax_choice_stats.py --iterations 60 experiment=smacv2_generalization seed=1 \\
         model.mixed_entropy=joint
+    python benchmarks/smax_choice_stats.py --summary docs/results/smax_choice_stats
 
 Trains with ``launch.py``'s overrides (no W&B, evaluations or checkpoints) for
 ``--iterations`` iterations and records, for every rollout, over the transitions of live
@@ -12,6 +13,8 @@ attack), the share in which attack was available (an enemy in range), the share 
 those in which the agent attacked or stopped, and the rollout's win rate and mean
 episode return, beside the iteration's ``env_steps`` and ``entropy`` from ``metrics.csv``.
 Prints one JSON object on stdout: the rows and the mean win rate in 20k-env-step windows.
+``--summary DIR`` reads the JSON files in ``DIR`` and prints (and writes ``summary.json``)
+each run's windows and, per ``model.mixed_entropy``, their mean over the runs.
 
 A seed that "finds the attack late" shows here as a choice that drifts to ``move``
 while ``attack_avail`` falls: its units walk out of range (see ``model.mixed_entropy``).
@@ -66,11 +69,38 @@ def windows(rows: list[dict], key: str = "win_rate") -> dict[str, float | None]:
     return out
 
 
+def summary(directory: Path) -> dict:
+    """Each run's windows and, per ``mixed_entropy`` value, the mean over its runs."""
+    runs = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.name == "summary.json":
+            continue
+        d = json.loads(path.read_text())
+        runs[path.stem] = {k: d[k] for k in ("model", "seed", "mixed_entropy", "win_rate_windows", "move_windows")}
+    means: dict[str, dict[str, dict[str, float | None]]] = {}
+    for mode in sorted({r["mixed_entropy"] for r in runs.values()}):
+        group = [r for r in runs.values() if r["mixed_entropy"] == mode]
+        means[mode] = {}
+        for key in ("win_rate_windows", "move_windows"):
+            marks = group[0][key].keys()
+            vals = {m: [r[key].get(m) for r in group] for m in marks}
+            means[mode][key] = {
+                m: (sum(v) / len(v) if v and all(x is not None for x in v) else None) for m, v in vals.items()
+            }
+        means[mode]["seeds"] = sorted(r["seed"] for r in group)  # type: ignore[assignment]
+    result = {"runs": runs, "means": means}
+    (directory / "summary.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=60)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--summary", type=Path, default=None, help="summarize the runs in this directory instead")
     args, overrides = ap.parse_known_args()
+    if args.summary is not None:
+        return summary(args.summary)
 
     from train_throughput import compose
 
