@@ -28,6 +28,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -70,24 +71,21 @@ def windows(rows: list[dict], key: str = "win_rate") -> dict[str, float | None]:
 
 
 def summary(directory: Path) -> dict:
-    """Each run's windows and, per ``mixed_entropy`` value, the mean over its runs."""
+    """Each run's windows and, per ``mixed_entropy`` value, the mean over its runs (None
+    where a run has no value in a window)."""
     runs = {}
     for path in sorted(directory.glob("*.json")):
         if path.name == "summary.json":
             continue
         d = json.loads(path.read_text())
         runs[path.stem] = {k: d[k] for k in ("model", "seed", "mixed_entropy", "win_rate_windows", "move_windows")}
-    means: dict[str, dict[str, dict[str, float | None]]] = {}
+    means: dict[str, dict[str, Any]] = {}
     for mode in sorted({r["mixed_entropy"] for r in runs.values()}):
         group = [r for r in runs.values() if r["mixed_entropy"] == mode]
-        means[mode] = {}
+        means[mode] = {"seeds": sorted(r["seed"] for r in group)}
         for key in ("win_rate_windows", "move_windows"):
-            marks = group[0][key].keys()
-            vals = {m: [r[key].get(m) for r in group] for m in marks}
-            means[mode][key] = {
-                m: (sum(v) / len(v) if v and all(x is not None for x in v) else None) for m, v in vals.items()
-            }
-        means[mode]["seeds"] = sorted(r["seed"] for r in group)  # type: ignore[assignment]
+            vals = {m: [r[key].get(m) for r in group] for m in group[0][key]}
+            means[mode][key] = {m: None if None in v else sum(v) / len(v) for m, v in vals.items()}
     result = {"runs": runs, "means": means}
     (directory / "summary.json").write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -46,3 +46,25 @@ def test_choice_fractions_over_live_agents_and_windows() -> None:
 
     rows = [{"env_steps": s, "win_rate": w} for s, w in ((10_000, 0.0), (20_000, 1.0), (30_000, float("nan")))]
     assert mod.windows(rows) == {"0-20k": 0.5, "20-40k": None}
+
+
+def test_summary_means_per_mixed_entropy(tmp_path: Path) -> None:
+    mod = _module()
+    import json
+
+    def run(name: str, mode: str, seed: int, win: dict, move: dict) -> None:
+        d = {"model": "e2gn2", "seed": seed, "mixed_entropy": mode, "win_rate_windows": win, "move_windows": move}
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+
+    run("joint_s0", "joint", 0, {"0-20k": 0.2, "20-40k": 0.4}, {"0-20k": 0.5, "20-40k": 0.7})
+    run("joint_s1", "joint", 1, {"0-20k": 0.4, "20-40k": None}, {"0-20k": 0.3, "20-40k": 0.1})
+    run("per_part_s0", "per_part", 0, {"0-20k": 0.6, "20-40k": 0.8}, {"0-20k": 0.2, "20-40k": 0.3})
+    out = mod.summary(tmp_path)
+    assert set(out["runs"]) == {"joint_s0", "joint_s1", "per_part_s0"}
+    joint = out["means"]["joint"]
+    assert joint["seeds"] == [0, 1]
+    assert abs(joint["win_rate_windows"]["0-20k"] - 0.3) < 1e-12
+    assert joint["win_rate_windows"]["20-40k"] is None  # a run without that window
+    assert abs(joint["move_windows"]["20-40k"] - 0.4) < 1e-12
+    assert out["means"]["per_part"]["win_rate_windows"] == {"0-20k": 0.6, "20-40k": 0.8}
+    assert json.loads((tmp_path / "summary.json").read_text()) == out
