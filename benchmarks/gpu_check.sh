@@ -85,8 +85,15 @@ print(json.dumps({"backend": backend, "world_size": 1, "step_ms_last": round(tim
 def main():
     device = f"train.device={dev}"
     iters = ["--iterations", "1" if tiny else "5", "--warmup", "1"]
-    mpe = ["train.num_envs=8", "train.total_env_steps=1000000"] if tiny else []
-    smax = ["env=smax", "env.movement=discrete", "train.num_envs=" + ("8" if tiny else "1024"), "algo.rollout_steps=8"]
+    # num_minibatches must divide rollout_steps * num_envs (the default's 15 divides its 7,500)
+    mpe = ["train.num_envs=8", "train.total_env_steps=1000000", "algo.num_minibatches=4"] if tiny else []
+    smax = [
+        "env=smax",
+        "env.movement=discrete",
+        "train.num_envs=" + ("8" if tiny else "1024"),
+        "algo.rollout_steps=8",
+        "algo.num_minibatches=4",
+    ]
     agents = "50,100" if tiny else "1000,10000,100000"
     out = {"benchmark": "gpu_check", "device": dev, "tiny": tiny}
     out["device_info"] = part([py, "-c", DEVICE_INFO], 30)
