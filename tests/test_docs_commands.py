@@ -25,17 +25,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"^<!--\s*tested(?:\s+exit=(\d+))?\s*-->\s*$")
-# what every fresh `python launch.py` of a tested block trains: 2 iterations of 6 envs x 25
-# steps (a batch of 150 that the embedded default's 15 minibatches divide)
+# what every fresh `python launch.py` of a tested block trains: 2 iterations of 4 envs x 25 steps
 TINY = {
-    "train.total_env_steps": "300",
-    "train.num_envs": "6",
+    "train.total_env_steps": "200",
+    "train.num_envs": "4",
     "algo.rollout_steps": "25",
     "train.eval_episodes": "4",
     "logger.wandb_mode": "disabled",
 }
 # a resume may change only train.total_env_steps, train.max_iterations and logger.*
-TINY_RESUME = {"train.total_env_steps": "600", "logger.wandb_mode": "disabled"}
+TINY_RESUME = {"train.total_env_steps": "400", "logger.wandb_mode": "disabled"}
 PRELUDE = 'python() { "$EQMARL_DOCS_PYTHON" "$@"; }\neqmarl() { "$EQMARL_DOCS_PYTHON" -m eqmarl.cli "$@"; }\n'
 BLOCK_TIMEOUT_S = 180
 
@@ -145,10 +144,10 @@ def test_shrink_replaces_the_keys_a_line_sets_and_appends_the_others():
         "eqmarl eval runs/a --episodes 20\n"
     )
     lines = shrink(code).splitlines()
-    assert shlex.split(lines[0]) == ["python", "launch.py", "train.total_env_steps=300", "model=mlp"] + [
+    assert shlex.split(lines[0]) == ["python", "launch.py", "train.total_env_steps=200", "model=mlp"] + [
         f"{k}={v}" for k, v in TINY.items() if k != "train.total_env_steps"
     ]
-    resumed = ["python", "launch.py", "resume=runs/a", "train.total_env_steps=600", "logger.wandb_mode=disabled"]
+    resumed = ["python", "launch.py", "resume=runs/a", "train.total_env_steps=400", "logger.wandb_mode=disabled"]
     assert shlex.split(lines[1]) == resumed
     assert "algo.rollout_steps=25" in shlex.split(lines[2]) and "algo.rollout_steps=100" not in lines[2]
     assert lines[3] == "eqmarl eval runs/a --episodes 20"

@@ -82,15 +82,7 @@ TINY_BENCHMARKS = [
     ),
     (
         "update_precision.py",
-        [
-            "--repeats",
-            "1",
-            "train.num_envs=4",
-            "algo.rollout_steps=5",
-            "algo.num_minibatches=4",
-            "model.hidden=8",
-            "train.threads=1",
-        ],
+        ["--repeats", "1", "train.num_envs=4", "algo.rollout_steps=5", "model.hidden=8", "train.threads=1"],
         "speedup_bf16",
     ),
 ]

@@ -97,7 +97,7 @@ def test_slurm_jobs_need_gpus_for_cuda_and_memory_for_the_rollout():
     assert compose([*SLURM, "train.device=cuda", "cluster.gpus_per_node=1"]).cluster.gpus_per_node == 1
     assert compose([*SLURM, "train.device=cuda", "+cluster.additional_parameters.gres=gpu:1"])
     with pytest.raises(ConfigError) as e:
-        compose([*SLURM, "cluster.mem_gb=1", "cluster.tasks_per_node=2", "train.num_envs=60000"])
+        compose([*SLURM, "cluster.mem_gb=1", "cluster.tasks_per_node=2", "train.num_envs=50000"])
     assert e.value.key == "train.num_envs" and "cluster.mem_gb=1" in str(e.value)
 
 
