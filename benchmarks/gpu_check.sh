@@ -85,8 +85,8 @@ print(json.dumps({"backend": backend, "world_size": 1, "step_ms_last": round(tim
 def main():
     device = f"train.device={dev}"
     iters = ["--iterations", "1" if tiny else "5", "--warmup", "1"]
-    # algo.num_minibatches must divide rollout_steps * num_envs: the default's 20 does not divide 64 or 8,192
-    mpe = ["train.num_envs=8", "train.total_env_steps=1000000", "algo.num_minibatches=4"] if tiny else []
+    # algo.num_minibatches must divide rollout_steps * num_envs: the default's 20 does not divide SMAX's 64 or 8,192
+    mpe = ["train.num_envs=8", "train.total_env_steps=1000000"] if tiny else []
     smax = [
         "env=smax",
         "env.movement=discrete",
