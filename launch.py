@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# before anything loads torch (see eqmarl/__init__.py: OpenMP reads it once)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from eqmarl.core import stop  # first: a signal from here on stops cleanly
+# first: a signal from here on stops cleanly; importing eqmarl also sets OpenMP's thread
+# policy before anything loads torch (eqmarl/__init__.py: OpenMP reads it once)
+from eqmarl.core import stop
 
 stop.install()
 

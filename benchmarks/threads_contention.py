@@ -3,22 +3,27 @@
 
     python benchmarks/threads_contention.py [--busy N] [--rounds R] [--out FILE] [hydra overrides...]
 
-Trains a tiny default run (VMAS simple_spread, E2GN2, PPO; ``train.num_envs=24``,
-``train.total_env_steps=2400``: 4 iterations of 600 frames) through ``launch.py`` once per
-setting, each in a fresh process (OpenMP reads its environment once), first alone and
+Trains a short run of the embedded default (VMAS simple_spread, E2GN2, PPO, the shipped
+batch shape: ``train.num_envs`` envs x 25 steps per iteration, ``algo.epochs`` x
+``algo.num_minibatches``; ``train.total_env_steps=60000``, no evaluations) through
+``launch.py`` once per setting, each in a fresh process (OpenMP reads its environment once), first alone and
 then next to ``--busy`` processes that spin a core each (default 1: "another process is
 busy").  The settings:
 
 - ``default``: ``train.threads=0`` as shipped: every usable core, with
-  ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep), which eqmarl sets before torch loads;
+  ``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=1000`` (idle threads spin ~10 us,
+  then sleep), which eqmarl sets before torch loads, and one thread fewer per core
+  another process keeps busy (re-decided after every iteration);
 - ``threads=1``: one intra-op thread;
 - ``threads=2+spinning``: two threads with OpenMP's own default wait policy (threads spin
   at barriers before sleeping: ``OMP_WAIT_POLICY`` given empty, so eqmarl leaves it), the
   setting that collapses under contention;
-- ``threads=2+passive``: two threads with ``OMP_WAIT_POLICY=PASSIVE``.
+- ``threads=2+passive``: two threads with ``OMP_WAIT_POLICY=PASSIVE`` given by the user
+  (so eqmarl adds no spin count: idle threads sleep at once, the default until 2026-12-07).
 
 ``--settings`` picks some (default: all).  The child processes get no
-``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, like a fresh shell.
+``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT``, like a
+fresh shell.
 The figure per run is the median wall time of an iteration (``metrics.csv`` ``wall_s``
 differences, the first iteration excluded: it holds warm-up).  The machine may be
 running other work, so the settings are interleaved and compared within one run (repeat
@@ -43,9 +48,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY_DEFAULT = [
-    "train.num_envs=24",
-    "train.total_env_steps=2400",
+SHORT_DEFAULT = [
+    "train.total_env_steps=60000",
     "train.eval_every=0",
     "train.eval_episodes=8",
     "train.checkpoint_every=0",
@@ -61,7 +65,21 @@ SETTINGS: dict[str, tuple[int, dict[str, str]]] = {
     "threads=2+passive": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
 }
 
+# OpenMP settings a child process starts without (each setting gives its own)
+STRIPPED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
 SPIN = "while True:\n    pass\n"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def iteration_seconds(metrics_csv: Path) -> list[float]:
@@ -70,13 +88,13 @@ def iteration_seconds(metrics_csv: Path) -> list[float]:
 
 
 def run_once(threads: int, extra_env: dict[str, str], overrides: list[str], workdir: Path) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in STRIPPED}
     env.update(extra_env)
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     cmd = [
         sys.executable,
         str(ROOT / "launch.py"),
-        *TINY_DEFAULT,
+        *SHORT_DEFAULT,
         *overrides,
         f"train.threads={threads}",
         f"hydra.run.dir={run_dir}",
@@ -86,7 +104,13 @@ def run_once(threads: int, extra_env: dict[str, str], overrides: list[str], work
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
     its = iteration_seconds(run_dir / "metrics.csv")
-    return {"iteration_s": statistics.median(its), "process_s": time.perf_counter() - t0}
+    cfg = json.loads((run_dir / "config.json").read_text())
+    shape = (
+        f"{cfg['train']['num_envs'] * cfg['algo']['rollout_steps']} frames per iteration: "
+        f"{cfg['train']['num_envs']} envs x {cfg['algo']['rollout_steps']} steps, "
+        f"{cfg['algo']['epochs']} epochs x {cfg['algo']['num_minibatches']} minibatches"
+    )
+    return {"iteration_s": statistics.median(its), "process_s": time.perf_counter() - t0, "shape": shape}
 
 
 def main() -> str:
@@ -103,8 +127,10 @@ def main() -> str:
 
     import torch
 
+    load_before = os.getloadavg()
     cores = len(os.sched_getaffinity(0))
     raw: dict[str, dict[str, list[float]]] = {name: {"alone": [], "contended": []} for name in chosen}
+    shape = ""
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             for contended in (False, True):
@@ -116,6 +142,7 @@ def main() -> str:
                         threads, extra_env = SETTINGS[name]
                         r = run_once(threads, extra_env, overrides, Path(tmp))
                         raw[name]["contended" if contended else "alone"].append(r["iteration_s"])
+                        shape = r["shape"]
                         where = "contended" if contended else "alone"
                         print(f"{name:20s} {where:9s} {r['iteration_s']:.3f} s/it", file=sys.stderr)
                 finally:
@@ -135,13 +162,15 @@ def main() -> str:
         r["contended_vs_best"] = round(r["iteration_s_contended"] / best_contended, 2)
     out = {
         "benchmark": "threads_contention",
-        "what": "median wall seconds per training iteration (600 frames: 24 envs x 25 steps, E2GN2, "
-        "VMAS simple_spread, 10 epochs x 4 minibatches), alone and next to busy processes",
-        "overrides": [*TINY_DEFAULT, *overrides],
+        "what": f"median wall seconds per training iteration ({shape}; E2GN2, VMAS simple_spread), "
+        "alone and next to busy processes",
+        "overrides": [*SHORT_DEFAULT, *overrides],
         "busy_processes": args.busy,
         "rounds": args.rounds,
         "cpu_cores_usable": cores,
-        "load_before": os.getloadavg(),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "cpu_model": cpu_model(),
         "torch_default_threads": torch.get_num_threads() if "OMP_NUM_THREADS" not in os.environ else None,
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -23,10 +23,11 @@ class TrainConfig:
     # device: cpu | cuda | auto (cuda if available)
     device: str = "cpu"
     # torch CPU threads (intra-op). 0 (default): every core this process may use (on
-    # SLURM: the task's cpus), with OpenMP's idle threads sleeping (OMP_WAIT_POLICY=PASSIVE,
-    # set by eqmarl before torch loads), which stays fast when other processes share the
-    # cores; one thread where that policy could not be set (eqmarl.train.threads). N: N
-    # threads. Measured: docs/results/threads_contention.json (benchmarks/threads_contention.py)
+    # SLURM: the task's cpus), with OpenMP's idle threads sleeping after a ~10 us spin
+    # (OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT=1000, set by eqmarl before torch loads); after
+    # each iteration it drops to the cores other processes left free (at least one); one
+    # thread where that policy could not be set (eqmarl.train.threads). N: N threads.
+    # Measured: docs/results/threads_contention.json (benchmarks/threads_contention.py)
     threads: int = 0
     # evaluate (deterministic actions) every N iterations (0: only at the end)
     eval_every: int = 20

@@ -46,7 +46,7 @@ from eqmarl.train.nonfinite import NonFiniteGuard
 from eqmarl.train.resume import inexact_resume_note
 from eqmarl.train.rollout import Rollout, RolloutCollector, worker_counts
 from eqmarl.train.rollout import as_float32 as _float32
-from eqmarl.train.threads import set_threads
+from eqmarl.train.threads import AdaptiveThreads
 from eqmarl.train.update import PPOUpdate
 from eqmarl.wrappers.eqc import EQC
 from eqmarl.wrappers.other_play import OtherPlay
@@ -119,7 +119,9 @@ class Trainer:
         """The device (``train.device``), the allocator and the CPU threads (``train.threads``)."""
         self.device = resolve_device(self.cfg.train.device)
         tune_malloc()  # reuse freed activation memory instead of re-faulting it (see malloc.py)
-        self.threads = set_threads(self.cfg.train.threads)  # 0: every core, where idle threads sleep
+        # 0: every core other processes leave free, where idle threads sleep (re-decided per iteration)
+        self.thread_policy = AdaptiveThreads(self.cfg.train.threads)
+        self.threads = self.thread_policy.current
 
     def _build_env(self) -> None:
         """The training envs (``train.num_envs`` of ``env.*``) and what they report."""
@@ -400,10 +402,12 @@ class Trainer:
         metrics: dict[str, float] = {}
         start_wall = time.perf_counter() - self.wall_s
         self._untimed_s = 0.0
+        self.thread_policy.start()
         try:
             stop = self.strategy.any_rank(self._stop_requested)  # all ranks agree on stopping
             while not self.done and not stop:
                 metrics, stop = self._iteration(logger, start_wall)
+                self.threads = self.thread_policy.step()
         finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
