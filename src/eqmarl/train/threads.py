@@ -104,6 +104,7 @@ class AdaptiveThreads:
             self.cpus = set()
         self.adaptive = requested == 0 and self.max_threads > 1 and _cpu_busy_s(self.cpus) is not None
         self._noted = False
+        self.last_others: float | None = None  # what the last step() read
         self._sample = self._read()
 
     def _read(self) -> tuple[float, float, float] | None:
@@ -131,7 +132,7 @@ class AdaptiveThreads:
         """After an iteration: the thread count for the next one (applied to torch)."""
         if not self.adaptive:
             return self.current
-        others = self.others()
+        others = self.last_others = self.others()
         self._sample = self._read()
         if others is None:
             return self.current
