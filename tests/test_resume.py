@@ -130,3 +130,26 @@ def test_checkpoint_is_atomic_and_damaged_latest_falls_back(tmp_path):
     assert files == ["ckpt_000002.pt", "ckpt_000003.pt", "latest"]  # no temp files left
     (tmp_path / "checkpoints" / "ckpt_000003.pt").write_bytes(b"truncated")
     assert resolve_checkpoint(tmp_path).name == "ckpt_000002.pt"
+
+
+def test_a_run_saved_before_a_behaviour_changing_key_resumes_with_what_it_trained_with(capsys) -> None:  # type: ignore[no-untyped-def]
+    """resume fills a key the saved config lacks with the value the run trained with
+    (``KEYS_ADDED_LATER``), not today's default; a saved value keeps its own."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from eqmarl.config import to_config
+    from eqmarl.train.resume import KEYS_ADDED_LATER, saved_config_node
+
+    saved = dataclasses.asdict(compose(["env=smax"]))
+    assert saved["model"]["mixed_entropy"] == "per_part" != KEYS_ADDED_LATER["model.mixed_entropy"]
+    assert saved_config_node(saved, "run").model.mixed_entropy == "per_part"  # saved: kept
+    for key, value in KEYS_ADDED_LATER.items():
+        old = dataclasses.asdict(compose(["env=smax"]))
+        section, name = key.split(".")
+        del old[section][name]  # a checkpoint written before the key existed
+        capsys.readouterr()
+        node = saved_config_node(old, "old_run")
+        assert OmegaConf.select(node, key) == value and f"{key}={value}" in capsys.readouterr().err
+        to_config(node)  # an allowed value: the resumed config validates

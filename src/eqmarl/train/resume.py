@@ -13,6 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from eqmarl.core.log import get_logger
+
+log = get_logger("resume")
+
 # Keys a resumed run may change from the command line (a trailing dot: the whole group);
 # everything else comes from the checkpoint, so the run continues exactly as it started.
 # train.memory_check and env.worker_timeout_s change no result: a resume on a busier
@@ -206,8 +210,29 @@ def refused_overrides(overrides: list[str], wanted: dict[str, Any], saved: dict[
     return out
 
 
+# Keys added after runs were saved whose default changes what those runs do, and the value
+# that reproduces a run saved without the key (resume goes on as the run was trained; a
+# new run gets the new default).  Keys whose default keeps the old behaviour need no entry.
+KEYS_ADDED_LATER: dict[str, Any] = {
+    # 2026-12-07: per_part became the default; runs saved before trained with the joint entropy
+    "model.mixed_entropy": "joint",
+}
+
+
+def _has_key(saved: dict[str, Any], dotted: str) -> bool:
+    node: Any = saved
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def saved_config_node(saved: dict[str, Any], target: str) -> Any:
     """The checkpoint's config as an OmegaConf node on eqmarl's schema (its env's own schema).
+
+    A key of :data:`KEYS_ADDED_LATER` that the saved config lacks takes the value the run
+    was trained with, not today's default (with a note).
 
     Raises:
         ResumeError: the saved config names an env or keys this version does not have.
@@ -228,13 +253,21 @@ def saved_config_node(saved: dict[str, Any], target: str) -> Any:
     node = OmegaConf.structured(Config)
     node.env = OmegaConf.structured(ENV_SCHEMAS[name])
     try:
-        return OmegaConf.merge(node, saved)
+        merged = OmegaConf.merge(node, saved)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "") or "?"
         raise ResumeError(
             f"resume={target}: the checkpoint's config does not fit this version of eqmarl ({key}: "
             f"{str(e).splitlines()[0]}); resume it with the eqmarl version that wrote it"
         ) from None
+    for key, value in KEYS_ADDED_LATER.items():
+        if not _has_key(saved, key) and OmegaConf.select(merged, key) != value:
+            log.info(
+                f"resume={target}: the run was saved before {key} existed; it goes on with {key}={value}, "
+                f"what it trained with (new runs default to {OmegaConf.select(merged, key)})"
+            )
+            OmegaConf.update(merged, key, value, merge=False)
+    return merged
 
 
 def refused_message(target: str, refused: list[str]) -> str:
