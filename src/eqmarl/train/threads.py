@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -72,7 +73,7 @@ def _cpu_busy_s(cpus: set[int]) -> float | None:
     steal are not.
     """
     try:
-        lines = open("/proc/stat").read().splitlines()  # noqa: SIM115 - a tiny procfs read
+        lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
         return None
     ticks = 0
@@ -120,7 +121,9 @@ class AdaptiveThreads:
     def others(self) -> float | None:
         """Cores' worth of CPU other processes used on this process's cores since the last
         :meth:`start` or :meth:`step` (None where it cannot be read)."""
-        now = self._read()
+        return self._others_until(self._read())
+
+    def _others_until(self, now: tuple[float, float, float] | None) -> float | None:
         if now is None or self._sample is None:
             return None
         wall = now[0] - self._sample[0]
@@ -132,8 +135,9 @@ class AdaptiveThreads:
         """After an iteration: the thread count for the next one (applied to torch)."""
         if not self.adaptive:
             return self.current
-        others = self.last_others = self.others()
-        self._sample = self._read()
+        now = self._read()  # one /proc/stat read per iteration: the end of this window, the start of the next
+        others = self.last_others = self._others_until(now)
+        self._sample = now
         if others is None:
             return self.current
         n = min(self.max_threads, max(1, len(self.cpus) - math.floor(others + self.ROUND_UP)))
