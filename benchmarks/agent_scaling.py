@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -220,6 +219,8 @@ def _commit() -> str:
 
 
 def main() -> dict:
+    from eqmarl.core.machine import cpu_model
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", default="10,30,100,300,1000,3000")
     ap.add_argument("--graphs", default="0,8,16", help="model.knn values (0: complete graph)")
@@ -292,7 +293,7 @@ def main() -> dict:
     out = {
         "benchmark": "agent_scaling",
         "scenario": {"mpe": "simple_spread_large (N agents, N landmarks)", "smax": "SMAX N-vs-N, surrounded"}[args.env],
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "mem_cap_gb": args.mem_cap_gb,
         "overrides": overrides,
         "points": results,

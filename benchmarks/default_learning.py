@@ -5,13 +5,15 @@
 
 Prints one JSON object on stdout (the run's own output goes to stderr): the final deterministic evaluation return,
 env steps and wall seconds of the run, and the first evaluation at or above the
-threshold (env steps and wall seconds to reach it).
+threshold (env steps and wall seconds to reach it); the machine (CPU model, cores) and its
+load average before and after the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,10 +46,13 @@ def summarize(run_dir: Path, threshold: float) -> dict:
 
 
 def main() -> dict:
+    from eqmarl.core.machine import machine_info
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threshold", type=float, default=-100.0)
     args, overrides = ap.parse_known_args()
     run_dir = Path(tempfile.mkdtemp(prefix="eqmarl-learn-")) / "run"
+    load_before = os.getloadavg()
     t = time.perf_counter()
     subprocess.run(
         [sys.executable, str(ROOT / "launch.py"), f"hydra.run.dir={run_dir}", "logger.progress=false", *overrides],
@@ -56,6 +61,9 @@ def main() -> dict:
     out = summarize(run_dir, args.threshold)
     out["process_s"] = time.perf_counter() - t
     out["overrides"] = overrides
+    out["machine"] = machine_info()
+    out["load_before"] = list(load_before)
+    out["load_after"] = list(os.getloadavg())
     return out
 
 

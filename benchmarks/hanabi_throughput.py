@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,8 @@ def measure(env, steps: int, warmup: int = 5, policy=None) -> float:  # type: ig
 
 
 def main() -> dict:
+    from eqmarl.core.machine import cpu_model
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envs", type=int, default=1024, help="envs of the fast backend")
     ap.add_argument("--engine-envs", type=int, default=64, help="envs of the engine backend")
@@ -78,7 +79,7 @@ def main() -> dict:
         "variant": variant,
         "threads": args.threads,
         "cpus": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_model(),
         "torch": torch.__version__,
     }
     fast = FastHanabiEnv(args.envs, seed=0, **variant)

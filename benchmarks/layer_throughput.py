@@ -126,11 +126,13 @@ def measure(
 
 
 def device_info(device: torch.device) -> dict[str, object]:
+    from eqmarl.core.machine import cpu_model
+
     info: dict[str, object] = {
         "device": str(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -230,6 +229,8 @@ def reestimate(path: Path) -> dict:
 
 
 def main() -> None:
+    from eqmarl.core.machine import cpu_model
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["env", "run", "reestimate"])
     ap.add_argument("points", nargs="+", help="one quoted string of hydra overrides per point (reestimate: JSON files)")
@@ -296,7 +297,7 @@ def main() -> None:
         results.append(res)
     summary = {
         "benchmark": "memory_model",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "load_avg_at_end": os.getloadavg(),
         "points": results,
     }

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,8 @@ def top_ops(prof, top: int, wall_s: float) -> dict:
 
 
 def main() -> dict:
+    from eqmarl.core.machine import cpu_model
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--top", type=int, default=25, help="operators listed per phase")
     args, overrides = ap.parse_known_args()
@@ -77,7 +78,7 @@ def main() -> dict:
         "env": cfg.env.name,
         "batch_frames": trainer.batch_frames,
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "load": os.getloadavg()[0],
         "overrides": overrides,

@@ -65,6 +65,11 @@ def point(n: int, envs: int, steps: int) -> dict:
 
 
 def main() -> dict:
+    try:
+        from eqmarl.core.machine import cpu_model
+    except ImportError:  # --src names a checkout older than eqmarl.core.machine
+        cpu_model = platform.machine
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--units", default="300,1000", help="units per side")
     ap.add_argument("--envs", type=int, default=2)
@@ -99,7 +104,7 @@ def main() -> dict:
     out = {
         "benchmark": "smax_env_compile",
         "scenario": "SMAX N-vs-N, surrounded, every ally moving",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "points": results,
     }

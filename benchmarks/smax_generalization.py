@@ -11,8 +11,9 @@ Default cells: left right all 4v4 6v6 7v7 8v8 (issue 10's table; left is 5v5); `
 picks others (5v5 and 9v9, 10v10 too).  Prints (one document on stdout; per-cell progress
 on stderr) and writes JSON: per model and cell the win rate of each seed, the mean and
 standard error over seeds and the mean's ratio to 5v5 (the 5v5 cell, else left), next to
-the paper's terran numbers (OpenReview rebuttal, 10 seeds, real StarCraft II); per run the
-checkpoint's env steps; the machine and its load average before and after.
+the paper's numbers for the run's race (OpenReview rebuttal, 10 seeds, real StarCraft II);
+per run the checkpoint's env steps; the machine and its load average before and after.
+Runs of another race than terran form their own rows (``e2gn2_protoss``).
 """
 
 from __future__ import annotations
@@ -32,12 +33,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 SIDES = {"left": [], "right": ["env.surround_sides=right"], "all": ["env.surround_sides=all"]}
 SIZES = {f"{n}v{n}": [f"env.n_units={n}", f"env.n_enemies={n}"] for n in range(4, 11)}
 DEFAULT_CELLS = ("left", "right", "all", "4v4", "6v6", "7v7", "8v8")
-# E2GN2 / GNN / MLP win rates, terran (OpenReview tables 1 and 2; table 2's 5-agent training
-# cell reads .69 / .48, table 1's left .57 / .43: the team-size cells here are read against left)
-PAPER_TERRAN = {
-    "e2gn2": {"left": 0.57, "right": 0.55, "all": 0.63, "4v4": 0.65, "6v6": 0.63, "7v7": 0.62, "8v8": 0.54},
-    "gnn": {"left": 0.43, "right": 0.07, "all": 0.27, "4v4": 0.45, "6v6": 0.45, "7v7": 0.40, "8v8": 0.39},
-    "mlp": {"left": 0.33, "right": 0.12, "all": 0.24},
+# E2GN2 / GNN / MLP win rates per race (OpenReview tables 1 and 2; table 2's 5-agent training
+# cell, e.g. terran .69 / .48, differs from table 1's left, .57 / .43: the team-size cells
+# here are read against left)
+PAPER = {
+    "terran": {
+        "e2gn2": {"left": 0.57, "right": 0.55, "all": 0.63, "4v4": 0.65, "6v6": 0.63, "7v7": 0.62, "8v8": 0.54},
+        "gnn": {"left": 0.43, "right": 0.07, "all": 0.27, "4v4": 0.45, "6v6": 0.45, "7v7": 0.40, "8v8": 0.39},
+        "mlp": {"left": 0.33, "right": 0.12, "all": 0.24},
+    },
+    "protoss": {
+        "e2gn2": {"left": 0.59, "right": 0.56, "all": 0.57, "4v4": 0.61, "6v6": 0.59, "7v7": 0.47, "8v8": 0.37},
+        "gnn": {"left": 0.44, "right": 0.08, "all": 0.23, "4v4": 0.24, "6v6": 0.35, "7v7": 0.28, "8v8": 0.20},
+        "mlp": {"left": 0.42, "right": 0.17, "all": 0.27},
+    },
+    "zerg": {
+        "e2gn2": {"left": 0.34, "right": 0.30, "all": 0.31, "4v4": 0.32, "6v6": 0.31, "7v7": 0.23, "8v8": 0.18},
+        "gnn": {"left": 0.37, "right": 0.06, "all": 0.18, "4v4": 0.29, "6v6": 0.31, "7v7": 0.29, "8v8": 0.27},
+        "mlp": {"left": 0.24, "right": 0.04, "all": 0.12},
+    },
 }
 
 
@@ -62,7 +76,10 @@ def main() -> str:
         model = cfg["model"]["name"]
         # runs trained on drawn team sizes form their own rows: e2gn2_sizes4-8
         lo = cfg["env"].get("min_units")
+        race = cfg["env"].get("race", "terran")
         group = model if lo is None else f"{model}_sizes{lo}-{cfg['env']['n_units']}"
+        if race != "terran":
+            group = f"{group}_{race}"
         cells = dict(SIDES) | ({} if model == "mlp" else SIZES)
         cells = {k: v for k, v in cells.items() if k in (args.cells or DEFAULT_CELLS)}
         if lo is not None:  # trained on drawn team sizes: evaluate at fixed ones
@@ -80,6 +97,7 @@ def main() -> str:
             "model": model,
             "group": group,
             "seed": cfg["seed"],
+            "race": race,
             "checkpoint": str(src),
             "env_steps": int(saved["env_steps"]),
             "iteration": int(saved["iteration"]),
@@ -101,8 +119,9 @@ def main() -> str:
             n = len(vals)
             mean = sum(vals) / n
             se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1) / n) if n > 1 else None  # one seed: none
-            paper = PAPER_TERRAN.get(rows[0]["model"], {}).get(cell)
-            table[model][cell] = {"mean": mean, "se": se, "seeds": vals, "paper_terran": paper}
+            race = rows[0]["race"]
+            paper = PAPER.get(race, {}).get(rows[0]["model"], {}).get(cell)
+            table[model][cell] = {"mean": mean, "se": se, "seeds": vals, "paper": paper, "paper_race": race}
         base = table[model].get("5v5", table[model].get("left"))
         for cell in table[model].values():
             cell["ratio_to_5v5"] = cell["mean"] / base["mean"] if base and base["mean"] > 0 else None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -124,6 +123,8 @@ def train_fps(model: str, num_envs: int, iterations: int) -> float:
 
 
 def main() -> str:
+    from eqmarl.core.machine import cpu_model
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envs", type=int, nargs="+", default=[64, 256, 1024])
     ap.add_argument("--steps", type=int, default=50, help="timed env steps per size")
@@ -138,7 +139,7 @@ def main() -> str:
 
     result: dict = {
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "load_avg_1m": os.getloadavg()[0],
             "torch": torch.__version__,

@@ -71,17 +71,6 @@ STRIPPED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINC
 SPIN = "while True:\n    pass\n"
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def iteration_seconds(metrics_csv: Path) -> list[float]:
     walls = [float(r["wall_s"]) for r in csv.DictReader(metrics_csv.open())]
     return [b - a for a, b in itertools.pairwise(walls)]
@@ -114,6 +103,8 @@ def run_once(threads: int, extra_env: dict[str, str], overrides: list[str], work
 
 
 def main() -> str:
+    from eqmarl.core.machine import cpu_model
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--busy", type=int, default=1, help="competing processes that each spin one core")
     ap.add_argument("--rounds", type=int, default=1, help="repeat every measurement (medians over rounds)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -108,6 +107,8 @@ def adam_step_flops(trainer) -> float:
 
 
 def main() -> dict:
+    from eqmarl.core.machine import cpu_model
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=5, help="timed iterations")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
@@ -227,7 +228,7 @@ def main() -> dict:
         "batch_frames": trainer.batch_frames,
         "device": str(trainer.device),
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "overrides": overrides,
     }
