@@ -1,6 +1,7 @@
 """The E2GN2 paper's generalization tables on SMAX, from trained surrounded-left runs.
 
     PYTHONPATH=src python benchmarks/smax_generalization.py RUN_DIR... --episodes 500 --out table.json
+    PYTHONPATH=src python benchmarks/smax_generalization.py RUN_DIR... --merge earlier.json --out table.json
 
 Every run (``experiment=smacv2_generalization``: surrounded-left 5v5, or
 ``experiment=smacv2_team_sizes``: surrounded-left, team sizes drawn per episode) is
@@ -13,7 +14,10 @@ on stderr) and writes JSON: per model and cell the win rate of each seed, the me
 standard error over seeds and the mean's ratio to 5v5 (the 5v5 cell, else left), next to
 the paper's numbers for the run's race (OpenReview rebuttal, 10 seeds, real StarCraft II);
 per run the checkpoint's env steps; the machine and its load average before and after.
-Runs of another race than terran form their own rows (``e2gn2_protoss``).
+Runs of another race than terran form their own rows (``e2gn2_protoss``).  ``--merge``
+adds the evaluated runs of earlier outputs of this script (the same episodes per cell and
+evaluation seed) to the table, so seeds evaluated at different times form one table; a run
+named again is evaluated again.
 """
 
 from __future__ import annotations
@@ -55,20 +59,70 @@ PAPER = {
 }
 
 
+def merged_rows(files: list[str], episodes: int, seed: int, skip: set[str]) -> list[dict]:
+    """The evaluated runs of earlier outputs (``--merge``), less those evaluated again now."""
+    rows = []
+    for f in files:
+        earlier = json.loads(Path(f).read_text())
+        if "runs" not in earlier or "episodes_per_cell" not in earlier:
+            raise SystemExit(f"--merge {f}: not an output of smax_generalization.py (no 'runs' / 'episodes_per_cell')")
+        if earlier["episodes_per_cell"] != episodes or earlier.get("eval_seed", 12345) != seed:
+            raise SystemExit(
+                f"--merge {f}: evaluated with --episodes {earlier['episodes_per_cell']} "
+                f"--seed {earlier.get('eval_seed', 12345)}; this table uses --episodes {episodes} --seed {seed}"
+            )
+        # outputs from before races were recorded are terran
+        rows.extend({"race": "terran", **row, "merged_from": f} for row in earlier["runs"] if row["run"] not in skip)
+    return rows
+
+
+def table_of(per_run: list[dict]) -> dict[str, dict]:
+    """Per group (model, drawn sizes, race) and cell: the seeds' win rates, their mean and
+    standard error, the paper's number and the mean's ratio to 5v5 (else left).  Cells
+    missing from some run of a group are left out; two runs of one group and seed are an
+    error."""
+    seen: dict[tuple[str, int], str] = {}
+    for r in per_run:
+        other = seen.setdefault((r["group"], r["seed"]), r["run"])
+        if other != r["run"]:
+            raise SystemExit(f"two runs of {r['group']} seed {r['seed']}: {other} and {r['run']}; name one")
+    table: dict[str, dict] = {}
+    for model in sorted({r["group"] for r in per_run}):
+        rows = [r for r in per_run if r["group"] == model]
+        table[model] = {}
+        for cell in [c for c in rows[0]["cells"] if all(c in r["cells"] for r in rows)]:
+            vals = [r["cells"][cell]["win_rate"] for r in rows]
+            n = len(vals)
+            mean = sum(vals) / n
+            se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1) / n) if n > 1 else None  # one seed: none
+            race = rows[0]["race"]
+            paper = PAPER.get(race, {}).get(rows[0]["model"], {}).get(cell)
+            table[model][cell] = {"mean": mean, "se": se, "seeds": vals, "paper": paper, "paper_race": race}
+        base = table[model].get("5v5", table[model].get("left"))
+        for cell in table[model].values():
+            cell["ratio_to_5v5"] = cell["mean"] / base["mean"] if base and base["mean"] > 0 else None
+    return table
+
+
 def main() -> str:
     import torch
 
+    from eqmarl.core.machine import machine_info
     from eqmarl.eval.evaluate import evaluate_run
     from eqmarl.train.checkpoint import resolve_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+")
+    ap.add_argument("runs", nargs="*")
     ap.add_argument("--episodes", type=int, default=500)
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--merge", nargs="*", default=[], help="earlier outputs of this script whose runs join the table")
     every = " ".join([*SIDES, *SIZES])
     ap.add_argument("--cells", nargs="*", default=None, help=f"any of: {every} (default: {' '.join(DEFAULT_CELLS)})")
     args = ap.parse_args()
+    if not args.runs and not args.merge:
+        ap.error("name run directories to evaluate, or earlier outputs with --merge")
+    merged = merged_rows(args.merge, args.episodes, args.seed, skip={str(r) for r in args.runs})
     load_before = os.getloadavg()
     per_run = []
     for run in args.runs:
@@ -110,26 +164,15 @@ def main() -> str:
             row["cells"][cell] = {k: r[k] for k in ("win_rate", "win_rate_se", "return_mean", "episodes")}
             print(json.dumps({"run": run, "cell": cell, **row["cells"][cell]}), file=sys.stderr)
         per_run.append(row)
-    table: dict[str, dict] = {}
-    for model in sorted({r["group"] for r in per_run}):
-        rows = [r for r in per_run if r["group"] == model]
-        table[model] = {}
-        for cell in rows[0]["cells"]:
-            vals = [r["cells"][cell]["win_rate"] for r in rows]
-            n = len(vals)
-            mean = sum(vals) / n
-            se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1) / n) if n > 1 else None  # one seed: none
-            race = rows[0]["race"]
-            paper = PAPER.get(race, {}).get(rows[0]["model"], {}).get(cell)
-            table[model][cell] = {"mean": mean, "se": se, "seeds": vals, "paper": paper, "paper_race": race}
-        base = table[model].get("5v5", table[model].get("left"))
-        for cell in table[model].values():
-            cell["ratio_to_5v5"] = cell["mean"] / base["mean"] if base and base["mean"] > 0 else None
+    per_run = merged + per_run
+    table = table_of(per_run)
     out = {
         "episodes_per_cell": args.episodes,
+        "eval_seed": args.seed,
         "table": table,
         "runs": per_run,
-        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "processor": platform.processor() or None},
+        "merged_from": args.merge,
+        "machine": {"host": platform.node(), **machine_info()},
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
     }
