@@ -90,13 +90,14 @@ def table_of(per_run: list[dict]) -> dict[str, dict]:
     for model in sorted({r["group"] for r in per_run}):
         rows = [r for r in per_run if r["group"] == model]
         table[model] = {}
+        race = rows[0]["race"]
+        paper_cells = PAPER.get(race, {}).get(rows[0]["model"], {})
         for cell in [c for c in rows[0]["cells"] if all(c in r["cells"] for r in rows)]:
             vals = [r["cells"][cell]["win_rate"] for r in rows]
             n = len(vals)
             mean = sum(vals) / n
             se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1) / n) if n > 1 else None  # one seed: none
-            race = rows[0]["race"]
-            paper = PAPER.get(race, {}).get(rows[0]["model"], {}).get(cell)
+            paper = paper_cells.get(cell)
             table[model][cell] = {"mean": mean, "se": se, "seeds": vals, "paper": paper, "paper_race": race}
         base = table[model].get("5v5", table[model].get("left"))
         for cell in table[model].values():
