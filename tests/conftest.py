@@ -54,6 +54,17 @@ def compose(overrides: list[str] | None = None):
     return to_config(dict_cfg)
 
 
+def load_benchmark(name: str):  # type: ignore[no-untyped-def]
+    """``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_ok(cmd: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``cmd``; fail the test with the end of its output unless it exits 0."""
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import types
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("smax_choice_stats", ROOT / "benchmarks" / "smax_choice_stats.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_benchmark
 
 
 def test_choice_fractions_over_live_agents_and_windows() -> None:
-    mod = _module()
+    mod = load_benchmark("smax_choice_stats")
     # [T=1, E=1, A=4] agents, mask layout: 3 choices, 4 compass moves, 2 targets
     mask = torch.zeros(1, 1, 4, 9, dtype=torch.bool)
     mask[..., 0] = True  # stop always allowed
@@ -49,7 +40,7 @@ def test_choice_fractions_over_live_agents_and_windows() -> None:
 
 
 def test_summary_means_per_mixed_entropy(tmp_path: Path) -> None:
-    mod = _module()
+    mod = load_benchmark("smax_choice_stats")
     import json
 
     def run(name: str, mode: str, seed: int, win: dict, move: dict) -> None:

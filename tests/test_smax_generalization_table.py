@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("smax_generalization", ROOT / "benchmarks" / "smax_generalization.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_benchmark
 
 
 def _row(run: str, model: str, seed: int, race: str, wins: dict[str, float]) -> dict:
@@ -27,7 +18,7 @@ def _row(run: str, model: str, seed: int, race: str, wins: dict[str, float]) -> 
 
 
 def test_table_means_seeds_per_race_with_that_races_paper_numbers() -> None:
-    mod = _module()
+    mod = load_benchmark("smax_generalization")
     rows = [
         _row("a", "e2gn2", 0, "zerg", {"left": 0.5, "right": 0.4, "8v8": 0.2}),
         _row("b", "e2gn2", 1, "zerg", {"left": 0.7, "right": 0.8}),  # no 8v8: the cell is left out
@@ -46,14 +37,14 @@ def test_table_means_seeds_per_race_with_that_races_paper_numbers() -> None:
 
 
 def test_two_runs_of_one_group_and_seed_are_refused() -> None:
-    mod = _module()
+    mod = load_benchmark("smax_generalization")
     rows = [_row("a", "gnn", 0, "terran", {"left": 0.5}), _row("b", "gnn", 0, "terran", {"left": 0.6})]
     with pytest.raises(SystemExit, match="two runs of gnn seed 0"):
         mod.table_of(rows)
 
 
 def test_merge_takes_earlier_rows_unless_evaluated_again_and_checks_episodes(tmp_path: Path) -> None:
-    mod = _module()
+    mod = load_benchmark("smax_generalization")
     earlier = tmp_path / "earlier.json"
     old_row = _row("runs/x", "gnn", 0, "terran", {"left": 0.5})
     del old_row["race"]  # outputs from before races were recorded

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("smax_vs_jaxmarl", ROOT / "benchmarks" / "smax_vs_jaxmarl.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_benchmark
 
 
 def _rows(step_s: float, steps_per_update: int, n: int, rate) -> list[dict]:
@@ -26,7 +17,7 @@ def _rows(step_s: float, steps_per_update: int, n: int, rate) -> list[dict]:
 
 
 def test_window_means_per_mark_and_seed_means(tmp_path: Path) -> None:
-    mod = _module()
+    mod = load_benchmark("smax_vs_jaxmarl")
     # eqmarl: an update every 2 s of 2,000 steps, win rate = its index / 1000; one nan (no episode ended)
     for seed, offset in ((0, 0.0), (1, 0.1)):
         rows = _rows(2.0, 2000, 320, lambda i, o=offset: math.nan if i == 89 else i / 1000 + o)
