@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 SIDES = {"left": [], "right": ["env.surround_sides=right"], "all": ["env.surround_sides=all"]}
 SIZES = {f"{n}v{n}": [f"env.n_units={n}", f"env.n_enemies={n}"] for n in range(4, 11)}
 DEFAULT_CELLS = ("left", "right", "all", "4v4", "6v6", "7v7", "8v8")
+EVAL_SEED = 12345  # --seed's default; outputs written before eval_seed was recorded used it
 # E2GN2 / GNN / MLP win rates per race (OpenReview tables 1 and 2; table 2's 5-agent training
 # cell, e.g. terran .69 / .48, differs from table 1's left, .57 / .43: the team-size cells
 # here are read against left)
@@ -66,10 +67,11 @@ def merged_rows(files: list[str], episodes: int, seed: int, skip: set[str]) -> l
         earlier = json.loads(Path(f).read_text())
         if "runs" not in earlier or "episodes_per_cell" not in earlier:
             raise SystemExit(f"--merge {f}: not an output of smax_generalization.py (no 'runs' / 'episodes_per_cell')")
-        if earlier["episodes_per_cell"] != episodes or earlier.get("eval_seed", 12345) != seed:
+        their_seed = earlier.get("eval_seed", EVAL_SEED)
+        if earlier["episodes_per_cell"] != episodes or their_seed != seed:
             raise SystemExit(
                 f"--merge {f}: evaluated with --episodes {earlier['episodes_per_cell']} "
-                f"--seed {earlier.get('eval_seed', 12345)}; this table uses --episodes {episodes} --seed {seed}"
+                f"--seed {their_seed}; this table uses --episodes {episodes} --seed {seed}"
             )
         # outputs from before races were recorded are terran
         rows.extend({"race": "terran", **row, "merged_from": f} for row in earlier["runs"] if row["run"] not in skip)
@@ -115,7 +117,7 @@ def main() -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="*")
     ap.add_argument("--episodes", type=int, default=500)
-    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--seed", type=int, default=EVAL_SEED)
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="*", default=[], help="earlier outputs of this script whose runs join the table")
     every = " ".join([*SIDES, *SIZES])

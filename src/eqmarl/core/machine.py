@@ -24,10 +24,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity: a SLURM task's ``cpus_per_task``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def machine_info() -> dict[str, object]:
     """The CPU model, the cores this process may use and the machine's architecture."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return {"cpu": cpu_model(), "cores": cores, "arch": platform.machine()}
+    return {"cpu": cpu_model(), "cores": usable_cores(), "arch": platform.machine()}

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from eqmarl.core.log import get_logger
+from eqmarl.core.machine import usable_cores
 
 log = get_logger("train")
 
@@ -35,14 +36,6 @@ log = get_logger("train")
 def passive_waiting() -> bool:
     """Whether OpenMP's idle threads sleep (``OMP_WAIT_POLICY=PASSIVE`` when torch loaded it)."""
     return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on (its affinity: a SLURM task's ``cpus_per_task``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def resolve_threads(requested: int) -> int:
