@@ -6,7 +6,9 @@
 
 The script and its default config (``config/mappo_homogenous_rnn_smax.yaml`` beside it) are
 JaxMARL's files, read from a JaxMARL checkout (nothing of them is copied into eqmarl; get
-one with ``git clone https://github.com/FLAIROx/JaxMARL``).  The module is imported as it is
+one with ``git clone https://github.com/FLAIROx/JaxMARL``).  The script needs ``distrax``
+(``pip install distrax``), which eqmarl's ``smax`` extra does not install: its imports are
+checked first, and a missing one is named before anything runs.  The module is imported as it is
 and its ``make_train`` jitted as its ``main`` does, with every default setting kept (the
 learning-rate schedule included: ``TOTAL_TIMESTEPS`` stays 1e7, and the run is stopped by
 the clock, as a user who stops a run would).  Three names in the imported module are
@@ -55,6 +57,38 @@ EQMARL_LEFT = {
     "surround_sides": "left",
     "episode_limit": 100,
 }
+
+
+# pip names of modules whose import name differs (the rest install under their own name)
+PIP_NAMES = {"hydra": "hydra-core", "yaml": "pyyaml"}
+
+
+def missing_imports(script: Path) -> list[str]:
+    """The modules ``script`` imports (any absolute ``import``/``from`` in it) that this
+    Python cannot find, by their top-level name: checked before anything runs, so a
+    missing one (``distrax`` is not in eqmarl's ``smax`` extra) stops a comparison at its
+    start instead of after the eqmarl side's runs."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(script.read_text(), filename=str(script))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return sorted(n for n in names if importlib.util.find_spec(n) is None)
+
+
+def check_script(script: Path) -> None:
+    """Exit with a message unless ``script`` exists and all it imports is installed."""
+    if not script.is_file():
+        raise SystemExit(f"--script {script}: no such file (JaxMARL's baselines/MAPPO/mappo_rnn_smax.py)")
+    missing = missing_imports(script)
+    if missing:
+        pip = " ".join(PIP_NAMES.get(n, n) for n in missing)
+        raise SystemExit(
+            f"--script {script} imports {', '.join(missing)}, not installed in this Python: pip install {pip}"
+        )
 
 
 def _git_commit(path: Path) -> str | None:
@@ -108,6 +142,7 @@ def main() -> dict[str, Any]:
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     ap.add_argument("--jaxmarl-commit", help="the JaxMARL commit the script is from (default: git of its folder)")
     args = ap.parse_args()
+    check_script(args.script)
 
     from omegaconf import OmegaConf
 

@@ -220,14 +220,20 @@ def main() -> None:
             plot(args.out)
         print(json.dumps(summary(args.out)))
         return
+    if "jaxmarl" in args.sides:  # before any run: a bad script would stop the queue after the eqmarl side
+        if args.script is None:
+            raise SystemExit("--script: JaxMARL's baselines/MAPPO/mappo_rnn_smax.py is needed for the JaxMARL side")
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from jaxmarl_mappo_smax import check_script
+
+        check_script(args.script)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
     for s in args.seeds:
         if "eqmarl" in args.sides:
             for m in args.models:
                 run_eqmarl(args.out, args.experiment, m, s, args.minutes, args.overrides)
         if "jaxmarl" in args.sides:
-            if args.script is None:
-                raise SystemExit("--script: JaxMARL's baselines/MAPPO/mappo_rnn_smax.py is needed for the JaxMARL side")
+            assert args.script is not None
             run_jaxmarl(args.out, args.script, args.jaxmarl_scenario, s, args.minutes, args.jaxmarl_commit)
     print(json.dumps(summary(args.out)))
 

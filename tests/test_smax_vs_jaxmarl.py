@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.conftest import load_benchmark
+from tests.conftest import ROOT, load_benchmark
 
 
 def _rows(step_s: float, steps_per_update: int, n: int, rate) -> list[dict]:
@@ -44,3 +46,24 @@ def test_window_means_per_mark_and_seed_means(tmp_path: Path) -> None:
     assert j["seeds"]["0"]["at_minutes"]["10"] is None  # 80 x 7 s = 560 s < 600 s
     assert j["mean_at_minutes"]["10"] == {"mean": None, "n": 0}
     assert json.loads((tmp_path / "summary.json").read_text()) == res
+
+
+def test_a_jaxmarl_script_that_cannot_import_is_refused_before_any_run(tmp_path: Path) -> None:
+    """distrax (not in the smax extra) missing used to stop the queue after the eqmarl side."""
+    script = tmp_path / "mappo_rnn_smax.py"
+    script.write_text(
+        "import json\nimport not_installed_mod_xyz.sub as a\nfrom other_missing_pkg_q import b\n"
+        "from . import rel\n\n\ndef f():\n    import lazy_missing_mod_k\n"
+    )
+    mod = load_benchmark("jaxmarl_mappo_smax")
+    assert mod.missing_imports(script) == ["lazy_missing_mod_k", "not_installed_mod_xyz", "other_missing_pkg_q"]
+    for bad, expect in (
+        (script, "pip install lazy_missing_mod_k not_installed_mod_xyz"),
+        (tmp_path / "nope.py", "no such file"),
+    ):
+        out = tmp_path / "out"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "smax_vs_jaxmarl.py"), "run", "--out", str(out)]
+        cmd += ["--script", str(bad), "--seeds", "0"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        assert p.returncode != 0 and expect in p.stderr, p.stderr
+        assert not out.exists()  # refused before the eqmarl side ran
