@@ -178,22 +178,37 @@ def plot(out: Path) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colours = {"jaxmarl_mappo": "tab:gray"}
+    runs: dict[str, list[dict[str, Any]]] = {}
     for f in sorted(out.glob("*_s*.json")):
         d = json.loads(f.read_text())
-        name = "jaxmarl_mappo" if d.get("side") == "jaxmarl" else f"eqmarl_{d['model']}"
+        runs.setdefault("jaxmarl_mappo" if d.get("side") == "jaxmarl" else f"eqmarl_{d['model']}", []).append(d)
+    for name, docs in runs.items():
         colour = colours.setdefault(name, f"C{len(colours) - 1}")
         for ax, key, width, scale in ((axes[0], "wall_s", WINDOW_S, 60.0), (axes[1], "env_steps", WINDOW_STEPS, 1e6)):
-            end = d["rows"][-1][key] if d["rows"] else 0
-            xs = list(range(int(width), int(end) + 1, int(width)))
-            ys = [_window_mean(d["rows"], key, x, width) for x in xs]
-            pts = [(x / scale, y) for x, y in zip(xs, ys) if y is not None]
-            ax.plot(*zip(*pts), color=colour, lw=1, alpha=0.8, label=f"{name} s{d['seed']}")
+            ends = [d["rows"][-1][key] if d["rows"] else 0 for d in docs]
+            curves = []
+            for d, end in zip(docs, ends):  # each seed thin
+                xs = list(range(int(width), int(end) + 1, int(width)))
+                ys = [_window_mean(d["rows"], key, x, width) for x in xs]
+                curves.append(dict(zip(xs, ys)))
+                pts = [(x / scale, y) for x, y in zip(xs, ys) if y is not None]
+                if pts:
+                    ax.plot(*zip(*pts), color=colour, lw=0.8, alpha=0.35)
+            # the seeds' mean, where every seed has a value
+            xs = list(range(int(width), int(min(ends)) + 1, int(width)))
+            mean = [
+                (x / scale, sum(c[x] for c in curves) / len(curves))
+                for x in xs
+                if all(c.get(x) is not None for c in curves)
+            ]
+            if mean:
+                ax.plot(*zip(*mean), color=colour, lw=2, label=f"{name} (mean of {len(docs)} seeds)")
     axes[0].set_xlabel("training wall time (min)")
     axes[1].set_xlabel("env steps (M)")
     for ax in axes:
         ax.set_ylabel("training win rate")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
     path = out / "curves.png"
     fig.savefig(path, dpi=110)

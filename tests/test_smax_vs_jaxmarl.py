@@ -46,6 +46,8 @@ def test_window_means_per_mark_and_seed_means(tmp_path: Path) -> None:
     assert j["seeds"]["0"]["at_minutes"]["10"] is None  # 80 x 7 s = 560 s < 600 s
     assert j["mean_at_minutes"]["10"] == {"mean": None, "n": 0}
     assert json.loads((tmp_path / "summary.json").read_text()) == res
+    # curves.png: every seed thin and the seeds' mean where both seeds have a value
+    assert mod.plot(tmp_path).stat().st_size > 10_000
 
 
 def test_a_jaxmarl_script_that_cannot_import_is_refused_before_any_run(tmp_path: Path) -> None:
