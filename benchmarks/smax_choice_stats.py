@@ -16,6 +16,10 @@ Prints one JSON object on stdout: the rows and the mean win rate in 20k-env-step
 ``--summary DIR`` reads the JSON files in ``DIR`` and prints (and writes ``summary.json``)
 each run's windows and, per ``model.mixed_entropy``, their mean over the runs.
 
+Where the units go (graphs with enemy nodes, SMAX): the mean distance to the nearest live
+enemy, and for the ``move`` choices the cosine between the move vector and the direction
+to that enemy and the move's length.
+
 A seed that "finds the attack late" shows here as a choice that drifts to ``move``
 while ``attack_avail`` falls: its units walk out of range (see ``model.mixed_entropy``).
 """
@@ -53,11 +57,40 @@ def choice_stats(rollout) -> dict[str, float]:  # type: ignore[no-untyped-def]
     row["attack_avail"] = int(can_attack.sum()) / n_alive
     row["attack_when_avail"] = int(((choice == CHOICE_ATTACK) & can_attack).sum()) / n_can
     row["stop_when_avail"] = int(((choice == CHOICE_STOP) & can_attack).sum()) / n_can
+    graph = getattr(rollout.obs, "graph", None)
+    if graph is not None and graph.node_group is not None:
+        row.update(move_stats(rollout.action, graph, alive, (choice == CHOICE_MOVE) & alive))
     wins = rollout.episode_wins
     row["win_rate"] = float(wins.float().mean()) if wins is not None and wins.numel() else float("nan")
     ret = rollout.episode_returns
     row["return"] = float(ret.mean()) if ret.numel() else float("nan")
     return row
+
+
+def move_stats(action, graph, alive, moved) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Where the live units are and go: ``nearest_enemy``, the mean distance from a live
+    agent to the nearest live enemy (the graph's position units); over the transitions
+    that chose ``move``, ``move_toward_enemy``, the mean cosine between the sampled move
+    vector and the direction to that enemy (1: straight at it, -1: straight away, 0 for
+    random directions), and ``move_length``, its mean length clipped to 1 (the env's
+    speed fraction)."""
+    x = graph.x  # [T, E, N, 2]
+    pos = x.index_select(-2, graph.agent_node)  # [T, E, A, 2]
+    enemy = (graph.node_group == 1) & graph.node_mask  # [T, E, N]
+    d = x.unsqueeze(-3) - pos.unsqueeze(-2)  # [T, E, A, N, 2]: agent -> node
+    dist = d.norm(dim=-1).masked_fill(~enemy.unsqueeze(-2), float("inf"))
+    nearest, j = dist.min(-1)  # [T, E, A]
+    to_enemy = d.gather(-2, j[..., None, None].expand(*j.shape, 1, 2)).squeeze(-2)
+    has = alive & enemy.any(-1).unsqueeze(-1)
+    sel = moved & has
+    v = action[..., 1:3]
+    cos = (v * to_enemy).sum(-1) / (v.norm(dim=-1) * to_enemy.norm(dim=-1)).clamp_min(1e-8)
+    n_sel = max(1, int(sel.sum()))
+    return {
+        "nearest_enemy": float(nearest[has].mean()) if bool(has.any()) else float("nan"),
+        "move_toward_enemy": float(cos[sel].sum()) / n_sel,
+        "move_length": float(v.norm(dim=-1).clamp(max=1.0)[sel].sum()) / n_sel,
+    }
 
 
 def windows(rows: list[dict], key: str = "win_rate") -> dict[str, float | None]:
@@ -135,6 +168,11 @@ def main() -> dict:
         "mixed_entropy": cfg.model.mixed_entropy,
         "win_rate_windows": windows(rows),
         "move_windows": windows(rows, "move"),
+        **(
+            {"toward_enemy_windows": windows(rows, "move_toward_enemy")}
+            if rows and "move_toward_enemy" in rows[0]
+            else {}
+        ),
         "rows": rows,
     }
     if args.out is not None:

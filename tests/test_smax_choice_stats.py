@@ -1,4 +1,5 @@
-"""benchmarks/smax_choice_stats.py: the choice fractions count live agents only."""
+"""benchmarks/smax_choice_stats.py: the choice fractions count live agents only; where the
+units that move go."""
 
 from __future__ import annotations
 
@@ -37,6 +38,34 @@ def test_choice_fractions_over_live_agents_and_windows() -> None:
 
     rows = [{"env_steps": s, "win_rate": w} for s, w in ((10_000, 0.0), (20_000, 1.0), (30_000, float("nan")))]
     assert mod.windows(rows) == {"0-20k": 0.5, "20-40k": None}
+
+
+def test_move_direction_towards_the_nearest_live_enemy() -> None:
+    from eqmarl.core.graph import EntityGraph
+
+    mod = load_benchmark("smax_choice_stats")
+    # nodes: agents a0 (0, 0), a1 (0, 4); enemies e0 (2, 0), e1 (0, 4.5) dead, e2 (0, 7)
+    x = torch.tensor([[0.0, 0.0], [0.0, 4.0], [2.0, 0.0], [0.0, 4.5], [0.0, 7.0]]).view(1, 1, 5, 2)
+    graph = EntityGraph(
+        h=torch.zeros(1, 1, 5, 3),
+        x=x,
+        v=torch.zeros_like(x),
+        node_mask=torch.tensor([True, True, True, False, True]).view(1, 1, 5),
+        agent_node=torch.tensor([0, 1]),
+        edge_rule="bipartite",
+        node_group=torch.tensor([0, 0, 1, 1, 1]).view(1, 1, 5),
+    )
+    action = torch.zeros(1, 1, 2, 4)
+    action[0, 0, 0, 1:3] = torch.tensor([2.0, 0.0])  # a0: straight at e0 (clipped to length 1)
+    action[0, 0, 1, 1:3] = torch.tensor([0.0, -0.5])  # a1: straight away from e2 (e1 is dead)
+    alive = torch.ones(1, 1, 2, dtype=torch.bool)
+    out = mod.move_stats(action, graph, alive, alive)
+    assert out["nearest_enemy"] == 2.5  # 2 (a0 -> e0) and 3 (a1 -> e2)
+    assert abs(out["move_toward_enemy"]) < 1e-6  # +1 and -1
+    assert out["move_length"] == 0.75
+    # only the transitions that chose move count for the direction
+    only_a0 = torch.tensor([[[True, False]]])
+    assert abs(mod.move_stats(action, graph, alive, only_a0)["move_toward_enemy"] - 1.0) < 1e-6
 
 
 def test_summary_means_per_mixed_entropy(tmp_path: Path) -> None:
