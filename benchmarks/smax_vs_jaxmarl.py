@@ -127,12 +127,18 @@ def _window_mean(rows: list[dict[str, float]], key: str, mark: float, width: flo
     return round(sum(vals) / len(vals), 4)
 
 
-def summary(out: Path) -> dict[str, Any]:
+def load_sides(out: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """The runs' results in ``out``: side name (``eqmarl_<model>``, ``jaxmarl_mappo``) -> seed -> result."""
     sides: dict[str, dict[int, dict[str, Any]]] = {}
     for f in sorted(out.glob("*_s*.json")):
         d = json.loads(f.read_text())
         name = "jaxmarl_mappo" if d.get("side") == "jaxmarl" else f"eqmarl_{d['model']}"
         sides.setdefault(name, {})[int(d["seed"])] = d
+    return sides
+
+
+def summary(out: Path) -> dict[str, Any]:
+    sides = load_sides(out)
     res: dict[str, Any] = {
         "benchmark": "smax_vs_jaxmarl (python benchmarks/smax_vs_jaxmarl.py summary)",
         "metric": "training win rate: episodes won / episodes ended in the rollout; each mark is the mean of "
@@ -178,11 +184,8 @@ def plot(out: Path) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colours = {"jaxmarl_mappo": "tab:gray"}
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for f in sorted(out.glob("*_s*.json")):
-        d = json.loads(f.read_text())
-        runs.setdefault("jaxmarl_mappo" if d.get("side") == "jaxmarl" else f"eqmarl_{d['model']}", []).append(d)
-    for name, docs in runs.items():
+    for name, by_seed in load_sides(out).items():
+        docs = list(by_seed.values())
         colour = colours.setdefault(name, f"C{len(colours) - 1}")
         for ax, key, width, scale in ((axes[0], "wall_s", WINDOW_S, 60.0), (axes[1], "env_steps", WINDOW_STEPS, 1e6)):
             ends = [d["rows"][-1][key] if d["rows"] else 0 for d in docs]
